@@ -1,0 +1,186 @@
+"""Monte Carlo ground truth (validation.simulate): exact formulas, limits, surrogate, m = inf."""
+import math
+
+import numpy as np
+import pytest
+
+import pencils
+import validation
+from validation import montecarlo as sim_module
+from validation import extrapolate, fit_score, make_problem, simulate
+
+RELU = None
+
+
+def relu():
+    global RELU
+    if RELU is None:
+        RELU = pencils.activation("relu")
+    return RELU
+
+
+# ---------------------------------------------------------------- input checks
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(d=0), "d must be"),
+    (dict(d=10.5), "d must be"),
+    (dict(psi_n=0.0), "psi_n"),
+    (dict(psi_p=-1.0), "psi_p"),
+    (dict(lam=-1e-3), "lam"),
+    (dict(t=0.0), "t must be"),
+    (dict(m=0), "m must be"),
+    (dict(m=2.5), "integer"),
+    (dict(m="many"), "m must be"),
+    (dict(psi_n=float("nan")), "NaN"),
+    (dict(lam=float("nan")), "NaN"),
+    (dict(t=float("inf")), "finite"),
+])
+def test_bad_input_is_rejected(kwargs, words):
+    params = dict(d=20, psi_n=1.0, psi_p=1.0, t=0.5, lam=1e-2, m=1) | kwargs
+    with pytest.raises(ValueError, match=words):
+        simulate("relu", seeds=1, **params)
+
+
+def test_m_accepts_inf_spellings():
+    for spelling in (math.inf, "inf", "Inf", float("inf")):
+        assert validation.parse_m(spelling) == math.inf
+    assert validation.parse_m(3.0) == 3 and isinstance(validation.parse_m(3.0), int)
+
+
+# ---------------------------------------------------------------- exactness of one instance
+
+def naive_fit(act, pr, seed, test_samples):
+    """Independent, materialised implementation on the same draws (W, X, Z)."""
+    streams = np.random.SeedSequence([seed, pr.d, pr.n, pr.p]).spawn(5)
+    rng_w, rng_x, rng_z = (np.random.default_rng(s) for s in streams[:3])
+    W = rng_w.standard_normal((pr.p, pr.d))
+    X = rng_x.standard_normal((pr.n, pr.d))
+    Z = rng_z.standard_normal((pr.n * pr.m, pr.d))
+    Y = pr.a * np.repeat(X, pr.m, axis=0) + math.sqrt(pr.delta) * Z
+    Phi = act(Y @ W.T / math.sqrt(pr.d))
+    N = Phi.shape[0]
+    Bt = -np.linalg.solve(Phi.T @ Phi / N + pr.lam * np.eye(pr.p), Phi.T @ Z / N)
+    train = np.sum((Phi @ Bt + Z) ** 2) / (N * pr.d)
+    rng = np.random.default_rng(99)
+    Yt = rng.standard_normal((test_samples, pr.d))
+    per = np.sum((act(Yt @ W.T / math.sqrt(pr.d)) @ Bt + math.sqrt(pr.delta) * Yt) ** 2, axis=1) / pr.d
+    return train, per.mean(), per.std(ddof=1) / math.sqrt(test_samples)
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "erf"])
+@pytest.mark.parametrize("psi_p, m", [(0.5, 3), (3.0, 1)])  # primal and dual forms
+def test_fit_matches_naive_implementation(name, psi_p, m):
+    act = pencils.activation(name)
+    pr = make_problem(d=40, psi_n=1.0, psi_p=psi_p, t=0.4, lam=1e-2, m=m)
+    fitted = fit_score(act, pr, seed=3)
+    assert fitted.form == ("primal" if pr.p <= pr.n * m else "dual")
+    train, test, test_se = naive_fit(act, pr, 3, test_samples=40_000)
+    assert fitted.train_error == pytest.approx(train, rel=1e-8)
+    assert abs(fitted.test_error - test) < 4 * test_se
+
+
+def test_streaming_does_not_change_the_draws(monkeypatch):
+    pr = make_problem(d=30, psi_n=2.0, psi_p=1.0, t=0.5, lam=1e-2, m=4)
+    whole = fit_score(relu(), pr, seed=1)
+    monkeypatch.setattr(sim_module, "CHUNK_ROWS", 7)
+    chunked = fit_score(relu(), pr, seed=1)
+    assert chunked.train_error == pytest.approx(whole.train_error, rel=1e-10)
+    assert chunked.test_error == pytest.approx(whole.test_error, rel=1e-10)
+
+
+def test_seeds_reproduce_and_differ():
+    kw = dict(d=30, psi_n=1.0, psi_p=2.0, t=0.5, lam=1e-2, m=2)
+    a = simulate("relu", seeds=[5, 6], **kw)
+    b = simulate("relu", seeds=[5, 6], **kw)
+    np.testing.assert_array_equal(a.test_values, b.test_values)
+    assert a.test_values[0] != a.test_values[1]
+
+
+@pytest.mark.parametrize("surrogate", [False, True])
+@pytest.mark.parametrize("m", [1, 3])
+def test_sampled_dsm_loss_equals_test_error_plus_a_squared(surrogate, m):
+    pr = make_problem(d=50, psi_n=1.0, psi_p=1.5, t=0.7, lam=1e-2, m=m)
+    fitted = fit_score(relu(), pr, seed=2, surrogate=surrogate)
+    rng = np.random.default_rng(7)
+    loss, se = fitted.sampled_dsm_loss(40_000, rng)
+    assert abs(loss - (fitted.test_error + pr.a**2)) < 4 * se
+    test, test_se = fitted.sampled_test_error(40_000, rng)
+    assert abs(test - fitted.test_error) < 4 * test_se
+
+
+@pytest.mark.parametrize("m", [1, 4, math.inf])
+@pytest.mark.parametrize("surrogate", [False, True])
+def test_huge_ridge_gives_the_zero_score(m, surrogate):
+    r = simulate("relu", d=30, psi_n=1.0, psi_p=2.0, t=0.3, lam=1e9, m=m, seeds=2, surrogate=surrogate)
+    delta = -math.expm1(-0.6)
+    assert r.test == pytest.approx(delta, abs=1e-6)
+    if not math.isinf(m):  # ||Z||^2/(N d) is a chi-square average around 1
+        assert abs(r.train - 1.0) < 0.1
+    else:
+        assert r.train == pytest.approx(1.0, abs=1e-6)
+
+
+# ---------------------------------------------------------------- m = inf
+
+@pytest.mark.parametrize("surrogate", [False, True])
+def test_finite_m_approaches_exact_noise_average(surrogate):
+    """Same instance (W, X): finite-m errors converge to the exact m = inf ones like c/m.
+
+    If the noise average were wrong, m * (E_m - E_inf) would grow linearly with m.
+    """
+    kw = dict(d=40, psi_n=1.0, psi_p=2.0, t=0.5, lam=1e-2)
+    exact = fit_score(relu(), make_problem(m=math.inf, **kw), 0, surrogate=surrogate)
+    scaled = []
+    for m in (16, 64, 256):
+        finite = fit_score(relu(), make_problem(m=m, **kw), 0, surrogate=surrogate)
+        scaled.append(m * (finite.test_error - exact.test_error))
+    assert all(s > 0 for s in scaled)  # more draws of the same points: less memorisation
+    assert max(scaled) < 2.5 * min(scaled)
+
+
+def test_true_inf_approaches_surrogate_inf_as_d_grows():
+    kw = dict(psi_n=1.0, psi_p=2.0, t=0.5, lam=1e-2, m=math.inf, seeds=4)
+    gaps = []
+    for d in (25, 100):
+        true = simulate("relu", d=d, **kw)
+        sur = simulate("relu", d=d, surrogate=True, **kw)
+        gap = np.abs(true.test_values - sur.test_values).mean()  # same W, X per seed
+        gaps.append(gap)
+    assert gaps[1] < gaps[0] / 2
+
+
+def test_surrogate_and_true_agree_at_moderate_d():
+    kw = dict(psi_n=1.0, psi_p=0.5, t=0.5, lam=1e-2, m=1, seeds=6)
+    diffs = {}
+    for d in (25, 150):
+        true = simulate("relu", d=d, **kw)
+        sur = simulate("relu", d=d, surrogate=True, **kw)
+        delta = true.test_values - sur.test_values
+        diffs[d] = (abs(delta.mean()), delta.std(ddof=1) / math.sqrt(len(delta)))
+    mean, se = diffs[150]
+    assert mean < 3 * se + 0.01 * true.test
+    assert diffs[150][0] < diffs[25][0]
+
+
+# ---------------------------------------------------------------- extrapolation
+
+def test_extrapolation_recovers_limit_and_inflates_bad_fits():
+    from types import SimpleNamespace as R
+    rng = np.random.default_rng(0)
+    ds = [50, 100, 200, 400]
+    exact = {d: R(test=0.4 + 3.0 / d, test_se=1e-3, train=0.2, train_se=1e-3) for d in ds}
+    e = extrapolate(exact)
+    assert e.test == pytest.approx(0.4, abs=1e-12) and e.fits["test"].c1 == pytest.approx(3.0)
+    noisy = {d: R(test=0.4 + 3.0 / d + rng.normal(0, 0.05), test_se=1e-3, train=0.2, train_se=1e-3) for d in ds}
+    assert extrapolate(noisy).test_se > 5 * e.test_se  # chi^2 >> dof inflates the error bar
+    with pytest.raises(ValueError, match="two or more distinct d"):
+        extrapolate({50: exact[50]})
+    with pytest.raises(ValueError, match="standard error"):
+        extrapolate({50: R(test=1, test_se=math.inf, train=1, train_se=1), 100: exact[100]})
+
+
+def test_extrapolation_of_simulations_rejects_mixed_points():
+    a = simulate("relu", d=20, psi_n=1, psi_p=1, t=0.5, lam=0.1, m=1, seeds=2)
+    b = simulate("relu", d=40, psi_n=1, psi_p=2, t=0.5, lam=0.1, m=1, seeds=2)
+    with pytest.raises(ValueError, match="different parameter points"):
+        extrapolate([a, b])

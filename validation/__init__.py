@@ -1,0 +1,14 @@
+"""Monte Carlo ground truth: finite-``d`` random-features scores trained by DSM.
+
+* :func:`simulate` -- seed-averaged test/train errors of the true activation or of its
+  Gaussian-equivalent surrogate, any ``m >= 1`` and ``m = inf`` (:mod:`validation.montecarlo`);
+* :func:`extrapolate` -- ``d -> inf`` estimates from several ``d`` (:mod:`validation.extrapolate`);
+* :mod:`validation.moments` -- exact feature moments used for test errors and ``m = inf``.
+"""
+from .extrapolate import Extrapolation, LinearFit, extrapolate, fit_inverse_d
+from .montecarlo import FittedScore, Problem, SimulationResult, fit_score, make_problem, parse_m, simulate
+
+__all__ = [
+    "simulate", "extrapolate", "fit_score", "make_problem", "parse_m",
+    "SimulationResult", "Extrapolation", "LinearFit", "FittedScore", "Problem", "fit_inverse_d",
+]
