@@ -8,5 +8,14 @@ Pipeline: activation -> Gaussian-equivalence numbers (:mod:`pencils.activation`)
 (:mod:`pencils.freeprob`), compiled and solved in :mod:`numerics`.
 """
 from .activation import Activation, activation, KNOWN_ACTIVATIONS
+from .build import build
 
-__all__ = ["Activation", "activation", "KNOWN_ACTIVATIONS"]
+__all__ = ["Activation", "activation", "KNOWN_ACTIVATIONS", "build"]
+
+# Linear-pencil engine: expressions -> pencils -> fixed-point equations.
+from .expr import D, MatExpr, Space, Trace, gaussian, identity, inverse, trace, transpose  # noqa: E402
+from .linearize import Pencil, linearize  # noqa: E402
+from .freeprob import FixedPointSystem, equations  # noqa: E402
+
+__all__ += ["D", "MatExpr", "Space", "Trace", "gaussian", "identity", "inverse", "trace",
+            "transpose", "Pencil", "linearize", "FixedPointSystem", "equations"]

@@ -40,6 +40,8 @@ from typing import Iterable
 import numpy as np
 import scipy.linalg
 
+from derivations.theory import parse_m
+
 from . import moments as _moments
 
 #: Rows of the feature matrix materialised at once when streaming (times ``p`` floats).
@@ -103,34 +105,6 @@ class Problem:
     @property
     def rows(self) -> float:
         return self.n * self.m
-
-
-def parse_m(m) -> float:
-    """``m`` as ``int >= 1`` or ``math.inf`` (accepts ``"inf"``); ``ValueError`` otherwise."""
-    if isinstance(m, str):
-        text = m.strip().lower()
-        if text in ("inf", "infinity", "∞"):
-            return math.inf
-        if not text.lstrip("+").isdigit():
-            raise ValueError(f"m must be an integer >= 1 or 'inf', got {m!r}")
-        m = int(text)
-    if isinstance(m, bool):
-        raise ValueError(f"m must be an integer >= 1 or inf, got {m!r}")
-    try:
-        value = float(m)
-    except (TypeError, ValueError):
-        raise ValueError(f"m must be an integer >= 1 or inf, got {m!r}") from None
-    if math.isnan(value):
-        raise ValueError("m is NaN")
-    if math.isinf(value):
-        if value < 0:
-            raise ValueError("m must be >= 1, got -inf")
-        return math.inf
-    if value != int(value):
-        raise ValueError(f"finite m must be an integer, got {m!r}")
-    if value < 1:
-        raise ValueError(f"m must be >= 1, got {m!r}")
-    return int(value)
 
 
 def make_problem(*, d, psi_n, psi_p, t, lam, m) -> Problem:

@@ -1,0 +1,277 @@
+"""The public DSM theory object returned by :func:`pencils.build`.
+
+``theory = pencils.build(activation)`` gives the asymptotic (``d, n, p -> inf``)
+learning curves of ``MODEL.md`` for that activation:
+
+* ``theory.coefficients`` -- the Gaussian-equivalence numbers ``mu0, mu1, mu_*^2`` and
+  ``mu_s^2(t)``, ``mu_f^2(t)``;
+* ``theory.equations(m)`` -- the derived fixed-point systems (sympy, ``.latex()``);
+* ``theory.errors(psi_n, psi_p, t, lam, m, precision=None)`` -- ``.test``, ``.train``,
+  ``.dsm_test_loss`` broadcast over all array arguments, with per-point diagnostics;
+  ``precision=dps`` re-solves in mpmath at ``dps`` digits;
+* ``theory.peaks(...)``, ``theory.ridgeless(...)`` -- the interpolation peaks along
+  ``psi_p`` and the ``lam -> 0+`` limit (:mod:`derivations.peaks`).
+
+The symbolic derivation is shared by every activation (the activation only enters
+through the numbers ``mu1, mu_s, mu_f, mu_*``), cached on disk, and compiled once per process.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import mpmath
+import numpy as np
+
+from numerics import ConvergenceError, Solver, compile as compile_system, solve_mp
+
+from .dsm import QUANTITIES, DSMEquations, dsm_equations, dsm_system, m_kind
+
+__all__ = ["DSMTheory", "Errors", "Coefficients", "parse_m"]
+
+
+def parse_m(m) -> float:
+    """``m`` as ``int >= 1`` or ``math.inf`` (accepts ``"inf"``); ``ValueError`` otherwise.
+
+    >>> parse_m("inf"), parse_m(4.0), parse_m("16")
+    (inf, 4, 16)
+    """
+    if isinstance(m, str):
+        text = m.strip().lower()
+        if text in ("inf", "infinity", "∞"):
+            return math.inf
+        if not text.lstrip("+").isdigit():
+            raise ValueError(f"m must be an integer >= 1 or 'inf', got {m!r}")
+        m = int(text)
+    if isinstance(m, bool):
+        raise ValueError(f"m must be an integer >= 1 or inf, got {m!r}")
+    try:
+        value = float(m)
+    except (TypeError, ValueError):
+        raise ValueError(f"m must be an integer >= 1 or inf, got {m!r}") from None
+    if math.isnan(value):
+        raise ValueError("m is NaN")
+    if math.isinf(value):
+        if value < 0:
+            raise ValueError("m must be >= 1, got -inf")
+        return math.inf
+    if value != int(value):
+        raise ValueError(f"finite m must be an integer, got {m!r}")
+    if value < 1:
+        raise ValueError(f"m must be >= 1, got {m!r}")
+    return int(value)
+
+
+@lru_cache(maxsize=None)
+def _solver(kind: str, quantity: str) -> Solver:
+    return compile_system(dsm_system(kind, quantity))
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """Gaussian-equivalence numbers of an activation (``MODEL.md``).
+
+    ``mu_s_sq(t)`` and ``mu_f_sq(t)`` are vectorised over the diffusion time ``t``
+    (two noisy copies of one data point have pre-activation correlation ``a_t^2 = e^{-2t}``).
+    """
+
+    activation: object
+
+    @property
+    def mu0(self) -> float:
+        return float(self.activation.mu0)
+
+    @property
+    def mu1(self) -> float:
+        return float(self.activation.mu1)
+
+    @property
+    def mu_star_sq(self) -> float:
+        return float(self.activation.mu_star_sq)
+
+    def mu_s_sq(self, t):
+        return np.asarray(self.activation.mu_s_sq(np.exp(-2.0 * np.asarray(t, dtype=float))))
+
+    def mu_f_sq(self, t):
+        return np.clip(self.mu_star_sq - self.mu_s_sq(t), 0.0, None)
+
+    def __repr__(self) -> str:
+        return (f"Coefficients({self.activation.name}: mu0={self.mu0:.6g}, mu1={self.mu1:.6g}, "
+                f"mu_star_sq={self.mu_star_sq:.6g})")
+
+
+@dataclass(frozen=True)
+class Errors:
+    """Learning curves on a broadcast grid.
+
+    ``test``, ``train``, ``dsm_test_loss`` are numpy arrays (0-d for scalar input;
+    dtype ``object`` holding ``mpmath.mpf`` when solved with ``precision``).
+    ``converged`` is per point; ``residual`` is the larger relative residual of the two
+    systems; ``iterations`` the larger iteration count.  Unconverged points are NaN
+    (only returned with ``throw=False``).
+    """
+
+    test: np.ndarray
+    train: np.ndarray
+    dsm_test_loss: np.ndarray
+    converged: np.ndarray
+    residual: np.ndarray
+    iterations: np.ndarray
+    precision: int | None = None
+
+
+def _check_positive(name: str, x: np.ndarray, allow_zero: bool = False) -> None:
+    if x.dtype == object or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise ValueError(f"{name} must be real numbers")
+    if np.any(np.isnan(x)):
+        raise ValueError(f"{name} is NaN")
+    if np.any(np.isinf(x)):
+        raise ValueError(f"{name} must be finite")
+    if np.any(x < 0) or (not allow_zero and np.any(x == 0)):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got min {x.min()}")
+
+
+class DSMTheory:
+    """Asymptotic DSM learning curves of one activation (see module docstring)."""
+
+    def __init__(self, activation):
+        self.activation = activation
+        self.coefficients = Coefficients(activation)
+
+    def __repr__(self) -> str:
+        return f"DSMTheory({self.activation.name})"
+
+    # -- equations -------------------------------------------------------------
+    def equations(self, m=1) -> DSMEquations:
+        """The derived fixed-point systems of ``E_test`` and ``E_train`` for this ``m``.
+
+        All finite ``m >= 2`` share one system with ``m`` as a parameter; ``m = 1`` and
+        ``m = inf`` have their own (smaller) systems.
+        """
+        return dsm_equations(parse_m(m))
+
+    # -- numbers -----------------------------------------------------------------
+    def solver_params(self, psi_n, psi_p, t, lam, m) -> dict:
+        """Numeric parameters of the derived systems (broadcast arrays)."""
+        t = np.asarray(t, dtype=float)
+        mu_s_sq = self.coefficients.mu_s_sq(t)
+        return dict(psi_n=psi_n, psi_p=psi_p, lam=lam, m=m, a=np.exp(-t), Delta=-np.expm1(-2.0 * t),
+                    mu1=self.coefficients.mu1, mu_star=math.sqrt(max(self.coefficients.mu_star_sq, 0.0)),
+                    mu_s=np.sqrt(np.clip(mu_s_sq, 0.0, None)),
+                    mu_f=np.sqrt(np.clip(self.coefficients.mu_star_sq - mu_s_sq, 0.0, None)))
+
+    def errors(self, psi_n, psi_p, t, lam, m=1, precision: int | None = None, throw: bool = True,
+               **solve_options) -> Errors:
+        """Test error, train error and DSM test loss, broadcast over all array arguments.
+
+        ``m``: integers ``>= 1`` and ``math.inf`` / ``"inf"`` (scalar or array).
+        ``precision``: ``None`` for double precision (vectorised numpy solver) or a number
+        of decimal digits for the mpmath backend (one point at a time, started from the
+        double-precision solution or, where that failed, by continuation in ``lam``).
+        ``throw``: raise :class:`numerics.ConvergenceError` if any point does not converge
+        (else those points are NaN and flagged).
+
+        >>> import pencils
+        >>> e = pencils.build("relu").errors(psi_n=2, psi_p=[1, 4], t=0.5, lam=1e-2, m="inf")
+        >>> e.test.round(4).tolist(), bool(e.converged.all())
+        ([0.2941, 0.117], True)
+        """
+        arrays = [np.asarray(x, dtype=float) for x in (psi_n, psi_p, t, lam)]
+        for name, x in zip(("psi_n", "psi_p", "t", "lam"), arrays):
+            _check_positive(name, x)
+        m_arr = np.asarray(m, dtype=object)
+        m_vals = np.vectorize(parse_m, otypes=[float])(m_arr) if m_arr.ndim else np.asarray(parse_m(m_arr.item()))
+        shape = np.broadcast_shapes(*(x.shape for x in arrays), m_vals.shape)
+        flat = [np.broadcast_to(x, shape).reshape(-1) for x in (*arrays, m_vals)]
+        size = int(np.prod(shape))
+        exact = precision is not None
+        if exact and (int(precision) != precision or precision < 15):
+            raise ValueError(f"precision is a number of decimal digits >= 15, got {precision!r}")
+        dtype = object if exact else float
+        out = {q: np.full(size, np.nan, dtype=dtype) for q in QUANTITIES}
+        conv = np.zeros(size, dtype=bool)
+        resid = np.zeros(size)
+        iters = np.zeros(size, dtype=int)
+        kinds = np.array([m_kind(v) for v in flat[4]])
+        for kind in ("1", "finite", "inf"):
+            sel = np.nonzero(kinds == kind)[0]
+            if not len(sel):
+                continue
+            raw = [f[sel] for f in flat]
+            params = self.solver_params(*raw)
+            ok = np.ones(len(sel), dtype=bool)
+            for q in QUANTITIES:
+                solver = _solver(kind, q)
+                sol = solver.solve({k: v for k, v in params.items() if k in solver.param_names},
+                                   throw=False, **solve_options)
+                if exact:
+                    out[q][sel] = self._solve_mp(kind, q, raw, sol, int(precision))
+                else:
+                    out[q][sel] = sol.value
+                    ok &= sol.converged
+                    resid[sel] = np.maximum(resid[sel], sol.residual)
+                iters[sel] = np.maximum(iters[sel], sol.iterations)
+            conv[sel] = ok
+        if throw and not conv.all():
+            bad = np.nonzero(~conv)[0]
+            k = bad[0]
+            raise ConvergenceError(
+                f"{len(bad)} of {size} points did not converge, e.g. psi_n={flat[0][k]}, psi_p={flat[1][k]}, "
+                f"t={flat[2][k]}, lam={flat[3][k]}, m={flat[4][k]} (residual {resid[k]:.2e}); "
+                "use throw=False to get them flagged, or precision=... near the interpolation peak",
+                None)
+        a_sq = np.exp(-2.0 * flat[2])
+        if exact:
+            with mpmath.workdps(int(precision)):
+                loss = np.array([v + mpmath.exp(-2 * mpmath.mpf(tt)) for v, tt in zip(out["test"], flat[2])],
+                                dtype=object)
+        else:
+            loss = out["test"] + a_sq
+        return Errors(test=out["test"].reshape(shape), train=out["train"].reshape(shape),
+                      dsm_test_loss=loss.reshape(shape), converged=conv.reshape(shape),
+                      residual=resid.reshape(shape), iterations=iters.reshape(shape),
+                      precision=int(precision) if exact else None)
+
+    # -- high precision ------------------------------------------------------------
+    def mp_params(self, psi_n, psi_p, t, lam, m, dps: int) -> dict:
+        """Parameters at ``dps`` digits; the Gaussian-equivalence numbers come from the
+        activation's mpmath path (closed forms or quadrature at ``dps`` digits)."""
+        with mpmath.workdps(dps):
+            t = mpmath.mpf(t)
+            a_sq = mpmath.exp(-2 * t)
+            mp = self.activation.coefficients_mp(dps)
+            mu_s_sq = self.activation.kernel_mp(a_sq, dps=dps) - mp["mu0"] ** 2 - mp["mu1"] ** 2 * a_sq
+            mu_star_sq = mp["mu_star_sq"]
+            return dict(psi_n=mpmath.mpf(psi_n), psi_p=mpmath.mpf(psi_p), lam=mpmath.mpf(lam),
+                        m=mpmath.mpf(m) if math.isfinite(m) else None,
+                        a=mpmath.exp(-t), Delta=-mpmath.expm1(-2 * t), mu1=mp["mu1"],
+                        mu_star=mpmath.sqrt(max(mu_star_sq, 0)), mu_s=mpmath.sqrt(max(mu_s_sq, 0)),
+                        mu_f=mpmath.sqrt(max(mu_star_sq - mu_s_sq, 0)))
+
+    def _solve_mp(self, kind, quantity, raw, dsol, dps) -> np.ndarray:
+        """mpmath values at the points ``raw = (psi_n, psi_p, t, lam, m)`` (flat arrays);
+        raises :class:`numerics.ConvergenceError` if a residual is not verified."""
+        system = dsm_system(kind, quantity)
+        names = {p.name for p in system.params}
+        values = np.empty(len(raw[0]), dtype=object)
+        for k in range(len(values)):
+            mp_p = self.mp_params(*(float(r[k]) for r in raw), dps)
+            mp_p = {q: v for q, v in mp_p.items() if q in names}
+            init = list(dsol.tau[k]) if dsol.converged[k] else _continue_in_lam(system, mp_p, dps)
+            values[k] = solve_mp(system, mp_p, dps=dps, init=init).value
+        return values
+
+
+def _continue_in_lam(system, mp_params: dict, dps: int, steps: int = 40) -> list:
+    """Initial point for mpmath Newton where double precision failed: solve at a
+    larger ridge (well conditioned) and walk ``lam`` down geometrically in mpmath."""
+    target = mp_params["lam"]
+    start = max(mpmath.mpf("1e-2"), target)
+    with mpmath.workdps(dps):
+        lams = [start * (target / start) ** (mpmath.mpf(k) / steps) for k in range(steps + 1)]
+    params = dict(mp_params, lam=lams[0])
+    sol = solve_mp(system, params, dps=dps)
+    for lam_k in lams[1:]:
+        sol = solve_mp(system, dict(mp_params, lam=lam_k), dps=dps, init=sol.tau)
+    return list(sol.tau)

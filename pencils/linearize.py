@@ -1,0 +1,547 @@
+"""Automatic linearization: a rational expression of Gaussian matrices as a block of the
+inverse of a *linear pencil*.
+
+Every expression ``r`` built with :mod:`pencils.expr` is written as a realization
+
+    r = D I + U L^{-1} V,
+
+where ``L`` is an ``N x N`` block matrix whose every block is ``0``, ``c I``, ``c X``
+or ``c Xᵀ`` (or a sum of such terms, ``c`` scalars), ``U`` a block row and ``V`` a
+block column of scalar identities, and ``D`` a scalar (non-zero only for square
+``r``).  The rules are the classical realization rules of Schützenberger and Cohn,
+in the form used for free probability by Helton, Mai and Speicher (2018,
+"Applications of realizations (aka linearizations) to free probability", J. Funct.
+Anal. 274, sections 3-4):
+
+* atom ``A``: ``L = [[I, -A], [0, I]]``, ``U = [I, 0]``, ``V = [0; I]``;
+* sum: ``L = diag(L1, L2)``, ``U = [U1, U2]``, ``V = [V1; V2]``, ``D = D1 + D2``;
+* product: ``L = [[L1, -V1 U2], [0, L2]]``, ``U = [U1, D1 U2]``, ``V = [V1 D2; V2]``,
+  ``D = D1 D2`` (the upper-right block of ``L^{-1}`` is ``L1^{-1} V1 U2 L2^{-1}``);
+* inverse: ``L' = [[L, V], [U, -D]]``, ``U' = [0, -I]``, ``V' = [0; I]``, ``D' = 0``
+  (Schur complement: the last diagonal block of ``L'^{-1}`` is ``-r^{-1}``);
+* scalars scale ``V`` and ``D``; transposes never reach the pencil because
+  :mod:`pencils.expr` pushes them down to the atoms.
+
+Keeping pencils small.  Sub-expressions are linearised once (memoised on their
+canonical form).  Afterwards two exact reductions are applied:
+
+1. *pruning*: a block that is not reachable from the support of ``U`` or cannot
+   reach the support of ``V`` in the graph of ``L`` does not influence
+   ``U L^{-1} V`` (the pencil is block-triangular with respect to it) and is dropped;
+2. *Schur elimination*: a block ``k`` with ``L_kk = c I`` (``c`` provably non-zero)
+   is eliminated, ``L <- L_{-k,-k} - L_{-k,k} c^{-1} L_{k,-k}``, whenever the
+   result stays linear (no product of two Gaussian blocks) and ``U``, ``V`` stay
+   deterministic; ``D`` absorbs ``U_k c^{-1} V_k``.
+
+For example ``(XᵀX/psi + lam)^{-1}`` needs the 2-block pencil
+``[[I_n, Xᵀ...]]`` instead of the 5 blocks of the raw rules; a chain of ``k``
+atoms needs ``k + 1`` blocks.
+
+>>> import sympy
+>>> from pencils.expr import Space, D, gaussian, inverse, trace
+>>> psi, lam = sympy.symbols("psi lam", positive=True)
+>>> X = gaussian("X", Space("n", psi), D)
+>>> P = linearize(inverse(X.T @ X / psi + lam))
+>>> P.size, [s.name for s in P.spaces]
+(2, ['n', 'd'])
+>>> linearize(trace(inverse(X.T @ X / psi + lam))).size
+2
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import sympy
+
+from .cache import cached
+from .expr import MatExpr, Space, Trace, trace as _trace
+
+__all__ = ["Pencil", "linearize", "describe"]
+
+Basis = Any  # None (identity) or (name, transposed: bool)
+
+
+def describe(obj: Any) -> str:
+    """A canonical, complete text description of expressions (for cache keys)."""
+    if isinstance(obj, sympy.Basic):
+        return sympy.srepr(obj)
+    if isinstance(obj, Space):
+        return f"Space({obj.name!r},{sympy.srepr(obj.ratio)})"
+    if isinstance(obj, MatExpr):
+        return describe(obj.key)
+    if isinstance(obj, Trace):
+        return describe(obj.key)
+    if isinstance(obj, (tuple, list)):
+        return "(" + ",".join(describe(o) for o in obj) + ")"
+    return repr(obj)
+
+
+# ---------------------------------------------------------------------------
+# linear combinations of the basis {I, X_k, X_kᵀ} inside one block
+
+
+def _lc_scale(a: dict, c: sympy.Expr) -> dict:
+    return {k: v * c for k, v in a.items()}
+
+
+def _lc_is_det(a: dict) -> bool:
+    return all(k is None for k in a)
+
+
+def _lc_mul(a: dict, b: dict) -> dict:
+    if _lc_is_det(a):
+        return _lc_scale(b, a.get(None, 0))
+    if _lc_is_det(b):
+        return _lc_scale(a, b.get(None, 0))
+    raise AssertionError("product of two Gaussian blocks is not linear")
+
+
+def _lc_add_into(target: dict, a: dict) -> None:
+    for k, v in a.items():
+        target[k] = target.get(k, 0) + v
+
+
+def _simp(c: Any) -> sympy.Expr:
+    c = sympy.sympify(c)
+    return c if c.is_number else sympy.cancel(c)
+
+
+@dataclass
+class _Real:
+    """Mutable realization ``D + U L^{-1} V`` used while building."""
+
+    spaces: list
+    L: dict  # (i, j) -> {basis: coefficient}
+    U: dict  # i -> coefficient
+    V: dict  # j -> coefficient
+    D: Any
+    rows: Space
+    cols: Space
+
+    @property
+    def n(self) -> int:
+        return len(self.spaces)
+
+    def shifted(self, off: int) -> "_Real":
+        return _Real(list(self.spaces), {(i + off, j + off): dict(v) for (i, j), v in self.L.items()},
+                     {i + off: c for i, c in self.U.items()}, {j + off: c for j, c in self.V.items()},
+                     self.D, self.rows, self.cols)
+
+
+def _atom(e: MatExpr) -> _Real:
+    basis = (e.args[0], False) if e.op == "gauss" else (e.args[0].args[0], True)
+    one = sympy.Integer(1)
+    return _Real([e.rows, e.cols], {(0, 0): {None: one}, (1, 1): {None: one}, (0, 1): {basis: -one}},
+                 {0: one}, {1: one}, sympy.Integer(0), e.rows, e.cols)
+
+
+def _direct_sum(a: _Real, b: _Real) -> tuple[_Real, _Real, int]:
+    b2 = b.shifted(a.n)
+    L = {k: dict(v) for k, v in a.L.items()}
+    L.update(b2.L)
+    return _Real(a.spaces + b2.spaces, L, {}, {}, 0, a.rows, b.cols), b2, a.n
+
+
+def _sum(parts: list[tuple[sympy.Expr, _Real]]) -> _Real:
+    c0, r = parts[0]
+    out = _Real(list(r.spaces), {k: dict(v) for k, v in r.L.items()}, dict(r.U),
+                {j: c0 * v for j, v in r.V.items()}, c0 * r.D, r.rows, r.cols)
+    for c, r in parts[1:]:
+        new, r2, _ = _direct_sum(out, r)
+        new.U = {**out.U, **r2.U}
+        new.V = {**out.V, **{j: c * v for j, v in r2.V.items()}}
+        new.D = out.D + c * r.D
+        new.rows, new.cols = out.rows, out.cols
+        out = new
+    return out
+
+
+def _product(a: _Real, b: _Real) -> _Real:
+    new, b2, off = _direct_sum(a, b)
+    for i, vi in a.V.items():
+        for j, uj in b2.U.items():
+            new.L.setdefault((i, j), {})
+            _lc_add_into(new.L[(i, j)], {None: -vi * uj})
+    new.U = dict(a.U)
+    if a.D != 0:
+        for j, uj in b2.U.items():
+            new.U[j] = new.U.get(j, 0) + a.D * uj
+    new.V = dict(b2.V)
+    if b.D != 0:
+        for i, vi in a.V.items():
+            new.V[i] = new.V.get(i, 0) + vi * b.D
+    new.D = a.D * b.D
+    new.rows, new.cols = a.rows, b.cols
+    return new
+
+
+def _inverse(a: _Real) -> _Real:
+    n = a.n
+    L = {k: dict(v) for k, v in a.L.items()}
+    for i, vi in a.V.items():
+        L[(i, n)] = {None: vi}
+    for j, uj in a.U.items():
+        L[(n, j)] = {None: uj}
+    if a.D != 0:
+        L[(n, n)] = {None: -a.D}
+    return _Real(a.spaces + [a.rows], L, {n: sympy.Integer(-1)}, {n: sympy.Integer(1)},
+                 sympy.Integer(0), a.rows, a.rows)
+
+
+# ---------------------------------------------------------------------------
+# reductions
+
+
+def _clean(r: _Real) -> None:
+    for k in list(r.L):
+        lc = {b: _simp(c) for b, c in r.L[k].items()}
+        lc = {b: c for b, c in lc.items() if c != 0}
+        if lc:
+            r.L[k] = lc
+        else:
+            del r.L[k]
+    r.U = {i: _simp(c) for i, c in r.U.items() if _simp(c) != 0}
+    r.V = {j: _simp(c) for j, c in r.V.items() if _simp(c) != 0}
+    r.D = _simp(r.D)
+
+
+def _reach(n: int, edges: dict[int, set], start: Iterable[int]) -> set:
+    seen, stack = set(start), list(start)
+    while stack:
+        i = stack.pop()
+        for j in edges.get(i, ()):
+            if j not in seen:
+                seen.add(j)
+                stack.append(j)
+    return seen
+
+
+def _prune(r: _Real) -> _Real:
+    fwd: dict[int, set] = {}
+    bwd: dict[int, set] = {}
+    for (i, j) in r.L:
+        fwd.setdefault(i, set()).add(j)
+        bwd.setdefault(j, set()).add(i)
+    keep = _reach(r.n, fwd, r.U) & _reach(r.n, bwd, r.V)
+    return _restrict(r, sorted(keep))
+
+
+def _restrict(r: _Real, keep: list[int]) -> _Real:
+    idx = {old: new for new, old in enumerate(keep)}
+    return _Real([r.spaces[k] for k in keep],
+                 {(idx[i], idx[j]): v for (i, j), v in r.L.items() if i in idx and j in idx},
+                 {idx[i]: c for i, c in r.U.items() if i in idx},
+                 {idx[j]: c for j, c in r.V.items() if j in idx}, r.D, r.rows, r.cols)
+
+
+def _nonzero(c: sympy.Expr) -> bool:
+    c = sympy.sympify(c)
+    if c.is_number:
+        return c != 0
+    return bool(c.is_nonzero)
+
+
+def _eliminable(r: _Real, k: int) -> int | None:
+    """Fill-in cost of eliminating block ``k``, or ``None`` when it is not allowed."""
+    diag = r.L.get((k, k))
+    if not diag or not _lc_is_det(diag) or not _nonzero(diag.get(None, 0)):
+        return None
+    col = {i: v for (i, j), v in r.L.items() if j == k and i != k}
+    row = {j: v for (i, j), v in r.L.items() if i == k and j != k}
+    if k in r.U and not all(_lc_is_det(v) for v in row.values()):
+        return None
+    if k in r.V and not all(_lc_is_det(v) for v in col.values()):
+        return None
+    fill = 0
+    for i, a in col.items():
+        for j, b in row.items():
+            if not (_lc_is_det(a) or _lc_is_det(b)):
+                return None
+            fill += (i, j) not in r.L
+    return fill
+
+
+def _eliminate(r: _Real, k: int) -> _Real:
+    c = r.L[(k, k)][None]
+    col = {i: v for (i, j), v in r.L.items() if j == k and i != k}
+    row = {j: v for (i, j), v in r.L.items() if i == k and j != k}
+    L = {key: dict(v) for key, v in r.L.items() if k not in key}
+    for i, a in col.items():
+        for j, b in row.items():
+            L.setdefault((i, j), {})
+            _lc_add_into(L[(i, j)], _lc_scale(_lc_mul(a, b), -1 / c))
+    U = {i: u for i, u in r.U.items() if i != k}
+    V = {j: v for j, v in r.V.items() if j != k}
+    Dn = r.D
+    if k in r.U:
+        for j, b in row.items():
+            U[j] = U.get(j, 0) - r.U[k] * b[None] / c
+    if k in r.V:
+        for i, a in col.items():
+            V[i] = V.get(i, 0) - a[None] * r.V[k] / c
+    if k in r.U and k in r.V:
+        Dn = Dn + r.U[k] * r.V[k] / c
+    out = _Real(list(r.spaces), L, U, V, Dn, r.rows, r.cols)
+    _clean(out)
+    return _restrict(out, [i for i in range(r.n) if i != k])
+
+
+def _reduce(r: _Real) -> _Real:
+    _clean(r)
+    r = _prune(r)
+    while True:
+        costs = [(c, k) for k in range(r.n) if (c := _eliminable(r, k)) is not None]
+        if not costs:
+            return r
+        _, k = min(costs)
+        r = _prune(_eliminate(r, k))
+
+
+# ---------------------------------------------------------------------------
+# recursion over the expression
+
+
+def _lin(e: MatExpr, memo: dict, reduce: bool = True) -> _Real:
+    if not reduce:
+        return _lin_raw(e, memo)
+    if e in memo:
+        return memo[e]
+    op, a = e.op, e.args
+    if op in ("gauss", "gaussT"):
+        r = _atom(e)
+    elif op == "eye":
+        r = _Real([], {}, {}, {}, a[0], e.rows, e.cols)
+    elif op == "add":
+        if not a:
+            r = _Real([], {}, {}, {}, sympy.Integer(0), e.rows, e.cols)
+        else:
+            r = _sum([(c, _lin(t, memo)) for c, t in a])
+    elif op == "scale":
+        inner = _lin(a[1], memo)
+        r = _sum([(a[0], inner)])
+    elif op == "mul":
+        r = _lin(a[0], memo)
+        for f in a[1:]:
+            r = _reduce(_product(r, _lin(f, memo)))
+    elif op == "inv":
+        r = _inverse(_lin(a[0], memo))
+    else:  # pragma: no cover
+        raise AssertionError(op)
+    r = _reduce(r)
+    memo[e] = r
+    return r
+
+
+def _lin_raw(e: MatExpr, memo: dict) -> _Real:
+    """The raw realization rules, without pruning or elimination (for checks)."""
+    if e in memo:
+        return memo[e]
+    op, a = e.op, e.args
+    if op in ("gauss", "gaussT"):
+        r = _atom(e)
+    elif op == "eye":
+        r = _Real([], {}, {}, {}, a[0], e.rows, e.cols)
+    elif op == "add":
+        r = (_sum([(c, _lin_raw(t, memo)) for c, t in a]) if a
+             else _Real([], {}, {}, {}, sympy.Integer(0), e.rows, e.cols))
+    elif op == "scale":
+        r = _sum([(a[0], _lin_raw(a[1], memo))])
+    elif op == "mul":
+        r = _lin_raw(a[0], memo)
+        for f in a[1:]:
+            r = _product(r, _lin_raw(f, memo))
+    else:
+        r = _inverse(_lin_raw(a[0], memo))
+    _clean(r)
+    memo[e] = r
+    return r
+
+
+# ---------------------------------------------------------------------------
+# the public pencil
+
+
+@dataclass(frozen=True)
+class Pencil:
+    """A block linear pencil ``L = L0 ⊗ I + sum_k (E_k ⊗ X_k + F_k ⊗ X_kᵀ)``.
+
+    Attributes
+    ----------
+    spaces : the space of each of the ``N`` blocks.
+    L0 : ``N x N`` sympy matrix, coefficient of the identity in each block
+        (non-zero only between blocks of the same space).
+    gaussians : ``{name: (atom, E, F)}``; ``E[i, j]`` is the coefficient of ``X`` in
+        block ``(i, j)`` (``i`` in the row space of ``X``, ``j`` in its column
+        space), ``F[i, j]`` that of ``Xᵀ``.
+    U, V, D : realization of the expression, ``r = D I + U L^{-1} V`` (``None``
+        for a pencil made from a :class:`~pencils.expr.Trace`).
+    readout, constant : the normalised trace is ``constant + sum_ij readout[i, j]
+        g_ij`` with ``g_ij = (1/n_i) Tr (L^{-1})_ij``; for a rectangular
+        expression both are ``None``.
+    """
+
+    spaces: tuple
+    L0: sympy.ImmutableMatrix
+    gaussians: dict
+    U: sympy.ImmutableMatrix | None
+    V: sympy.ImmutableMatrix | None
+    D: sympy.Expr | None
+    readout: sympy.ImmutableMatrix | None
+    constant: sympy.Expr | None
+    rows: Space | None = None
+    cols: Space | None = None
+    source: str = field(default="", compare=False)
+
+    @property
+    def size(self) -> int:
+        """Number of blocks ``N``."""
+        return len(self.spaces)
+
+    def sizes_by_space(self) -> dict[str, int]:
+        """Number of blocks in each space."""
+        out: dict[str, int] = {}
+        for s in self.spaces:
+            out[s.name] = out.get(s.name, 0) + 1
+        return out
+
+    def free_symbols(self) -> set:
+        syms = set(self.L0.free_symbols)
+        for atom, E, F in self.gaussians.values():
+            syms |= E.free_symbols | F.free_symbols | atom.free_symbols()
+        for s in self.spaces:
+            syms |= s.ratio.free_symbols
+        for m in (self.readout, self.U, self.V):
+            if m is not None:
+                syms |= m.free_symbols
+        for c in (self.D, self.constant):
+            if c is not None:
+                syms |= sympy.sympify(c).free_symbols
+        return syms
+
+    def block(self, i: int, j: int) -> sympy.Expr:
+        """Block ``(i, j)`` as a scalar sympy expression in noncommutative symbols."""
+        out = self.L0[i, j] * sympy.Symbol("I", commutative=False)
+        for name, (_, E, F) in self.gaussians.items():
+            out += E[i, j] * sympy.Symbol(name, commutative=False)
+            out += F[i, j] * sympy.Symbol(name + "^T", commutative=False)
+        return out
+
+    def matrix(self) -> sympy.Matrix:
+        """``L`` as an ``N x N`` sympy matrix of (noncommutative) block symbols."""
+        return sympy.Matrix(self.size, self.size, lambda i, j: self.block(i, j))
+
+    def latex(self) -> str:
+        """LaTeX of ``L`` with the space of each block row."""
+        body = sympy.latex(self.matrix())
+        spaces = ", ".join(f"{s.name}" for s in self.spaces)
+        return f"L = {body} \\quad \\text{{(block spaces: {spaces})}}"
+
+    def permuted(self, perm: list[int]) -> "Pencil":
+        """The same pencil with blocks reordered: new block ``a`` is old block ``perm[a]``."""
+        perm = list(perm)
+        if sorted(perm) != list(range(self.size)):
+            raise ValueError(f"{perm} is not a permutation of range({self.size})")
+
+        def pm(M: sympy.ImmutableMatrix | None) -> Any:
+            if M is None:
+                return None
+            if M.shape == (self.size, self.size):
+                return sympy.ImmutableMatrix(self.size, self.size, lambda a, b: M[perm[a], perm[b]])
+            if M.shape[0] == 1:
+                return sympy.ImmutableMatrix(1, self.size, lambda _, b: M[0, perm[b]])
+            return sympy.ImmutableMatrix(self.size, 1, lambda a, _: M[perm[a], 0])
+
+        return Pencil(tuple(self.spaces[p] for p in perm), pm(self.L0),
+                      {k: (a, pm(E), pm(F)) for k, (a, E, F) in self.gaussians.items()},
+                      pm(self.U), pm(self.V), self.D, pm(self.readout), self.constant,
+                      self.rows, self.cols, self.source)
+
+    def __repr__(self) -> str:
+        return (f"Pencil(size={self.size}, spaces={self.sizes_by_space()}, "
+                f"gaussians={sorted(self.gaussians)})")
+
+
+def _to_pencil(r: _Real, atoms: dict, readout: dict | None, constant: Any, source: str,
+               keep_uv: bool) -> Pencil:
+    n = r.n
+    L0 = sympy.zeros(n, n)
+    gs = {name: (atom, sympy.zeros(n, n), sympy.zeros(n, n)) for name, atom in atoms.items()}
+    for (i, j), lc in r.L.items():
+        for b, c in lc.items():
+            if b is None:
+                if r.spaces[i] != r.spaces[j]:  # pragma: no cover - guarded by construction
+                    raise AssertionError("identity between different spaces")
+                L0[i, j] = c
+            else:
+                name, tr = b
+                atom = atoms[name]
+                want = (atom.cols, atom.rows) if tr else (atom.rows, atom.cols)
+                if (r.spaces[i], r.spaces[j]) != want:  # pragma: no cover
+                    raise AssertionError("Gaussian block in the wrong spaces")
+                gs[name][2 if tr else 1][i, j] = c
+    gs = {k: (a, sympy.ImmutableMatrix(E), sympy.ImmutableMatrix(F)) for k, (a, E, F) in gs.items()
+          if any(E) or any(F)}
+    ro = None
+    if readout is not None:
+        ro = sympy.ImmutableMatrix(n, n, lambda i, j: readout.get((i, j), 0))
+    U = V = Dv = None
+    if keep_uv:
+        U = sympy.ImmutableMatrix(1, n, lambda _, j: r.U.get(j, 0))
+        V = sympy.ImmutableMatrix(n, 1, lambda i, _: r.V.get(i, 0))
+        Dv = r.D
+    return Pencil(tuple(r.spaces), sympy.ImmutableMatrix(L0), gs, U, V, Dv, ro,
+                  None if constant is None else sympy.sympify(constant),
+                  r.rows if keep_uv else None, r.cols if keep_uv else None, source)
+
+
+def _linearize_uncached(obj: MatExpr | Trace, reduce: bool = True) -> Pencil:
+    memo: dict = {}
+    if isinstance(obj, MatExpr):
+        atoms = obj.gaussians()
+        r = _lin(obj, memo, reduce)
+        readout = constant = None
+        if obj.is_square:
+            a = obj.rows.ratio
+            readout = {(i, j): _simp(a * ui * vj) for i, ui in r.U.items() for j, vj in r.V.items()}
+            constant = _simp(a * r.D)
+        return _to_pencil(r, atoms, readout, constant, repr(obj), keep_uv=True)
+    if isinstance(obj, Trace):
+        atoms: dict = {}
+        for _, t in obj.terms:
+            for k, v in t.gaussians().items():
+                if atoms.setdefault(k, v) != v:
+                    raise ValueError(f"Gaussian {k!r} is used with two different shapes or variances")
+        total: _Real | None = None
+        readout: dict = {}
+        constant = obj.constant
+        for c, t in obj.terms:
+            r = _lin(t, memo, reduce)
+            a = t.rows.ratio
+            off = 0 if total is None else total.n
+            for i, ui in r.U.items():
+                for j, vj in r.V.items():
+                    key = (i + off, j + off)
+                    readout[key] = _simp(readout.get(key, 0) + c * a * ui * vj)
+            constant = constant + c * a * r.D
+            total = r.shifted(0) if total is None else _direct_sum(total, r)[0]
+        if total is None:
+            total = _Real([], {}, {}, {}, sympy.Integer(0), None, None)
+        readout = {k: v for k, v in readout.items() if v != 0}
+        return _to_pencil(total, atoms, readout, _simp(constant), repr(obj), keep_uv=False)
+    raise ValueError("linearize needs a matrix expression or a trace")
+
+
+def linearize(obj: MatExpr | Trace, cache: bool = True, reduce: bool = True) -> Pencil:
+    """The linear pencil of an expression or of a normalised trace.
+
+    ``reduce=False`` keeps the raw realization rules (no pruning, no elimination):
+    larger, but useful to check the reductions.  The result is cached on disk under
+    the canonical description of ``obj``.
+    """
+    if not isinstance(obj, (MatExpr, Trace)):
+        raise ValueError("linearize needs a matrix expression (pencils.expr) or a trace")
+    if not cache:
+        return _linearize_uncached(obj, reduce)
+    return cached("pencil", describe(obj) + ("" if reduce else "|raw"),
+                  lambda: _linearize_uncached(obj, reduce))
