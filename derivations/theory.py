@@ -233,6 +233,25 @@ class DSMTheory:
                       residual=resid.reshape(shape), iterations=iters.reshape(shape),
                       precision=int(precision) if exact else None)
 
+    # -- peaks and the ridgeless limit -------------------------------------------------
+    def peaks(self, psi_n, t, m, lam, **kw):
+        """Local maxima of ``E_test`` along ``psi_p`` (:func:`derivations.peaks.find_peaks`)."""
+        from .peaks import find_peaks
+
+        return find_peaks(self, psi_n, t, m, lam, **kw)
+
+    def peak_heights(self, psi_n, t, m, lams, **kw):
+        """The peaks at each ridge of ``lams`` (:func:`derivations.peaks.peak_heights`)."""
+        from .peaks import peak_heights
+
+        return peak_heights(self, psi_n, t, m, lams, **kw)
+
+    def ridgeless(self, psi_n, psi_p, t, m, **kw):
+        """``lam -> 0+`` limits of both errors (:func:`derivations.peaks.ridgeless`)."""
+        from .peaks import ridgeless
+
+        return ridgeless(self, psi_n, psi_p, t, m, **kw)
+
     # -- high precision ------------------------------------------------------------
     def mp_params(self, psi_n, psi_p, t, lam, m, dps: int) -> dict:
         """Parameters at ``dps`` digits; the Gaussian-equivalence numbers come from the
