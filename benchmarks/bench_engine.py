@@ -78,7 +78,7 @@ def main() -> None:
         "random_features": dict(psi_p=g1[:, None], psi_n=np.geomspace(0.1, 10, 100)[None, :], lam=0.05,
                                 mu1=0.8, mustar=0.6, r2=1.0, sigma2=0.3),
     }
-    print("\n== solves (best of 3; default = damped fixed point + Newton)")
+    print("\n== solves (best of 3; default = damped fixed point to fp_tol = 1e-2, then Newton)")
     grid_times = {}
     for name, s in solvers.items():
         s.solve(**curve[name])  # warm-up
@@ -103,7 +103,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for k in pts:
         b = s._batch([fl[k:k + 1] for fl in flat], 1, float)
-        tau0 = s._cold_start(b)[0]
+        tau0 = s._ell(b, np.linalg.inv(b.L0))[0]  # cold start ell(L0^{-1}), as the solver
 
         def F(t, b=b):
             G = np.linalg.inv(s._M(b, t[None, :]))

@@ -10,17 +10,28 @@ Algorithm (per strongly connected component of the unknowns, in dependency order
 
 * start: ``tau = ell(L0^{-1})`` (the large-spectral-argument / large-ridge limit),
   or a user warm start ``init``;
+* components whose sub-systems are identical (same sympy sub-matrix of ``L0 -
+  eta(tau)`` on their blocks and same forms ``ell``, unknowns matched in order;
+  typical of pencils holding several copies of one resolvent) are solved once and
+  the solution is copied (``dedupe=False`` solves every copy);
+* each component works on its own blocks only (``L0`` restricted, already solved
+  unknowns folded in), and only the columns of ``G`` it reads are computed;
 * damped fixed-point iteration ``tau <- tau + damping * (ell(G(tau)) - tau)``,
   optionally with Anderson acceleration (``anderson=m`` keeps ``m`` past
   residuals; off by default; refused for complex problems, where it was seen to
-  converge to the non-physical branch of the Marchenko-Pastur equation), until the relative residual is below ``fp_tol``;
-  the fixed-point map selects the physical branch, which Newton then keeps;
-* Newton polish with the exact Jacobian ``d ell_q / d tau_p = sum W_q ⊙
-  (G P_p G)`` (from ``dG = G dEta G``) and step halving;
-* a converged point whose fixed point is not attracting for the damped map
-  (a non-physical root reached by Newton from a warm start) is re-solved cold;
+  converge to the non-physical branch of the Marchenko-Pastur equation), until the
+  relative residual is below the loose ``fp_tol`` (default ``1e-2``): the
+  fixed-point map selects the physical branch, which Newton then keeps;
+* Newton with the exact Jacobian ``d ell_q / d tau_p = sum W_q ⊙ (G P_p G)``
+  (from ``dG = G dEta G``) and step halving;
+* a point that is unconverged, or whose fixed point is not attracting for the
+  damped map (a non-physical root), is re-solved by the plain damped iteration
+  to ``1e-4`` + Newton from the cold start;
 * components whose unknowns enter affinely (read-outs of block-triangular pencils)
   skip the fixed-point stage: one Newton step solves them;
+* every equation is re-evaluated at the final ``tau`` (block-wise, which is exact
+  by block-triangularity); points above ``tol`` get one more warm pass with
+  per-component Newton polish before being flagged;
 * warm starts: ``init=`` (Newton directly; points that fail are re-solved
   cold) and ``continuation=axis`` (sweep one grid axis, each slice starting
   from the previous one).
@@ -37,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import sympy
 
 from pencils.freeprob import FixedPointSystem
 
@@ -44,8 +56,7 @@ from .codegen import build_function, layout
 
 __all__ = ["Solver", "Solution", "ConvergenceError", "compile"]
 
-_OPTIONS = {"method", "damping", "anderson", "tol", "fp_tol", "maxiter", "newton_maxiter",
-            "init", "continuation", "throw", "chunk", "complex"}
+_METHODS = ("newton", "fixed_point")
 
 
 class ConvergenceError(RuntimeError):
@@ -92,6 +103,23 @@ class _Batch:
         return self.L0.shape[0]
 
 
+class _Part:
+    """One component's coefficients restricted to its blocks ``S``: ``M0`` (``L0`` minus
+    the terms of already solved unknowns), its own ``P`` entries and its ``W`` entries."""
+
+    __slots__ = ("M0", "Pv", "Wv")
+
+    def __init__(self, M0, Pv, Wv):
+        self.M0, self.Pv, self.Wv = M0, Pv, Wv
+
+    def take(self, idx) -> "_Part":
+        return _Part(self.M0[idx], self.Pv[idx], self.Wv[idx])
+
+    @property
+    def size(self) -> int:
+        return self.M0.shape[0]
+
+
 def _safe_inv(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Batched inverse; singular points get NaN (and ``ok=False``) instead of an exception."""
     try:
@@ -104,6 +132,26 @@ def _safe_inv(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         for k in range(M.shape[0]):
             try:
                 G[k] = np.linalg.inv(M[k])
+                ok[k] = bool(np.all(np.isfinite(G[k])))
+            except np.linalg.LinAlgError:
+                pass
+        return G, ok
+
+
+def _safe_cols(M: np.ndarray, cols) -> tuple[np.ndarray, np.ndarray]:
+    """Columns ``cols`` of ``M^{-1}`` (all of them if ``cols`` is None) by a batched solve."""
+    if cols is None:
+        return _safe_inv(M)
+    E = np.eye(M.shape[-1], dtype=M.dtype)[:, cols]
+    try:
+        G = np.linalg.solve(M, np.broadcast_to(E, M.shape[:-2] + E.shape))
+        return G, np.all(np.isfinite(G), axis=(-2, -1))
+    except np.linalg.LinAlgError:
+        G = np.full(M.shape[:-1] + (len(cols),), np.nan, dtype=M.dtype)
+        ok = np.zeros(M.shape[0], dtype=bool)
+        for k in range(M.shape[0]):
+            try:
+                G[k] = np.linalg.solve(M[k], E)
                 ok[k] = bool(np.all(np.isfinite(G[k])))
             except np.linalg.LinAlgError:
                 pass
@@ -158,6 +206,7 @@ class Solver:
         self._Ri = np.array([i for i, _ in lay.R], dtype=int)
         self._Rj = np.array([j for _, j in lay.R], dtype=int)
         self._infos: dict = {}
+        self._dups = self._find_duplicates()
 
     # -- parameters ---------------------------------------------------------
     def _params(self, params: dict, force_complex: bool) -> tuple[list, tuple, bool]:
@@ -227,13 +276,16 @@ class Solver:
             return np.zeros((G.shape[0], self.Q), dtype=G.dtype)
         return (b.Wv * G[:, self._Wi, self._Wj]) @ self._SW
 
-    def _info(self, comp: list) -> dict:
+    def _info(self, comp) -> dict:
         """Index bookkeeping for one component, restricted to the blocks that matter.
 
         ``G_jm`` for the entries ``(j, m)`` read by the component equals the ``(j, m)``
         entry of the inverse of the principal sub-matrix of ``M`` on ``S`` = blocks
         reachable from some ``j`` that reach some ``m`` (``M`` is block-triangular
-        with respect to ``S``), so only an ``|S| x |S|`` matrix is inverted.
+        with respect to ``S``), so only an ``|S| x |S|`` matrix is inverted.  Terms of
+        unknowns outside the component (already solved) are folded into the constant
+        part ``M0`` (see :class:`_Part`).  When the equations and the Jacobian read
+        few columns of ``G``, only those columns are computed (a linear solve).
         """
         key = tuple(comp)
         if key in self._infos:
@@ -248,16 +300,84 @@ class Solver:
         kP = np.array([m for m in range(len(self._Pq)) if loc[self._Pi[m]] >= 0 and loc[self._Pj[m]] >= 0],
                       dtype=int)
         kPc = np.array([m for m in kP if self._Pq[m] in cset], dtype=int)
+        kPe = np.array([m for m in kP if self._Pq[m] not in cset], dtype=int)
         pos = {q: k for k, q in enumerate(comp)}
         SW = np.zeros((len(kW), len(comp)))
         SW[np.arange(len(kW)), [pos[q] for q in self._Wq[kW]]] = 1
         SP = np.zeros((len(kPc), len(comp)))
         SP[np.arange(len(kPc)), [pos[q] for q in self._Pq[kPc]]] = 1
-        info = dict(S=S, kW=kW, Wi=loc[js], Wj=loc[ms], SW=SW, kP=kP, Pi=loc[self._Pi[kP]],
-                    Pj=loc[self._Pj[kP]], Pq=self._Pq[kP], kPc=kPc, Pci=loc[self._Pi[kPc]],
-                    Pcj=loc[self._Pj[kPc]], SP=SP)
+        Wi, Wj, Pci, Pcj = loc[js], loc[ms], loc[self._Pi[kPc]], loc[self._Pj[kPc]]
+        cols = np.unique(np.concatenate([Wj, Pci])).astype(int)
+        if len(cols) > 0.6 * len(S):
+            cols = None  # a full inverse is as cheap
+        colpos = np.arange(len(S)) if cols is None else np.full(len(S), -1)
+        if cols is not None:
+            colpos[cols] = np.arange(len(cols))
+        info = dict(S=S, comp=np.array(comp, dtype=int), kW=kW, Wi=Wi, Wj=Wj, Wjc=colpos[Wj], SW=SW,
+                    SWT=SW.T.copy(), kPc=kPc, Pci=Pci, Pcic=colpos[Pci], Pcj=Pcj,
+                    Pcpos=np.array([pos[q] for q in self._Pq[kPc]], dtype=int), SP=SP,
+                    kPe=kPe, Pei=loc[self._Pi[kPe]], Pej=loc[self._Pj[kPe]], Peq=self._Pq[kPe],
+                    cols=cols)
         self._infos[key] = info
         return info
+
+    def _readout_info(self) -> dict:
+        """Blocks and columns of ``G`` the read-out needs (same restriction as :meth:`_info`)."""
+        if "readout" not in self._infos:
+            R = np.array(self.system.reach, dtype=bool)
+            S = np.nonzero(R[self._Ri].any(axis=0) & R[:, self._Rj].any(axis=1))[0]
+            loc = -np.ones(self.N, dtype=int)
+            loc[S] = np.arange(len(S))
+            kP = np.array([m for m in range(len(self._Pq)) if loc[self._Pi[m]] >= 0 and loc[self._Pj[m]] >= 0],
+                          dtype=int)
+            Rj = loc[self._Rj]
+            cols = np.unique(Rj).astype(int)
+            colpos = np.full(len(S), -1)
+            colpos[cols] = np.arange(len(cols))
+            self._infos["readout"] = dict(S=S, Ri=loc[self._Ri], Rjc=colpos[Rj], cols=cols, kPe=kP,
+                                          Pei=loc[self._Pi[kP]], Pej=loc[self._Pj[kP]], Peq=self._Pq[kP],
+                                          kPc=np.zeros(0, dtype=int), kW=np.zeros(0, dtype=int))
+        return self._infos["readout"]
+
+    def _find_duplicates(self) -> list:
+        """Per component, ``None`` or an earlier component it duplicates.
+
+        Two components are duplicates when, with their blocks and unknowns matched in
+        increasing order, the sub-matrices ``L0 - eta(tau)`` on their blocks ``S`` and
+        the forms ``ell`` are the same sympy expressions, unknowns of earlier
+        components (already solved) being identified when they are themselves copies.
+        Identical coefficient expressions evaluate to identical numbers, so the
+        duplicate has exactly the solution of the original (copied, then verified
+        with the whole system's residual).
+        """
+        sys_ = self.system
+        rep = list(range(self.Q))
+        seen: dict = {}
+        out = []
+        for comp, lin in zip(sys_.components, sys_.linear):
+            info = self._info(comp)
+            S = [int(s) for s in info["S"]]
+            own = {q: sympy.Symbol(f"u_{k}") for k, q in enumerate(comp)}
+            sub = {t: own.get(q, sympy.Symbol(f"v_{rep[q]}")) for q, t in enumerate(sys_.taus)}
+            M = sympy.Matrix(sys_.L0).extract(S, S)
+            for q, Pq in enumerate(sys_.P):
+                Pqs = Pq.extract(S, S)
+                if any(e != 0 for e in Pqs):
+                    M -= sub[sys_.taus[q]] * Pqs
+            Ws = tuple(sys_.W[q].extract(S, S) for q in comp)
+            key = (bool(lin), len(S), sympy.ImmutableMatrix(M), Ws)
+            try:
+                src = seen.get(key)
+            except TypeError:  # unhashable expression: do not deduplicate
+                src = None
+            if src is None:
+                seen[key] = tuple(comp)
+                out.append(None)
+            else:
+                for k, q in enumerate(comp):
+                    rep[q] = rep[src[k]]
+                out.append(src)
+        return out
 
     @staticmethod
     def _scaled(F: np.ndarray, t: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -265,78 +385,82 @@ class Solver:
         res = np.max(np.abs(F), axis=1) / scale if F.shape[1] else np.zeros(len(F))
         return np.where(ok & np.all(np.isfinite(F), axis=1), res, np.inf)
 
-    def _residual(self, b: _Batch, tau: np.ndarray, comp=None):
-        if comp is None:
-            G, ok = _safe_inv(self._M(b, tau))
-            F = tau - self._ell(b, G)
-            return F, G, self._scaled(F, tau, ok)
-        info = self._info(comp)
+    def _part(self, b: _Batch, info: dict, tau: np.ndarray) -> "_Part":
         S = info["S"]
-        M = b.L0[:, S[:, None], S[None, :]].copy()
-        if len(info["kP"]):
-            M[:, info["Pi"], info["Pj"]] -= b.Pv[:, info["kP"]] * tau[:, info["Pq"]]
-        G, ok = _safe_inv(M)
-        ell = (b.Wv[:, info["kW"]] * G[:, info["Wi"], info["Wj"]]) @ info["SW"]
-        t = tau[:, comp]
-        F = t - ell
+        M0 = b.L0[:, S[:, None], S[None, :]]
+        if len(info["kPe"]):
+            M0[:, info["Pei"], info["Pej"]] -= b.Pv[:, info["kPe"]] * tau[:, info["Peq"]]
+        return _Part(M0, b.Pv[:, info["kPc"]], b.Wv[:, info["kW"]])
+
+    def _cold(self, b: _Batch, info: dict) -> np.ndarray:
+        """The component's part of the cold start ``ell(L0^{-1})``."""
+        S = info["S"]
+        G, ok = _safe_cols(b.L0[:, S[:, None], S[None, :]], info["cols"])
+        t = (b.Wv[:, info["kW"]] * G[:, info["Wi"], info["Wjc"]]) @ info["SW"]
+        return np.where(ok[:, None] & np.isfinite(t), t, 0)
+
+    def _presidual(self, info: dict, part: "_Part", t: np.ndarray):
+        """``F = t - ell(G(t))``, ``G`` (restricted to the needed columns), scaled residual."""
+        M = part.M0.copy()
+        if len(info["kPc"]):
+            M[:, info["Pci"], info["Pcj"]] -= part.Pv * t[:, info["Pcpos"]]
+        G, ok = _safe_cols(M, info["cols"])
+        F = t - (part.Wv * G[:, info["Wi"], info["Wjc"]]) @ info["SW"]
         return F, G, self._scaled(F, t, ok)
 
-    def _jacobian(self, b: _Batch, G: np.ndarray, comp: list) -> np.ndarray:
-        """``I - d ell_c / d tau_c`` on the component's sub-block (``G`` restricted to it)."""
-        info = self._info(comp)
-        B, c = G.shape[0], len(comp)
-        J = np.broadcast_to(np.eye(c, dtype=G.dtype), (B, c, c)).copy()
-        kW, kPc = info["kW"], info["kPc"]
-        if len(kW) and len(kPc):
-            jW, mW, aP, bP = info["Wi"], info["Wj"], info["Pci"], info["Pcj"]
-            # d G_jm / d tau_p = (G P_p G)_jm = sum_(a,b) P_ab G_ja G_bm
-            T = (b.Wv[:, kW][:, :, None] * b.Pv[:, kPc][:, None, :]
-                 * G[:, jW[:, None], aP[None, :]] * G[:, bP[None, :], mW[:, None]])
-            J -= np.einsum("bwp,wq,pr->bqr", T, info["SW"], info["SP"])
+    def _jacobian(self, info: dict, part: "_Part", G: np.ndarray) -> np.ndarray:
+        """``I - d ell / d tau`` of the component, from ``d G_jm / d tau_p = (G P_p G)_jm``."""
+        c = info["SW"].shape[1]
+        J = np.broadcast_to(np.eye(c, dtype=G.dtype), (G.shape[0], c, c)).copy()
+        if len(info["kW"]) and len(info["kPc"]):
+            Wi, Wjc, Pcic, Pcj = info["Wi"], info["Wjc"], info["Pcic"], info["Pcj"]
+            # sum_(a,b) P_ab G_ja G_bm, per (read entry w, P entry p)
+            T = (part.Wv[:, :, None] * part.Pv[:, None, :]
+                 * G[:, Wi[:, None], Pcic[None, :]] * G[:, Pcj[None, :], Wjc[:, None]])
+            J -= info["SWT"] @ T @ info["SP"]
         return J
 
-    def _unstable(self, b: _Batch, tau: np.ndarray, comp: list) -> np.ndarray:
+    def _unstable(self, info: dict, part: "_Part", G: np.ndarray, res: np.ndarray) -> np.ndarray:
         """Points where the fixed point is not attracting for the damped iteration
         (an eigenvalue ``mu`` of ``d ell / d tau`` with ``|1 + damping (mu - 1)| >= 1``):
         a non-physical branch.
 
         The physical solution is the attracting fixed point selected by the damped
-        iteration (Helton, Far and Speicher 2007); Anderson extrapolation or a warm
-        start far away can land Newton on another root, which this detects.
+        iteration (Helton, Far and Speicher 2007); Newton from a cold or warm start
+        (or Anderson extrapolation) can land on another root, which this detects.
         """
-        _, G, res = self._residual(b, tau, comp)
-        J = self._jacobian(b, G, comp)
+        J = self._jacobian(info, part, G)
         finite = np.all(np.isfinite(J), axis=(1, 2))
         J = np.where(finite[:, None, None], J, np.eye(J.shape[1]))  # one bad point must not poison the batch
         try:
             ev = 1 - np.linalg.eigvals(J)
         except np.linalg.LinAlgError:
-            return np.ones(b.size, dtype=bool)
+            return np.ones(part.size, dtype=bool)
         ev = np.where(finite[:, None], ev, np.inf)
         w = self._damping
         return ~(np.max(np.abs(1 + w * (ev - 1)), axis=1) < 1 - 1e-12) | ~np.isfinite(res)
 
-    # -- stages -------------------------------------------------------------
-    def _fixed_point(self, b, tau, comp, opts, its):
+    # -- stages (on one component's restricted coefficients) ------------------
+    def _fixed_point(self, info, part, t, opts, its):
         damping, m, fp_tol, maxiter = opts["damping"], opts["anderson"], opts["fp_tol"], opts["maxiter"]
-        active = np.arange(b.size)
+        t = t.copy()
+        active = np.arange(part.size)
         hist_x: list = []
         hist_f: list = []
         for _ in range(maxiter):
             if not len(active):
                 break
-            sub = b.take(active)
-            F, _, res = self._residual(sub, tau[active], comp)
-            done = res <= fp_tol
-            bad = ~np.isfinite(res)
-            keep = ~(done | bad)
-            if hist_x:
-                hist_x = [h[keep] for h in hist_x]
-                hist_f = [h[keep] for h in hist_f]
-            active, F = active[keep], F[keep]
+            sub = part if len(active) == part.size else part.take(active)
+            F, _, res = self._presidual(info, sub, t[active])
+            keep = ~((res <= fp_tol) | ~np.isfinite(res))
+            if not keep.all():
+                if hist_x:
+                    hist_x = [h[keep] for h in hist_x]
+                    hist_f = [h[keep] for h in hist_f]
+                active, F = active[keep], F[keep]
             if not len(active):
                 break
-            x = tau[active][:, comp]
+            x = t[active]
             g = -F  # ell(G) - tau
             step = x + damping * g
             if m > 0:
@@ -353,112 +477,155 @@ class Solver:
                     acc = step - ((dX + damping * dF) @ gam[:, :, None])[:, :, 0]
                     good = np.all(np.isfinite(acc), axis=1)
                     step = np.where(good[:, None], acc, step)
-            tau[np.ix_(active, comp)] = step
+            t[active] = step
             its[active] += 1
-        return tau
+        return t
 
-    def _newton(self, b, tau, comp, opts, its, maxiter):
-        tol_polish = 1e-3 * opts["tol"]
-        active = np.arange(b.size)
-        sub = b
-        F, G, res = self._residual(sub, tau, comp)
+    def _newton(self, info, part, t, its, maxiter, tol_polish):
+        """Newton with the exact Jacobian and step halving (a step is taken only if it
+        lowers the residual; points where none does have stagnated and stop).
+        Returns ``t, F, G, res`` at the last accepted point."""
+        t = t.copy()
+        F, G, res = self._presidual(info, part, t)
+        active = np.nonzero((res > tol_polish) & np.isfinite(res))[0]
         for _ in range(maxiter):
-            need = (res > tol_polish) & np.isfinite(res)
-            active, F, G, res = active[need], F[need], G[need], res[need]
             if not len(active):
                 break
-            sub = b.take(active)
-            J = self._jacobian(sub, G, comp)
-            delta = _safe_solve(J, -F)
-            x0 = tau[active].copy()
-            accepted = np.zeros(len(active), dtype=bool)
-            newF, newG, newres = F.copy(), G.copy(), res.copy()
-            t = 1.0
+            sub = part if len(active) == part.size else part.take(active)
+            ra = res[active]
+            delta = _safe_solve(self._jacobian(info, sub, G[active]), -F[active])
+            x0 = t[active]
+            moved = np.zeros(len(active), dtype=bool)
+            pend = np.arange(len(active))
+            step = 1.0
             for _half in range(6):
-                trial = x0.copy()
-                trial[:, comp] = x0[:, comp] + t * delta
-                Ft, Gt, rt = self._residual(sub, trial, comp)
-                better = (~accepted) & (rt < res)
-                tau[active[better]] = trial[better]
-                newF[better], newG[better], newres[better] = Ft[better], Gt[better], rt[better]
-                accepted |= better
-                if accepted.all():
+                s2 = sub if len(pend) == len(active) else sub.take(pend)
+                trial = x0[pend] + step * delta[pend]
+                Ft, Gt, rt = self._presidual(info, s2, trial)
+                better = rt < ra[pend]
+                gi = active[pend[better]]
+                t[gi], F[gi], G[gi], res[gi] = trial[better], Ft[better], Gt[better], rt[better]
+                moved[pend[better]] = True
+                pend = pend[~better]
+                if not len(pend):
                     break
-                t *= 0.5
+                step *= 0.5
             its[active] += 1
-            # points where no step reduced the residual have stagnated: stop them
-            F, G, res = newF[accepted], newG[accepted], newres[accepted]
-            active = active[accepted]
-        return tau
+            active = active[moved]
+            active = active[res[active] > tol_polish]
+        return t, F, G, res
 
-    def _cold_start(self, b: _Batch) -> np.ndarray:
-        G, ok = _safe_inv(b.L0)
-        tau = self._ell(b, np.where(ok[:, None, None], G, 0))
-        return np.where(np.isfinite(tau), tau, 0)
+    def _solve_component(self, info, part, t, opts, its, warm):
+        """Solve one non-linear component from ``t``; returns ``t, G, res``."""
+        tol_polish = 1e-3 * opts["tol"]
+        method = "newton" if warm else opts["method"]
+        if method == "fixed_point":
+            t = self._fixed_point(info, part, t, dict(opts, fp_tol=tol_polish), its)
+            F, G, res = self._presidual(info, part, t)
+            return t, G, res
+        if method == "newton":
+            t = self._fixed_point(info, part, t, opts, its)
+        t, _, G, res = self._newton(info, part, t, its, opts["newton_maxiter"], tol_polish)
+        return t, G, res
 
-    def _solve_component(self, b, tau, comp, opts, its, warm):
-        if warm:
-            tau = self._newton(b, tau, comp, opts, its, opts["newton_maxiter"])
-        elif opts["method"] == "fixed_point":
-            tau = self._fixed_point(b, tau, comp, dict(opts, fp_tol=1e-3 * opts["tol"]), its)
-        else:
-            tau = self._fixed_point(b, tau, comp, opts, its)
-            tau = self._newton(b, tau, comp, opts, its, opts["newton_maxiter"])
-        return tau
-
-    def _solve_batch(self, b: _Batch, init, opts) -> tuple:
+    def _solve_batch(self, b: _Batch, init, opts, careful: bool = False) -> tuple:
+        """Solve the components in order; the residual of every equation is then
+        re-evaluated at the final ``tau`` (component by component, on the sub-blocks
+        where ``G`` is exact, see :meth:`_info`), so a point is flagged converged only
+        if the whole system holds to ``tol``."""
         self._damping = opts["damping"]
         its = np.zeros(b.size, dtype=int)
         warm = init is not None
-        tau = init.copy() if warm else self._cold_start(b)
-        cold = None
+        tau = init.copy() if warm else np.zeros((b.size, self.Q), dtype=b.L0.dtype)
         bad = np.zeros(b.size, dtype=bool)
-        for comp, lin in zip(self.system.components, self.system.linear):
+        res = np.zeros(b.size)
+        tol_polish = 1e-3 * opts["tol"]
+        dups = self._dups if opts["dedupe"] else [None] * len(self.system.components)
+        for comp, lin, src in zip(self.system.components, self.system.linear, dups):
             comp = list(comp)
-            if lin:
-                tau = self._newton(b, tau, comp, opts, its, 3)
-                continue
-            tau = self._solve_component(b, tau, comp, opts, its, warm)
-            _, _, res = self._residual(b, tau, comp)
-            redo = ~(res <= opts["tol"]) | self._unstable(b, tau, comp)
-            if redo.any():  # unconverged or non-physical: plain damped iteration from the cold start
-                if cold is None:
-                    cold = self._cold_start(b)
-                idx = np.nonzero(redo)[0]
-                sub = b.take(idx)
-                t2 = tau[idx].copy()
-                t2[:, comp] = cold[idx][:, comp]
-                it2 = np.zeros(len(idx), dtype=int)
-                t2 = self._solve_component(sub, t2, comp, dict(opts, anderson=0), it2, False)
-                tau[idx] = t2
-                its[idx] += it2
-                bad[idx] |= self._unstable(sub, t2, comp)
-        _, G, res = self._residual(b, tau)
+            info = self._info(comp)
+            part = self._part(b, info, tau)
+            if src is not None:  # identical sub-system: same solution, verified below
+                t = tau[:, list(src)]
+                _, _, r = self._presidual(info, part, t)
+            elif lin:
+                # ell is affine in the component's unknowns: one Newton step is exact
+                t0 = tau[:, comp] if warm else np.zeros((b.size, len(comp)), dtype=tau.dtype)
+                F, G, _ = self._presidual(info, part, t0)
+                t = t0 + _safe_solve(self._jacobian(info, part, G), -F)
+                its += 1
+                if careful:
+                    t, _, _, r = self._newton(info, part, t, its, 3, tol_polish)
+                else:
+                    _, _, r = self._presidual(info, part, t)
+            else:
+                t0 = tau[:, comp] if warm else self._cold(b, info)
+                t, G, r = self._solve_component(info, part, t0, opts, its, warm)
+                redo = ~(r <= opts["tol"]) | self._unstable(info, part, G, r)
+                if redo.any():  # unconverged or non-physical: plain damped iteration from the cold start
+                    idx = np.nonzero(redo)[0]
+                    sub = part.take(idx)
+                    it2 = np.zeros(len(idx), dtype=int)
+                    fb = dict(opts, anderson=0, method="newton", fp_tol=max(min(opts["fp_tol"], 1e-4), opts["tol"]))
+                    t2, G2, r2 = self._solve_component(info, sub, self._cold(b.take(idx), info), fb, it2, False)
+                    t[idx], r[idx] = t2, r2
+                    its[idx] += it2
+                    bad[idx] |= self._unstable(info, sub, G2, r2)
+            tau[:, comp] = t
+            res = np.maximum(res, r)
         conv = (res <= opts["tol"]) & ~bad
-        value = None
-        if b.c0 is not None:
-            value = b.c0 + np.sum(b.Rv * G[:, self._Ri, self._Rj], axis=1)
+        if not careful and not conv.all():
+            # re-solve the failing points with per-component Newton polish (warm from here)
+            idx = np.nonzero(~conv & ~bad)[0]
+            if len(idx):
+                t2, r2, i2, c2, _ = self._solve_batch(b.take(idx), tau[idx], opts, careful=True)
+                better = c2 | (r2 < res[idx])
+                k = idx[better]
+                tau[k], res[k], conv[k] = t2[better], r2[better], c2[better]
+                its[idx] += i2
+        value = self._readout(b, tau)
+        if value is not None:
             value = np.where(conv, value, np.nan)
         return tau, res, its, conv, value
 
+    def _readout(self, b: _Batch, tau: np.ndarray):
+        """``constant + sum readout_ij G_ij`` (``None`` without a read-out)."""
+        if b.c0 is None:
+            return None
+        info = self._readout_info()
+        part = self._part(b, info, tau)
+        G, _ = _safe_cols(part.M0, info["cols"])
+        return b.c0 + np.sum(b.Rv * G[:, info["Ri"], info["Rjc"]], axis=1)
+
+    def _check(self, b: _Batch, tau: np.ndarray):
+        """Relative residual of the whole system at ``tau`` with the full inverse of
+        ``L0 - eta(tau)`` (no block restriction) and the read-out: the reference the
+        block-wise evaluation of :meth:`_solve_batch` is tested against."""
+        G, ok = _safe_inv(self._M(b, tau))
+        res = self._scaled(tau - self._ell(b, G), tau, ok)
+        value = None if b.c0 is None else b.c0 + np.sum(b.Rv * G[:, self._Ri, self._Rj], axis=1)
+        return res, value
+
     # -- public -------------------------------------------------------------
     def solve(self, params: dict | None = None, /, *, method: str = "newton", damping: float = 0.5,
-              anderson: int = 0, tol: float = 1e-12, fp_tol: float = 1e-4, maxiter: int = 5000,
+              anderson: int = 0, tol: float = 1e-12, fp_tol: float = 1e-2, maxiter: int = 5000,
               newton_maxiter: int = 40, init: Any = None, continuation: int | None = None,
-              throw: bool = True, chunk: int = 4096, complex: bool = False,
+              throw: bool = True, chunk: int = 4096, complex: bool = False, dedupe: bool = True,
               **kw) -> Solution:
         """Solve on the broadcast grid of the parameters (keywords or a dict).
 
-        ``method``: ``"newton"`` (fixed point to ``fp_tol``, then Newton to ``tol``) or
-        ``"fixed_point"`` (fixed point only).  ``damping`` in ``(0, 1]``;
+        ``method``: ``"newton"`` (damped fixed point to the loose ``fp_tol``, then
+        Newton to ``tol``) or ``"fixed_point"`` (damped fixed point only).  Whatever the method, a point that
+        does not converge or lands on a non-attracting root is re-solved by the damped
+        fixed point (+ Newton) from the cold start.  ``damping`` in ``(0, 1]``;
         ``anderson``: Anderson memory (0 = off).  ``init``: warm start, array of
         shape ``grid + (Q,)`` (broadcastable).  ``continuation``: a grid axis to sweep
         with warm starts.  ``complex``: solve in complex arithmetic even for real
-        parameters.
+        parameters.  ``dedupe``: solve identical components once (copy the solution).
         """
         params = dict(params or {}, **kw)
-        if method not in ("newton", "fixed_point"):
-            raise ValueError(f"unknown method {method!r} (use 'newton' or 'fixed_point')")
+        if method not in _METHODS:
+            raise ValueError(f"unknown method {method!r} (use one of {_METHODS})")
         if not (0 < damping <= 1):
             raise ValueError(f"damping must be in (0, 1], got {damping}")
         if anderson < 0 or int(anderson) != anderson:
@@ -467,7 +634,7 @@ class Solver:
             raise ValueError("tolerances must be positive")
         opts = dict(method=method, damping=float(damping), anderson=int(anderson), tol=float(tol),
                     fp_tol=max(float(fp_tol), float(tol)), maxiter=int(maxiter),
-                    newton_maxiter=int(newton_maxiter))
+                    newton_maxiter=int(newton_maxiter), dedupe=bool(dedupe))
         flat, shape, is_complex = self._params(params, complex)
         if anderson and is_complex:
             raise ValueError("anderson acceleration is only available for real problems: with a complex "
