@@ -108,8 +108,9 @@ class Errors:
     ``test``, ``train``, ``dsm_test_loss`` are numpy arrays (0-d for scalar input;
     dtype ``object`` holding ``mpmath.mpf`` when solved with ``precision``).
     ``converged`` is per point; ``residual`` is the larger relative residual of the two
-    systems; ``iterations`` the larger iteration count.  Unconverged points are NaN
-    (only returned with ``throw=False``).
+    systems; ``iterations`` the larger iteration count; ``rounding_error`` the larger
+    estimated absolute rounding error (0 when not estimated or with ``precision``).
+    Unconverged or untrustworthy points are NaN (only returned with ``throw=False``).
     """
 
     test: np.ndarray
@@ -118,6 +119,7 @@ class Errors:
     converged: np.ndarray
     residual: np.ndarray
     iterations: np.ndarray
+    rounding_error: np.ndarray
     precision: int | None = None
 
 
@@ -162,6 +164,7 @@ class DSMTheory:
                     mu_f=np.sqrt(np.clip(self.coefficients.mu_star_sq - mu_s_sq, 0.0, None)))
 
     def errors(self, psi_n, psi_p, t, lam, m=1, precision: int | None = None, throw: bool = True,
+               check_rounding: bool = True, rtol: float = 1e-8, atol: float = 1e-10,
                **solve_options) -> Errors:
         """Test error, train error and DSM test loss, broadcast over all array arguments.
 
@@ -171,6 +174,13 @@ class DSMTheory:
         double-precision solution or, where that failed, by continuation in ``lam``).
         ``throw``: raise :class:`numerics.ConvergenceError` if any point does not converge
         (else those points are NaN and flagged).
+        ``check_rounding``: estimate the rounding error of each double-precision value by
+        re-solving with the parameters moved by a few ulps (doubles the cost); a point whose
+        estimate exceeds ``rtol |value| + atol`` is flagged like an unconverged one -- near
+        the interpolation peak the equations are so ill-conditioned that a tiny residual
+        no longer means an accurate value (use ``precision=`` there).  Both errors live on
+        the scale 1 (the zero score has ``E_test = Delta_t``, ``E_train = 1``), hence the
+        absolute floor ``atol``: a memorising train error of ``1e-7`` is reported to ``1e-10``.
 
         >>> import pencils
         >>> e = pencils.build("relu").errors(psi_n=2, psi_p=[1, 4], t=0.5, lam=1e-2, m="inf")
@@ -193,6 +203,7 @@ class DSMTheory:
         conv = np.zeros(size, dtype=bool)
         resid = np.zeros(size)
         iters = np.zeros(size, dtype=int)
+        rounding = np.zeros(size)
         kinds = np.array([m_kind(v) for v in flat[4]])
         for kind in ("1", "finite", "inf"):
             sel = np.nonzero(kinds == kind)[0]
@@ -204,12 +215,17 @@ class DSMTheory:
             for q in QUANTITIES:
                 solver = _solver(kind, q)
                 sol = solver.solve({k: v for k, v in params.items() if k in solver.param_names},
-                                   throw=False, **solve_options)
+                                   throw=False, estimate_error=check_rounding and not exact, **solve_options)
                 if exact:
                     out[q][sel] = self._solve_mp(kind, q, raw, sol, int(precision))
                 else:
-                    out[q][sel] = sol.value
-                    ok &= sol.converged
+                    good = sol.converged
+                    if sol.error is not None:
+                        err = np.where(good, sol.error * np.abs(sol.value), np.inf)
+                        rounding[sel] = np.maximum(rounding[sel], err)
+                        good = good & (err <= rtol * np.abs(sol.value) + atol)
+                    out[q][sel] = np.where(good, sol.value, np.nan)
+                    ok &= good
                     resid[sel] = np.maximum(resid[sel], sol.residual)
                 iters[sel] = np.maximum(iters[sel], sol.iterations)
             conv[sel] = ok
@@ -218,7 +234,8 @@ class DSMTheory:
             k = bad[0]
             raise ConvergenceError(
                 f"{len(bad)} of {size} points did not converge, e.g. psi_n={flat[0][k]}, psi_p={flat[1][k]}, "
-                f"t={flat[2][k]}, lam={flat[3][k]}, m={flat[4][k]} (residual {resid[k]:.2e}); "
+                f"t={flat[2][k]}, lam={flat[3][k]}, m={flat[4][k]} (residual {resid[k]:.2e}, "
+                f"estimated rounding error {rounding[k]:.1e}); "
                 "use throw=False to get them flagged, or precision=... near the interpolation peak",
                 None)
         a_sq = np.exp(-2.0 * flat[2])
@@ -231,7 +248,7 @@ class DSMTheory:
         return Errors(test=out["test"].reshape(shape), train=out["train"].reshape(shape),
                       dsm_test_loss=loss.reshape(shape), converged=conv.reshape(shape),
                       residual=resid.reshape(shape), iterations=iters.reshape(shape),
-                      precision=int(precision) if exact else None)
+                      rounding_error=rounding.reshape(shape), precision=int(precision) if exact else None)
 
     # -- peaks and the ridgeless limit -------------------------------------------------
     def peaks(self, psi_n, t, m, lam, **kw):
@@ -260,11 +277,11 @@ class DSMTheory:
             t = mpmath.mpf(t)
             a_sq = mpmath.exp(-2 * t)
             mp = self.activation.coefficients_mp(dps)
-            mu_s_sq = self.activation.kernel_mp(a_sq, dps=dps) - mp["mu0"] ** 2 - mp["mu1"] ** 2 * a_sq
-            mu_star_sq = mp["mu_star_sq"]
+            mu_s_sq = self.activation.kernel_mp(a_sq, dps=dps) - mp.mu0 ** 2 - mp.mu1 ** 2 * a_sq
+            mu_star_sq = mp.mu_star_sq
             return dict(psi_n=mpmath.mpf(psi_n), psi_p=mpmath.mpf(psi_p), lam=mpmath.mpf(lam),
                         m=mpmath.mpf(m) if math.isfinite(m) else None,
-                        a=mpmath.exp(-t), Delta=-mpmath.expm1(-2 * t), mu1=mp["mu1"],
+                        a=mpmath.exp(-t), Delta=-mpmath.expm1(-2 * t), mu1=mp.mu1,
                         mu_star=mpmath.sqrt(max(mu_star_sq, 0)), mu_s=mpmath.sqrt(max(mu_s_sq, 0)),
                         mu_f=mpmath.sqrt(max(mu_star_sq - mu_s_sq, 0)))
 
@@ -275,22 +292,56 @@ class DSMTheory:
         names = {p.name for p in system.params}
         values = np.empty(len(raw[0]), dtype=object)
         for k in range(len(values)):
-            mp_p = self.mp_params(*(float(r[k]) for r in raw), dps)
-            mp_p = {q: v for q, v in mp_p.items() if q in names}
-            init = list(dsol.tau[k]) if dsol.converged[k] else _continue_in_lam(system, mp_p, dps)
+            point = [float(r[k]) for r in raw]
+            if dsol.converged[k]:
+                init = list(dsol.tau[k])
+            else:
+                init = self._continue_in_lam(kind, quantity, point, dps)
+            mp_p = {q: v for q, v in self.mp_params(*point, dps).items() if q in names}
             values[k] = solve_mp(system, mp_p, dps=dps, init=init).value
         return values
 
+    def _continue_in_lam(self, kind, quantity, point, dps, per_decade: int = 8) -> list:
+        """Starting point for mpmath Newton where double precision failed.
 
-def _continue_in_lam(system, mp_params: dict, dps: int, steps: int = 40) -> list:
-    """Initial point for mpmath Newton where double precision failed: solve at a
-    larger ridge (well conditioned) and walk ``lam`` down geometrically in mpmath."""
-    target = mp_params["lam"]
-    start = max(mpmath.mpf("1e-2"), target)
-    with mpmath.workdps(dps):
-        lams = [start * (target / start) ** (mpmath.mpf(k) / steps) for k in range(steps + 1)]
-    params = dict(mp_params, lam=lams[0])
-    sol = solve_mp(system, params, dps=dps)
-    for lam_k in lams[1:]:
-        sol = solve_mp(system, dict(mp_params, lam=lam_k), dps=dps, init=sol.tau)
-    return list(sol.tau)
+        Walk the ridge down from ``max(lam, 1e-2)`` to the target ``lam`` geometrically
+        (``per_decade`` steps a decade): double precision while it is accurate (one
+        vectorised solve with rounding-error estimates), then mpmath Newton from each step
+        to the next, predicting each start by geometric extrapolation (the unknowns grow
+        like powers of ``lam`` near a peak).
+        """
+        psi_n, psi_p, t, lam, m = point
+        start = max(lam, 1e-2)
+        steps = max(1, int(math.ceil(per_decade * math.log10(start / lam))))
+        lams = start * (lam / start) ** (np.arange(steps + 1) / steps)
+        solver = _solver(kind, quantity)
+        params = self.solver_params(psi_n, psi_p, t, lams, m)
+        dsol = solver.solve({q: v for q, v in params.items() if q in solver.param_names}, throw=False,
+                            estimate_error=True)
+        # A start for Newton must be accurate, not just converged: keep well-resolved points.
+        ok = np.cumprod(dsol.converged & (dsol.error <= 1e-7)).astype(bool)
+        if not ok[0]:
+            raise ConvergenceError(f"no double-precision start at lam={start} for {point}", None)
+        last = int(np.nonzero(ok)[0][-1])
+        system = dsm_system(kind, quantity)
+        names = {p.name for p in system.params}
+
+        def solve_at(lam_k, init):
+            mp_p = {q: v for q, v in self.mp_params(psi_n, psi_p, t, float(lam_k), m, dps).items() if q in names}
+            return list(solve_mp(system, mp_p, dps=dps, init=init).tau)
+
+        prev, tau = None, solve_at(lams[last], list(dsol.tau[last]))
+        for lam_k in lams[last + 1:-1]:
+            guess = tau if prev is None else [_geometric_step(a, b) for a, b in zip(prev, tau)]
+            prev, tau = tau, solve_at(lam_k, guess)
+        if prev is not None:
+            tau = [_geometric_step(a, b) for a, b in zip(prev, tau)]
+        return tau
+
+
+def _geometric_step(a, b):
+    """Predict the next term of a sequence ``a, b, ?`` on a geometric grid of ``lam``:
+    ``b^2 / a`` when ``a, b`` have the same sign, else the linear ``2b - a``."""
+    if a != 0 and (a > 0) == (b > 0):
+        return b * b / a
+    return 2 * b - a

@@ -73,7 +73,9 @@ class Solution:
 
     ``value``: the read-out (normalised trace), NaN where not converged;
     ``tau``: unknowns, shape ``grid + (Q,)``; ``residual``, ``iterations``,
-    ``converged``: per-point diagnostics.
+    ``converged``: per-point diagnostics; ``error``: estimated relative rounding
+    error of ``value`` when requested (a small residual does not bound it: near a
+    singular point the equations are ill-conditioned).
     """
 
     value: np.ndarray | None
@@ -81,6 +83,8 @@ class Solution:
     residual: np.ndarray
     iterations: np.ndarray
     converged: np.ndarray
+    #: estimated relative rounding error of ``value`` (``solve(..., estimate_error=True)``), else None
+    error: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
@@ -611,7 +615,7 @@ class Solver:
               anderson: int = 0, tol: float = 1e-12, fp_tol: float = 1e-2, maxiter: int = 5000,
               newton_maxiter: int = 40, init: Any = None, continuation: int | None = None,
               throw: bool = True, chunk: int = 4096, complex: bool = False, dedupe: bool = True,
-              **kw) -> Solution:
+              estimate_error: bool = False, **kw) -> Solution:
         """Solve on the broadcast grid of the parameters (keywords or a dict).
 
         ``method``: ``"newton"`` (damped fixed point to the loose ``fp_tol``, then
@@ -622,6 +626,11 @@ class Solver:
         shape ``grid + (Q,)`` (broadcastable).  ``continuation``: a grid axis to sweep
         with warm starts.  ``complex``: solve in complex arithmetic even for real
         parameters.  ``dedupe``: solve identical components once (copy the solution).
+        ``estimate_error``: also estimate the rounding error of the read-out by
+        perturbation (stochastic-arithmetic style, cf. Vignes' CESTAC method): the
+        system is solved a second time, from the cold start, with every parameter
+        moved by a few ulps (which changes the exact answer by a few ulps times its
+        condition number) and ``error = |value' - value| / |value|``.  This doubles the cost.
         """
         params = dict(params or {}, **kw)
         if method not in _METHODS:
@@ -651,19 +660,16 @@ class Solver:
                 init = np.broadcast_to(init, shape + (self.Q,)).reshape(size, self.Q).astype(dtype)
             except ValueError as exc:
                 raise ValueError(f"init must broadcast to {shape + (self.Q,)}") from exc
-        if continuation is not None:
-            out = self._continuation(flat, shape, dtype, init, opts, continuation, chunk)
-        else:
-            parts = []
-            for s in range(0, size, chunk):
-                sl = slice(s, min(s + chunk, size))
-                b = self._batch([f[sl] for f in flat], sl.stop - sl.start, dtype)
-                parts.append(self._solve_batch(b, None if init is None else init[sl], opts))
-            out = tuple(None if parts[0][k] is None else np.concatenate([p[k] for p in parts])
-                        for k in range(5))
-        tau, res, its, conv, value = out
+        tau, res, its, conv, value = self._solve_flat(flat, shape, size, dtype, init, opts, continuation, chunk)
+        error = None
+        if estimate_error and value is not None:
+            eps = np.finfo(float).eps
+            moved = [f * (1 + (3 + 2 * k) * eps) for k, f in enumerate(flat)]
+            _, _, _, conv2, value2 = self._solve_flat(moved, shape, size, dtype, None, opts, continuation, chunk)
+            scale = np.maximum(np.abs(value), np.finfo(float).tiny)
+            error = np.where(conv & conv2, np.abs(value2 - value) / scale, np.inf).reshape(shape)
         sol = Solution(None if value is None else value.reshape(shape), tau.reshape(shape + (self.Q,)),
-                       res.reshape(shape), its.reshape(shape), conv.reshape(shape))
+                       res.reshape(shape), its.reshape(shape), conv.reshape(shape), error)
         if throw and not sol.ok:
             bad = np.argwhere(~sol.converged.reshape(shape) if shape else ~sol.converged[None])
             first = tuple(bad[0]) if len(bad) else ()
@@ -674,6 +680,17 @@ class Solver:
                 f"{tol:g}; first at {where} (residual {float(sol.residual.reshape(-1)[np.ravel_multi_index(first, shape) if shape else 0]):.3g}). "
                 "Pass throw=False to get flagged results.", sol)
         return sol
+
+    def _solve_flat(self, flat, shape, size, dtype, init, opts, continuation, chunk):
+        if continuation is not None:
+            return self._continuation(flat, shape, dtype, init, opts, continuation, chunk)
+        parts = []
+        for s in range(0, size, chunk):
+            sl = slice(s, min(s + chunk, size))
+            b = self._batch([f[sl] for f in flat], sl.stop - sl.start, dtype)
+            parts.append(self._solve_batch(b, None if init is None else init[sl], opts))
+        return tuple(None if parts[0][k] is None else np.concatenate([p[k] for p in parts])
+                     for k in range(5))
 
     def _continuation(self, flat, shape, dtype, init, opts, axis, chunk):
         if not shape:

@@ -120,24 +120,124 @@ def solve_mp(system: FixedPointSystem, params: dict, dps: int = 40, init: list |
             return max([abs(x) for x in F] + [0]) / max([mpmath.mpf(1)] + [abs(x) for x in t])
 
         target = mpmath.mpf(10) ** (-dps + 5)
+        floor = mpmath.mpf(10) ** (-dps + 2)
+        it = 0
+
+        reach = system.reach
+
+        def newton(tau, comp, limit):
+            """Newton on the unknowns ``comp`` (the others fixed), with backtracking.
+
+            Only the principal block ``S`` of ``M`` that the component reads is inverted:
+            ``S`` = blocks reachable from a row ``j`` and reaching a column ``m`` of an entry
+            ``G_jm`` read by the component (``M`` is block-triangular with respect to ``S``).
+            """
+            nonlocal it
+            cset = set(comp)
+            reads = [(j, m) for (q, j, m, _) in Went if q in cset]
+            S = [b for b in range(N) if any(reach[j][b] for j, _ in reads) and any(reach[b][m] for _, m in reads)]
+            loc = {b: k for k, b in enumerate(S)}
+            W_c = [(q, loc[j], loc[m], w) for (q, j, m, w) in Went if q in cset]
+            P_c = [(q, loc[i], loc[j], c) for (q, i, j, c) in Pent if q in cset and i in loc and j in loc]
+            pos = {q: k for k, q in enumerate(comp)}
+
+            def G_of(t):  # noqa: F811 - the component's block only
+                M = L0.copy()
+                for (q, i, j, c) in Pent:
+                    if i in loc and j in loc:
+                        M[i, j] -= c * t[q]
+                sub = mpmath.matrix(len(S), len(S))
+                for a, ba in enumerate(S):
+                    for b, bb in enumerate(S):
+                        sub[a, b] = M[ba, bb]
+                return mpmath.inverse(sub)
+
+            def F_of(t, G):  # noqa: F811
+                out = list(t)
+                for (q, i, j, w) in W_c:
+                    out[q] -= w * G[i, j]
+                return out
+
+            G = G_of(tau)
+            F = F_of(tau, G)
+            res = rel([F[q] for q in comp], [tau[q] for q in comp])
+            for _ in range(limit):
+                if res <= floor:
+                    break
+                J = mpmath.eye(len(comp))
+                for (q, j, m, w) in W_c:
+                    for (p, a, b, c) in P_c:
+                        J[pos[q], pos[p]] -= w * c * G[j, a] * G[b, m]
+                try:
+                    delta = mpmath.lu_solve(J, mpmath.matrix([-F[q] for q in comp]))
+                except ZeroDivisionError:
+                    raise ConvergenceError(f"mpmath Newton: singular Jacobian at dps={dps} "
+                                           f"(residual {mpmath.nstr(res, 5)})", None) from None
+                it += 1
+                # Backtracking: halve the step until the residual decreases.
+                step = mpmath.mpf(1)
+                for _half in range(40):
+                    new = list(tau)
+                    for k, q in enumerate(comp):
+                        new[q] = tau[q] + step * delta[k]
+                    try:
+                        Gn = G_of(new)
+                    except ZeroDivisionError:
+                        step /= 2
+                        continue
+                    Fn = F_of(new, Gn)
+                    rn = rel([Fn[q] for q in comp], [new[q] for q in comp])
+                    if rn < res:
+                        break
+                    step /= 2
+                else:
+                    break  # no decrease: at the precision floor, or stuck (verified below)
+                tau, G, F, res = new, Gn, Fn, rn
+            return tau
+
+        # Component by component, in dependency order (as the numpy solver does): the
+        # nonlinear resolvent cores first, then the affine read-outs.
+        def damped(tau, comp, limit=20000, damping=mpmath.mpf(1) / 2, stop=mpmath.mpf("1e-6")):
+            """Damped fixed-point iteration on ``comp``: slow but it stays on the physical
+            branch (the attracting fixed point) from far away, where Newton may stall."""
+            nonlocal it
+            cset = set(comp)
+            reads = [(j, m) for (q, j, m, _) in Went if q in cset]
+            S = [b for b in range(N) if any(reach[j][b] for j, _ in reads) and any(reach[b][m] for _, m in reads)]
+            loc = {b: k for k, b in enumerate(S)}
+            W_c = [(q, loc[j], loc[m], w) for (q, j, m, w) in Went if q in cset]
+            for _ in range(limit):
+                M = L0.copy()
+                for (q, i, j, c) in Pent:
+                    if i in loc and j in loc:
+                        M[i, j] -= c * tau[q]
+                G = mpmath.inverse(mpmath.matrix([[M[a, b] for b in S] for a in S]))
+                ell = {q: mpmath.mpf(0) for q in comp}
+                for (q, i, j, w) in W_c:
+                    ell[q] += w * G[i, j]
+                it += 1
+                if rel([tau[q] - ell[q] for q in comp], [tau[q] for q in comp]) < stop:
+                    break
+                tau = list(tau)
+                for q in comp:
+                    tau[q] = tau[q] + damping * (ell[q] - tau[q])
+            return tau
+
+        for comp, lin in zip(system.components, system.linear):
+            tau = newton(tau, list(comp), maxiter)
+            if not lin:
+                G = G_of(tau)
+                F = F_of(tau, G)
+                if rel([F[q] for q in comp], [tau[q] for q in comp]) > target:
+                    tau = newton(damped(tau, list(comp)), list(comp), maxiter)
         G = G_of(tau)
         F = F_of(tau, G)
         res = rel(F, tau)
-        it = 0
-        while res > mpmath.mpf(10) ** (-dps + 2) and it < maxiter:
-            J = mpmath.eye(Q)
-            for (q, j, m, w) in Went:
-                for (p, a, b, c) in Pent:
-                    J[q, p] -= w * c * G[j, a] * G[b, m]
-            delta = mpmath.lu_solve(J, mpmath.matrix([-x for x in F]))
-            new = [tau[q] + delta[q] for q in range(Q)]
-            Gn = G_of(new)
-            Fn = F_of(new, Gn)
-            rn = rel(Fn, new)
-            it += 1
-            if rn >= res and res <= target:
-                break  # at the precision floor
-            tau, G, F, res = new, Gn, Fn, rn
+        if res > target:  # a final pass on the whole system
+            tau = newton(tau, list(range(Q)), maxiter)
+            G = G_of(tau)
+            F = F_of(tau, G)
+            res = rel(F, tau)
         if not (res <= target):
             raise ConvergenceError(f"mpmath Newton did not verify: residual {mpmath.nstr(res, 5)} "
                                    f"> {mpmath.nstr(target, 3)} at dps={dps}", None)

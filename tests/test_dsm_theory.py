@@ -176,3 +176,23 @@ def test_peak_locations():
     peaks4 = th.peaks(psi_n=1.0, t=0.5, m=4, lam=1e-4, points=80)
     assert any(p.psi_p == pytest.approx(4.0, rel=2e-2) for p in peaks4)  # p = n m
     assert th.peaks(psi_n=1.0, t=0.5, m="inf", lam=1e-4, points=80) == []
+
+
+def test_near_the_peak_double_precision_is_flagged_and_mpmath_is_right():
+    """psi_p / psi_n = 1 - 1e-6, lam = 1e-8, m = 1: the equations are so ill-conditioned
+    that double precision loses about seven digits while its residual stays ~1e-16."""
+    kw = dict(psi_n=1.0, psi_p=1 - 1e-6, t=0.5, lam=1e-8, m=1)
+    raw = theory().errors(check_rounding=False, **kw)  # converged, residual tiny ...
+    assert bool(raw.converged) and float(raw.residual) < 1e-12
+    checked = theory().errors(throw=False, **kw)  # ... but the rounding check flags it
+    assert not bool(checked.converged) and np.isnan(checked.test)
+    with pytest.raises(ConvergenceError, match="rounding"):
+        theory().errors(**kw)
+    hp30 = theory().errors(precision=30, **kw)
+    hp40 = theory().errors(precision=40, **kw)
+    for q in ("test", "train"):
+        a, b = getattr(hp30, q).item(), getattr(hp40, q).item()
+        assert abs(a - b) < mpmath.mpf(10) ** -18 * abs(b)  # mpmath is converged in precision
+    wrong = abs(float(raw.test) - float(hp40.test.item())) / float(hp40.test.item())
+    assert wrong > 1e-9  # double precision really is off here
+    assert float(checked.rounding_error) > 1e-9 * float(hp40.test.item())  # and the estimate saw it

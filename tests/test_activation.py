@@ -1,0 +1,573 @@
+"""Activations and their Gaussian-equivalence numbers (pencils.activation).
+
+Every reference value is computed here, independently of the library: the activations
+are re-implemented as plain mpmath functions (``REF``), one-dimensional expectations
+use ``mpmath.quad`` at 25 digits, the kernel ``K(c)`` a nested (two-dimensional)
+``mpmath.fp.quad``, polynomials exact sympy integration.
+"""
+import math
+import re
+import warnings
+
+import mpmath
+import numpy as np
+import pytest
+import sympy
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+import pencils
+from pencils.activation import (
+    KNOWN_ACTIVATIONS,
+    Activation,
+    ActivationSpecError,
+    QuadratureWarning,
+    activation,
+)
+
+REQUIRED = ("relu", "abs", "linear", "quadratic", "erf", "tanh", "sigmoid", "softplus", "gelu", "silu")
+
+
+def _sigmoid(ctx, x):
+    # stable in double precision (fp.quad samples huge |x|)
+    return 1 / (1 + ctx.exp(-x)) if x >= 0 else ctx.exp(x) / (1 + ctx.exp(x))
+
+
+#: name -> (function of (ctx, x), kinks); ctx is mpmath.mp or mpmath.fp.
+REF = {
+    "relu": (lambda ctx, x: x if x > 0 else 0 * x, (0.0,)),
+    "abs": (lambda ctx, x: abs(x), (0.0,)),
+    "linear": (lambda ctx, x: x, ()),
+    "quadratic": (lambda ctx, x: x * x, ()),
+    "erf": (lambda ctx, x: ctx.erf(x), ()),
+    "tanh": (lambda ctx, x: ctx.tanh(x), ()),
+    "sigmoid": (_sigmoid, ()),
+    "softplus": (lambda ctx, x: max(x, 0 * x) + ctx.log(1 + ctx.exp(-abs(x))), ()),
+    "gelu": (lambda ctx, x: x * ctx.ncdf(x), ()),
+    "silu": (lambda ctx, x: x * _sigmoid(ctx, x), ()),
+}
+ODD = ("erf", "tanh", "linear")
+EVEN = ("abs", "quadratic")
+
+
+@pytest.fixture(autouse=True)
+def _reset_mpmath():
+    dps = mpmath.mp.dps
+    yield
+    mpmath.mp.dps = dps
+
+
+def gauss_expect(g, kinks=(), dps=25):
+    """E g(xi), xi ~ N(0, 1), by mpmath.quad split at the kinks."""
+    with mpmath.workdps(dps):
+        pts = [-mpmath.inf] + sorted(mpmath.mpf(k) for k in kinks) + [mpmath.inf]
+        return mpmath.quad(lambda x: g(x) * mpmath.npdf(x), pts)
+
+
+def he(ctx, k, x):
+    p0, p1 = ctx.mpf(1), x
+    if k == 0:
+        return p0
+    for j in range(1, k):
+        p0, p1 = p1, x * p1 - j * p0
+    return p1
+
+
+def reference_kernel(name, c):
+    """K(c) = int phi(u) rho(u) [int phi(w) rho(c u + s w) dw] du, nested fp.quad split at kinks."""
+    f, kinks = REF[name]
+    fp = mpmath.fp
+    maxdegree = 6 if kinks else 5  # 5 reaches 1e-15 for analytic rho, kinks need one more level
+    s = math.sqrt(1.0 - c * c)
+
+    def inner(u):
+        pts = sorted([-fp.inf, fp.inf] + [(k - c * u) / s for k in kinks])
+        return fp.quad(lambda w: fp.npdf(w) * f(fp, c * u + s * w), pts, maxdegree=maxdegree)
+
+    pts = sorted([-fp.inf, fp.inf] + list(kinks))
+    value, err = fp.quad(lambda u: fp.npdf(u) * f(fp, u) * inner(u), pts, maxdegree=maxdegree, error=True)
+    assert err <= 1e-11  # a crude convergence guard (fp.quad estimates are coarse)
+    return value
+
+
+def reference_moment(name, m, s, k):
+    """E[rho(m + s xi) He_k(xi)] by fp.quad (normalised error ~1e-16 sqrt(k!))."""
+    f, kinks = REF[name]
+    fp = mpmath.fp
+    # finite limits: He_k(x) npdf(x) is inf * 0 in floats at the huge nodes of (-inf, inf)
+    pts = sorted({-40.0, -8.0, -2.0, 0.0, 2.0, 8.0, 40.0} | {(q - m) / s for q in kinks if abs((q - m) / s) < 40})
+    return fp.quad(lambda x: f(fp, m + s * x) * he(fp, k, x) * fp.npdf(x), pts)
+
+
+# ------------------------------------------------------------------ names and construction
+
+def test_known_names_and_case():
+    assert set(REQUIRED) <= set(KNOWN_ACTIVATIONS)
+    assert pencils.KNOWN_ACTIVATIONS == KNOWN_ACTIVATIONS
+    for name in REQUIRED:
+        act = pencils.activation(name.upper())
+        assert isinstance(act, Activation) and act.name == name
+    act = activation("relu")
+    assert activation(act) is act
+    assert activation("swish").name == "silu"
+
+
+def test_activation_is_immutable():
+    act = activation("tanh")
+    with pytest.raises(AttributeError):
+        act.name = "other"
+    with pytest.raises(AttributeError):
+        act.mu0 = 1.0
+
+
+# ------------------------------------------------------------------ coefficients against mpmath
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_coefficients_match_mpmath_quadrature(name):
+    f, kinks = REF[name]
+    act = activation(name)
+    fm = lambda x: f(mpmath.mp, x)  # noqa: E731
+    mu0 = gauss_expect(fm, kinks)
+    mu1 = gauss_expect(lambda x: x * fm(x), kinks)
+    sec = gauss_expect(lambda x: fm(x) ** 2, kinks)
+    for got, ref in [(act.mu0, mu0), (act.mu1, mu1), (act.second_moment, sec),
+                     (act.mu_star_sq, sec - mu0**2 - mu1**2)]:
+        assert isinstance(got, float)
+        assert abs(got - float(ref)) <= 1e-13 * max(1.0, abs(float(ref)))
+    # the high-precision path agrees to many more digits
+    hp = act.coefficients_mp()
+    assert abs(hp.mu0 - mu0) < 1e-22 and abs(hp.mu1 - mu1) < 1e-22
+    assert abs(hp.second_moment - sec) < 1e-22
+
+
+@pytest.mark.parametrize("name", ["relu", "erf", "gelu", "tanh"])
+def test_sympy_closed_forms_match_quadrature(name):
+    f, kinks = REF[name]
+    act = activation(name)
+    fm = lambda x: f(mpmath.mp, x)  # noqa: E731
+    refs = {"mu0": gauss_expect(fm, kinks), "mu1": gauss_expect(lambda x: x * fm(x), kinks),
+            "second_moment": gauss_expect(lambda x: fm(x) ** 2, kinks)}
+    known = 0
+    for key, ref in refs.items():
+        expr = act.symbolic[key]
+        if expr is not None:
+            known += 1
+            with mpmath.workdps(30):
+                assert abs(mpmath.mpf(str(sympy.N(expr, 30))) - ref) < 1e-22
+    assert known >= 1
+    kern = act.symbolic.kernel
+    if kern is not None:
+        c = sympy.Symbol("c")
+        # K(0) = mu0^2, K'(0) = mu1^2, K(1) = E rho^2, exactly
+        assert sympy.simplify(kern.subs(c, 0) - act.symbolic.mu0**2) == 0
+        assert sympy.simplify(sympy.diff(kern, c).subs(c, 0) - act.symbolic.mu1**2) == 0
+        assert abs(sympy.N(kern.subs(c, 1) - act.symbolic.second_moment, 30)) < 1e-28
+        for cv in (-0.9, 0.37):
+            assert abs(float(kern.subs(c, cv)) - reference_kernel(name, cv)) < 1e-13
+
+
+def test_closed_form_coefficients_verified_by_sympy_integration():
+    x = sympy.Symbol("x", real=True)
+    phi = sympy.exp(-x**2 / 2) / sympy.sqrt(2 * sympy.pi)
+    half = lambda f: sympy.integrate(f * phi, (x, 0, sympy.oo))  # noqa: E731
+    relu = activation("relu").symbolic
+    assert sympy.simplify(relu.mu0 - half(x)) == 0
+    assert sympy.simplify(relu.mu1 - half(x**2)) == 0
+    assert sympy.simplify(relu.second_moment - half(x**2)) == 0
+    absf = activation("abs").symbolic  # |x| = relu(x) + relu(-x)
+    assert sympy.simplify(absf.mu0 - 2 * half(x)) == 0
+    erf = activation("erf").symbolic
+    assert sympy.simplify(erf.mu1 - sympy.integrate(x * sympy.erf(x) * phi, (x, -sympy.oo, sympy.oo))) == 0
+    gelu = activation("gelu").symbolic
+    cdf = sympy.erfc(-x / sympy.sqrt(2)) / 2
+    assert sympy.simplify(gelu.mu1 - sympy.integrate(x**2 * cdf * phi, (x, -sympy.oo, sympy.oo))) == 0
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_kernel_matches_2d_quadrature(name):
+    act = activation(name)
+    cs = np.array([-0.9, -0.3, 0.0, 0.37, 0.8, 1.0])
+    K = act.kernel(cs)
+    assert K.shape == cs.shape
+    f, kinks = REF[name]
+    fm = lambda x: f(mpmath.mp, x)  # noqa: E731
+    assert abs(K[2] - float(gauss_expect(fm, kinks)) ** 2) < 1e-13
+    assert abs(K[5] - float(gauss_expect(lambda x: fm(x) ** 2, kinks))) < 1e-13 * max(1, K[5])
+    for c, k in zip(cs[[0, 1, 3, 4]], K[[0, 1, 3, 4]]):
+        assert abs(k - reference_kernel(name, float(c))) < 1e-13 * max(1.0, abs(k))
+
+
+def test_kernel_mp_high_precision():
+    relu = activation("relu")
+    with mpmath.workdps(40):
+        exact = (mpmath.sqrt(1 - mpmath.mpf("0.3") ** 2)
+                 + (mpmath.pi - mpmath.acos(mpmath.mpf("0.3"))) * mpmath.mpf("0.3")) / (2 * mpmath.pi)
+        assert abs(relu.kernel_mp("0.3", dps=40) - exact) < mpmath.mpf(10) ** -38
+    tanh = activation("tanh")
+    # |c| = 0.37: Mehler series of high-precision Hermite coefficients; 0.8: 2D trapezoidal rule
+    for c in (0.37, 0.8):
+        value = tanh.kernel_mp(c, dps=18)
+        assert abs(float(value) - reference_kernel("tanh", c)) < 1e-14
+        assert abs(float(value) - tanh.kernel(c)) < 1e-14
+    assert tanh.kernel_mp(-1, dps=18) == pytest.approx(-tanh.second_moment, rel=1e-15)
+
+
+def test_coefficients_mp_at_higher_precision():
+    act = activation("tanh")
+    hp = act.coefficients_mp(dps=40)
+    with mpmath.workdps(45):
+        ref = mpmath.quad(lambda x: x * mpmath.tanh(x) * mpmath.npdf(x), [-mpmath.inf, 0, mpmath.inf])
+        assert abs(hp.mu1 - ref) < mpmath.mpf(10) ** -38
+        assert hp.mu0 == 0
+
+
+# ------------------------------------------------------------------ kernel identities and properties
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_kernel_identities(name):
+    act = activation(name)
+    assert act.kernel(1.0) == pytest.approx(act.second_moment, rel=1e-13, abs=1e-15)
+    assert act.kernel(0.0) == pytest.approx(act.mu0**2, abs=1e-14)
+    h = 1e-4  # central difference: error O(h^2 K''') ~ 1e-9
+    slope = (act.kernel(h) - act.kernel(-h)) / (2 * h)
+    assert slope == pytest.approx(act.mu1**2, abs=1e-7)
+    assert isinstance(act.kernel(0.5), float)
+
+
+@pytest.mark.parametrize("name", ODD)
+def test_odd_activations(name):
+    act = activation(name)
+    assert abs(act.mu0) < 1e-15
+    c = np.array([0.2, 0.55, 0.9])
+    np.testing.assert_allclose(act.kernel(-c), -act.kernel(c), rtol=0, atol=1e-14)
+    a = act.hermite_coefficients(12)
+    scale = np.sqrt([math.factorial(k) for k in range(13)])
+    assert np.all(np.abs(a[0::2]) <= 1e-14 * scale[0::2])
+    assert np.any(np.abs(a[1::2]) > 1e-3)
+
+
+@pytest.mark.parametrize("name", EVEN)
+def test_even_activations(name):
+    act = activation(name)
+    assert abs(act.mu1) < 1e-15
+    c = np.array([0.2, 0.55, 0.9])
+    np.testing.assert_allclose(act.kernel(-c), act.kernel(c), rtol=0, atol=1e-14)
+    a = act.hermite_coefficients(12)
+    assert np.all(a[1::2] == 0.0)
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "erf", "gelu", "softplus", "quadratic", "sigmoid"])
+@settings(max_examples=15)
+@given(c1=st.floats(-1.0, 1.0), c2=st.floats(0.0, 1.0))
+@example(c1=1.0, c2=1.0)
+@example(c1=-1.0, c2=0.0)
+@example(c1=0.0, c2=0.0)
+def test_kernel_is_positive_definite_like(name, c1, c2):
+    act = activation(name)
+    e2 = act.second_moment
+    assert abs(act.kernel(c1)) <= e2 * (1 + 1e-13)
+    lo, hi = sorted((abs(c1), c2))
+    assert act.kernel(lo) - act.mu0**2 >= -1e-15
+    assert act.kernel(lo) <= act.kernel(hi) + 1e-15  # sum_k a_k^2 c^k / k! has c^k >= 0 terms
+
+
+# ------------------------------------------------------------------ Hermite coefficients
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_hermite_coefficients_match_quadrature(name):
+    f, kinks = REF[name]
+    act = activation(name)
+    a = act.hermite_coefficients(7)
+    assert a.shape == (8,)
+    for k in (2, 3, 4, 7):
+        ref = gauss_expect(lambda x, k=k: f(mpmath.mp, x) * he(mpmath.mp, k, x), kinks, dps=20)
+        assert abs(a[k] - float(ref)) <= 1e-13 * math.sqrt(math.factorial(k))
+
+
+@pytest.mark.parametrize("name, order, tail", [
+    ("relu", 150, 5e-3), ("abs", 150, 1e-2), ("tanh", 64, 1e-4), ("erf", 64, 1e-8),
+    ("gelu", 64, 1e-8), ("sigmoid", 64, 1e-6), ("quadratic", 2, 0.0), ("linear", 1, 0.0)])
+def test_parseval_partial_sums(name, order, tail):
+    act = activation(name)
+    a = act.hermite_coefficients(order)
+    terms = np.array([float(mpmath.mpf(float(v)) ** 2 / mpmath.factorial(k)) for k, v in enumerate(a)])
+    partial = np.cumsum(terms)
+    assert np.all(np.diff(partial) >= 0)
+    assert partial[-1] <= act.second_moment * (1 + 1e-13)
+    assert act.second_moment - partial[-1] <= tail + 1e-14
+    # the tail shrinks with the order
+    half = partial[len(partial) // 2]
+    assert act.second_moment - partial[-1] <= act.second_moment - half
+
+
+def gaussian_mean(expr, x):
+    """E expr(xi) for a polynomial in x, from E xi^n = (n-1)!! (n even)."""
+    poly = sympy.Poly(sympy.expand(expr), x)
+    return sum(coef * (sympy.factorial2(n - 1) if n % 2 == 0 else 0)
+               for (n,), coef in poly.terms())
+
+
+def test_polynomials_are_exact():
+    y = sympy.Symbol("y")
+    p = 3 * y**3 - y + 2
+    act = activation(p)
+    assert act.method == "polynomial"
+    x = sympy.Symbol("x")
+    q = p.subs(y, x)
+    exact = [gaussian_mean(q * sympy.hermite_prob(k, x), x) for k in range(6)]
+    assert exact[4] == 0 and exact[5] == 0
+    np.testing.assert_array_equal(act.hermite_coefficients(5), [float(v) for v in exact])
+    second = gaussian_mean(q**2, x)
+    assert act.symbolic.second_moment == second
+    assert act.symbolic.mu0 == exact[0] and act.symbolic.mu1 == exact[1]
+    c = sympy.Symbol("c")
+    assert sympy.expand(act.symbolic.kernel - sum(exact[k] ** 2 * c**k / sympy.factorial(k) for k in range(4))) == 0
+    assert act.second_moment == float(second)
+    # Gaussian moments at a rational point, exactly: E[p(m + s xi) He_j(xi)]; the float
+    # contract is |error| <= 1e-14 sqrt(j!) sqrt(E p(m + s xi)^2) (rounding of the quadrature sum)
+    m, s = sympy.Rational(1, 3), sympy.Integer(2)
+    alpha = act.gaussian_moments(float(m), float(s), 5)
+    ref2 = gaussian_mean(q.subs(x, m + s * x) ** 2, x)
+    for j in range(6):
+        ref = gaussian_mean(q.subs(x, m + s * x) * sympy.hermite_prob(j, x), x)
+        assert abs(alpha[j] - float(ref)) <= 1e-14 * math.sqrt(math.factorial(j) * float(ref2))
+    assert float(act.gaussian_second_moment(float(m), float(s))) == pytest.approx(float(ref2), rel=1e-14)
+
+
+# ------------------------------------------------------------------ the three spellings agree
+
+def test_name_sympy_callable_agree_relu():
+    y = sympy.Symbol("y")
+    named = activation("relu")
+    assert activation(sympy.Max(0, y)) is named
+    assert activation(sympy.Piecewise((y, y > 0), (0, True))) is named
+    with pytest.warns(QuadratureWarning):  # a kinked black box: the float kernel cannot be exact
+        opaque = activation(lambda x: max(x, 0.0))
+    for attr in ("mu0", "mu1", "second_moment", "mu_star_sq"):
+        assert getattr(opaque, attr) == pytest.approx(getattr(named, attr), abs=1e-13)
+    with pytest.warns(QuadratureWarning, match="reached only") as record:
+        k = opaque.kernel(0.4)
+    # the warning is honest: the error is below the accuracy it reports (relative to E rho^2)
+    reported = float(re.search(r"reached only ([0-9.e+-]+)", str(record[0].message)).group(1))
+    assert 1e-12 < abs(k - named.kernel(0.4)) <= reported * named.second_moment
+
+
+@pytest.mark.parametrize("name, func", [("erf", math.erf), ("tanh", np.tanh)])
+def test_name_sympy_callable_agree_smooth(name, func):
+    y = sympy.Symbol("y")
+    named = activation(name)
+    assert activation(getattr(sympy, name)(y)) is named
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # smooth: no accuracy warning
+        opaque = activation(func)
+        assert opaque.method == "quadrature"
+        for attr in ("mu0", "mu1", "second_moment", "mu_star_sq"):
+            assert getattr(opaque, attr) == pytest.approx(getattr(named, attr), abs=1e-13)
+        c = np.array([-0.8, 0.3, 0.95])
+        np.testing.assert_allclose(opaque.kernel(c), named.kernel(c), rtol=0, atol=1e-13)
+        norm = np.sqrt([math.factorial(j) for j in range(21)])
+        np.testing.assert_allclose(opaque.gaussian_moments([0.4, -1.0], [0.7, 1.1], 20) / norm,
+                                   named.gaussian_moments([0.4, -1.0], [0.7, 1.1], 20) / norm,
+                                   rtol=0, atol=1e-12)
+
+
+def test_kinked_sympy_expression_is_integrated_exactly():
+    y = sympy.Symbol("y")
+    leaky = activation(sympy.Max(y, y / 10))  # = 0.9 relu(y) + 0.1 y, kink found at 0
+    assert leaky.kinks == (0.0,) and leaky.method == "quadrature"
+    relu = activation("relu")
+    assert leaky.mu0 == pytest.approx(0.9 * relu.mu0, abs=1e-15)
+    assert leaky.mu1 == pytest.approx(0.55, abs=1e-15)
+    # E (0.9 relu + 0.1 g)^2 = 0.81/2 + 0.18 E[g relu(g)] + 0.01
+    assert leaky.second_moment == pytest.approx(0.505, abs=1e-15)
+    hard = activation(sympy.Max(-1, sympy.Min(1, y)))  # hard tanh, kinks at -1 and 1
+    assert hard.kinks == (-1.0, 1.0) and hard.parity == -1
+    # E[g hardtanh(g)] = P(|g| < 1) = erf(1/sqrt 2)
+    assert hard.mu1 == pytest.approx(math.erf(1 / math.sqrt(2)), abs=1e-15)
+    with pytest.warns(QuadratureWarning):  # the float rules do not split at kinks
+        hard.gaussian_moments(0.3, 0.8, 4)
+
+
+def test_generic_sympy_expression():
+    y = sympy.Symbol("y")
+    act = activation(y * sympy.tanh(y))  # even, no closed form
+    assert act.method == "quadrature" and act.parity == 1
+    ref = gauss_expect(lambda x: x * mpmath.tanh(x))
+    assert act.mu0 == pytest.approx(float(ref), abs=1e-14)
+    assert abs(act.mu1) < 1e-15
+
+
+# ------------------------------------------------------------------ Gaussian moments
+
+MOMENT_NAMES = ["relu", "abs", "erf", "gelu", "tanh", "sigmoid", "softplus", "silu", "quadratic"]
+
+
+@settings(max_examples=12)
+@given(name=st.sampled_from(MOMENT_NAMES), mean=st.floats(-3.0, 3.0), std=st.floats(0.05, 2.0))
+@example(name="relu", mean=0.0, std=1.0)
+@example(name="tanh", mean=0.0, std=1.9)
+@example(name="softplus", mean=-3.0, std=0.05)
+def test_gaussian_moments_match_quadrature(name, mean, std):
+    act = activation(name)
+    alpha = act.gaussian_moments(mean, std, 40)
+    assert alpha.shape == (41,)
+    scale = math.sqrt(act.second_moment) + math.sqrt(float(act.gaussian_second_moment(mean, std)))
+    for k in (0, 1, 2, 5, 17, 40):
+        ref = reference_moment(name, mean, std, k)
+        assert abs(alpha[k] - ref) <= 1e-12 * math.sqrt(math.factorial(k)) * scale, k
+    f, kinks = REF[name]
+    fp = mpmath.fp
+    pts = sorted([-fp.inf, fp.inf] + [(q - mean) / std for q in kinks])
+    ref2 = fp.quad(lambda x: f(fp, mean + std * x) ** 2 * fp.npdf(x), pts)
+    assert float(act.gaussian_second_moment(mean, std)) == pytest.approx(ref2, rel=1e-12, abs=1e-13)
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_gaussian_moments_at_standard_normal_are_hermite_coefficients(name):
+    act = activation(name)
+    a = act.gaussian_moments(0.0, 1.0, 12)
+    ref = act.hermite_coefficients(12)
+    scale = np.sqrt([math.factorial(k) for k in range(13)])
+    assert np.all(np.abs(a - ref) <= 1e-13 * scale)
+    assert float(act.gaussian_second_moment(0.0, 1.0)) == pytest.approx(act.second_moment, rel=1e-13)
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "gelu", "abs"])
+def test_mehler_expansion_reproduces_bivariate_expectation(name):
+    act = activation(name)
+    (m1, s1), (m2, s2), r = (0.7, 0.9), (-0.4, 1.3), 0.45
+    order = 60  # r^61 < 1e-21
+    alpha = act.gaussian_moments([m1, m2], [s1, s2], order)
+    fact = np.array([float(math.factorial(j)) for j in range(order + 1)])
+    mehler = np.sum(r ** np.arange(order + 1) / fact * alpha[0] * alpha[1])
+    f, kinks = REF[name]
+    fp = mpmath.fp
+    q = math.sqrt(1 - r * r)
+
+    def inner(x):  # v = m2 + s2 (r x + q z)
+        pts = sorted([-fp.inf, fp.inf] + [((k - m2) / s2 - r * x) / q for k in kinks])
+        return fp.quad(lambda z: fp.npdf(z) * f(fp, m2 + s2 * (r * x + q * z)), pts, maxdegree=5)
+
+    pts = sorted([-fp.inf, fp.inf] + [(k - m1) / s1 for k in kinks])
+    ref = fp.quad(lambda x: fp.npdf(x) * f(fp, m1 + s1 * x) * inner(x), pts, maxdegree=5)
+    assert mehler == pytest.approx(ref, abs=1e-12)
+
+
+def test_gaussian_moments_shapes_and_degenerate_std():
+    act = activation("tanh")
+    means = np.linspace(-1, 1, 12).reshape(3, 4)
+    alpha = act.gaussian_moments(means, np.full(4, 0.6), 5)
+    assert alpha.shape == (3, 4, 6)
+    np.testing.assert_allclose(alpha[1, 2], act.gaussian_moments(means[1, 2], 0.6, 5), rtol=0, atol=1e-15)
+    assert act.gaussian_second_moment(means, 0.6).shape == (3, 4)
+    zero = act.gaussian_moments([0.3, -2.0], 0.0, 3)
+    np.testing.assert_array_equal(zero, [[np.tanh(0.3), 0, 0, 0], [np.tanh(-2.0), 0, 0, 0]])
+    for name in ("relu", "erf", "quadratic"):
+        assert activation(name).gaussian_moments(1.5, 0.0, 2).tolist() == [activation(name)(1.5), 0.0, 0.0]
+    # a tiny std is continuous with std = 0
+    assert act.gaussian_moments(0.3, 1e-9, 1)[0] == pytest.approx(np.tanh(0.3), abs=1e-15)
+
+
+def test_relu_moments_far_tails_are_finite():
+    relu = activation("relu")
+    alpha = relu.gaussian_moments([-60.0, 60.0, 1.0], [1.0, 1.0, 1e-12], 80)
+    assert np.all(np.isfinite(alpha))
+    assert alpha[1, 0] == pytest.approx(60.0) and alpha[1, 1] == pytest.approx(1.0)
+    assert np.all(alpha[0] == 0.0)
+
+
+# ------------------------------------------------------------------ mu_s^2 and mu_f^2
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "erf", "quadratic"])
+def test_mu_s_and_mu_f(name):
+    act = activation(name)
+    assert act.mu_s_sq(0.0) == 0.0
+    assert act.mu_s_sq(1.0) == pytest.approx(act.mu_star_sq, abs=1e-14)
+    assert act.mu_f_sq(1.0) == pytest.approx(0.0, abs=1e-14)
+    assert act.mu_f_sq(0.0) == pytest.approx(act.mu_star_sq, abs=1e-15)
+    a = np.linspace(0.0, 1.0, 41)
+    ms = act.mu_s_sq(a)
+    assert ms.shape == a.shape and np.all(np.diff(ms) >= -1e-15)
+    np.testing.assert_allclose(ms + act.mu_f_sq(a), act.mu_star_sq, rtol=0, atol=1e-14)
+    # the series branch (a_sq <= 1/4) agrees with the direct formula
+    for v in (0.25, 0.2):
+        direct = act.kernel(v) - act.mu0**2 - act.mu1**2 * v
+        assert act.mu_s_sq(v) == pytest.approx(direct, abs=1e-15)
+    # and keeps relative accuracy where the direct formula cancels: mu_s^2 ~ a_2^2 a^4 / 2
+    a2 = act.hermite_coefficients(2)[2]
+    if a2 != 0:
+        assert act.mu_s_sq(1e-6) == pytest.approx(a2**2 * 1e-12 / 2, rel=1e-4)
+
+
+# ------------------------------------------------------------------ bad input
+
+Y = sympy.Symbol("y")
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("no_such_activation", "known names: relu"),
+    (3.5, "cannot make an activation"),
+    (None, "cannot make an activation"),
+    (sympy.Integer(2), "exactly one free symbol"),
+    (Y * sympy.Symbol("z"), "exactly one free symbol"),
+    (sympy.exp(Y**2), "Gaussian second moment"),
+    (sympy.exp(Y**2 / 4), "Gaussian second moment"),
+    (1 / Y, "Gaussian second moment is not finite"),
+    (1 / (Y - sympy.Rational(3, 10)), "Gaussian second moment is not finite"),
+    (lambda x: 1 / x, "Gaussian second moment is not finite"),
+    (lambda x: math.exp(x**2 / 4), "Gaussian second moment"),
+    (sympy.sqrt(Y), "real-valued"),
+    (sympy.I * Y, "real-valued"),
+    (lambda x: 1j * x, "real-valued"),
+    (math.sqrt, "real-valued"),
+    (np.log, "real-valued"),
+])
+def test_bad_activation_specs(spec, words):
+    with pytest.raises(ValueError, match=words):
+        activation(spec)
+
+
+def test_wrong_type_is_also_a_type_error():
+    with pytest.raises(TypeError):
+        activation(3.5)
+    assert issubclass(ActivationSpecError, ValueError)
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda a: a.kernel(1.5), "c must lie in"),
+    (lambda a: a.kernel(np.array([0.1, -1.1])), "c must lie in"),
+    (lambda a: a.kernel(float("nan")), "c must not be NaN"),
+    (lambda a: a.mu_s_sq(-0.1), "a_sq must lie in"),
+    (lambda a: a.mu_s_sq(1.2), "a_sq must lie in"),
+    (lambda a: a.mu_f_sq(float("nan")), "a_sq must not be NaN"),
+    (lambda a: a.gaussian_moments(0.0, -1.0, 3), "std must be >= 0"),
+    (lambda a: a.gaussian_moments(float("nan"), 1.0, 3), "mean must be finite"),
+    (lambda a: a.gaussian_moments(0.0, 1.0, -1), "order must be"),
+    (lambda a: a.gaussian_moments(0.0, 1.0, 2.5), "order must be"),
+    (lambda a: a.gaussian_second_moment(0.0, float("inf")), "std must be finite"),
+    (lambda a: a.hermite_coefficients(1000), "order must be <="),
+    (lambda a: a.kernel_mp(2), "c must lie in"),
+])
+def test_bad_arguments(call, words):
+    with pytest.raises(ValueError, match=words):
+        call(activation("tanh"))
+
+
+def test_bad_dps():
+    with pytest.raises(ValueError, match="dps"):
+        activation("relu", dps=5)
+
+
+def test_range_slack_is_tolerated():
+    act = activation("relu")
+    assert act.kernel(1 + 1e-13) == pytest.approx(0.5, abs=1e-15)
+    assert act.mu_s_sq(-1e-13) == 0.0
+
+
+def test_non_smooth_callable_warns_about_accuracy():
+    with pytest.warns(QuadratureWarning, match="non-smooth"):
+        act = activation(lambda x: abs(x - 0.3))
+    assert issubclass(QuadratureWarning, UserWarning)
+    # the mpmath path still finds the kink: E|g - 0.3| = 2 phi(0.3) + 0.3 (2 Phi(0.3) - 1)
+    exact = 2 * math.exp(-0.045) / math.sqrt(2 * math.pi) + 0.3 * math.erf(0.3 / math.sqrt(2))
+    assert act.mu0 == pytest.approx(exact, abs=1e-13)
