@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _timeit(f, repeat=3):
@@ -37,8 +38,8 @@ def main() -> None:
     ap.add_argument("--fsolve-points", type=int, default=10000)
     args = ap.parse_args()
     os.environ["DSM_CACHE_DIR"] = tempfile.mkdtemp(prefix="dsm-bench-")
-    from scipy.optimize import fsolve
 
+    from _fsolve import fsolve_loop
     from derivations import classic
     from numerics import build_function, compile
     from pencils import cache
@@ -93,32 +94,11 @@ def main() -> None:
               f"mean iterations {sol.iterations.mean():.0f}")
 
     print("\n== per-point scipy.optimize.fsolve loop on the same equations (ridge, 100 x 100 grid)")
-    S, s = systems["ridge"], solvers["ridge"]
-    f = s._f
-    flat, shape, _ = s._params(grid["ridge"], False)
-    K = min(args.fsolve_points, flat[0].size)
-    pts = np.linspace(0, flat[0].size - 1, K).astype(int)
-    ref = grid_times["ridge"][1]
-    agree = 0
-    t0 = time.perf_counter()
-    for k in pts:
-        b = s._batch([fl[k:k + 1] for fl in flat], 1, float)
-        tau0 = s._ell(b, np.linalg.inv(b.L0))[0]  # cold start ell(L0^{-1}), as the solver
-
-        def F(t, b=b):
-            G = np.linalg.inv(s._M(b, t[None, :]))
-            return t - s._ell(b, G)[0]
-
-        t_sol = fsolve(F, tau0, xtol=1e-13)
-        G = np.linalg.inv(s._M(b, t_sol[None, :]))
-        val = b.c0[0] + np.sum(b.Rv[0] * G[0, s._Ri, s._Rj])
-        agree += abs(val - ref.value.reshape(-1)[k]) <= 1e-8 * abs(val)
-    tf = (time.perf_counter() - t0) * flat[0].size / K
-    tg = grid_times["ridge"][0]
-    print(f"fsolve loop {tf:7.2f} s for 10 000 points ({'measured' if K == flat[0].size else f'extrapolated from {K}'}); "
+    tg, ref = grid_times["ridge"]
+    tf, agree, K = fsolve_loop(solvers["ridge"], grid["ridge"], ref, args.fsolve_points)
+    print(f"fsolve loop {tf:7.2f} s for 10 000 points ({'measured' if K == 10000 else f'extrapolated from {K}'}); "
           f"agrees with the vectorised solution at {agree}/{K} points")
     print(f"ratio fsolve / vectorised = {tf / tg:6.1f}x")
-    del f
 
 
 if __name__ == "__main__":

@@ -10,35 +10,17 @@ straightforward estimate.  Run:  ``python benchmarks/bench_simulate.py``.
 """
 from __future__ import annotations
 
-import math
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pencils
-from validation import fit_score, make_problem
+import pencils  # noqa: E402
+from validation import fit_score, make_problem  # noqa: E402
+from validation.reference import straightforward_fit  # noqa: E402
 
 TEST_SAMPLES = 20_000  # fresh test points of the straightforward estimate
-
-
-def straightforward(act, pr, seed):
-    streams = np.random.SeedSequence([seed, pr.d, pr.n, pr.p]).spawn(5)
-    rng_w, rng_x, rng_z = (np.random.default_rng(s) for s in streams[:3])
-    W = rng_w.standard_normal((pr.p, pr.d))
-    X = rng_x.standard_normal((pr.n, pr.d))
-    Z = rng_z.standard_normal((pr.n * pr.m, pr.d))
-    Y = pr.a * np.repeat(X, pr.m, axis=0) + math.sqrt(pr.delta) * Z
-    Phi = act(Y @ W.T / math.sqrt(pr.d))
-    N = Phi.shape[0]
-    Bt = -np.linalg.solve(Phi.T @ Phi / N + pr.lam * np.eye(pr.p), Phi.T @ Z / N)
-    train = np.sum((Phi @ Bt + Z) ** 2) / (N * pr.d)
-    rng = np.random.default_rng(12345)
-    tests = []
-    for _ in range(TEST_SAMPLES // 2000):
-        Yt = rng.standard_normal((2000, pr.d))
-        tests.append(np.sum((act(Yt @ W.T / math.sqrt(pr.d)) @ Bt + math.sqrt(pr.delta) * Yt) ** 2, axis=1) / pr.d)
-    tests = np.concatenate(tests)
-    return train, tests.mean(), tests.std(ddof=1) / math.sqrt(len(tests))
 
 
 def main() -> None:
@@ -49,7 +31,7 @@ def main() -> None:
     ours = fit_score(act, pr, 0)
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
-    train, test, test_se = straightforward(act, pr, 0)
+    train, test, test_se = straightforward_fit(act, pr, 0, TEST_SAMPLES, test_seed=12345)
     t_ref = time.perf_counter() - t0
     print(f"setting: relu d={pr.d} n={pr.n} p={pr.p} m=1 t={pr.t} lam={pr.lam}")
     print(f"validation.fit_score ({ours.form}, exact test error): {t_ours:7.2f} s  "

@@ -125,42 +125,43 @@ def solve_mp(system: FixedPointSystem, params: dict, dps: int = 40, init: list |
 
         reach = system.reach
 
-        def newton(tau, comp, limit):
-            """Newton on the unknowns ``comp`` (the others fixed), with backtracking.
-
-            Only the principal block ``S`` of ``M`` that the component reads is inverted:
-            ``S`` = blocks reachable from a row ``j`` and reaching a column ``m`` of an entry
-            ``G_jm`` read by the component (``M`` is block-triangular with respect to ``S``).
-            """
-            nonlocal it
+        def restricted(comp):
+            """The component's view of the system: only the principal block ``S`` of ``M``
+            that it reads is inverted, ``S`` = blocks reachable from a row ``j`` and reaching
+            a column ``m`` of an entry ``G_jm`` read by ``comp`` (``M`` is block-triangular
+            with respect to ``S``).  Returns ``(G_S(tau), F_comp(tau, G_S), W_c, P_c)`` in
+            local block indices."""
             cset = set(comp)
             reads = [(j, m) for (q, j, m, _) in Went if q in cset]
             S = [b for b in range(N) if any(reach[j][b] for j, _ in reads) and any(reach[b][m] for _, m in reads)]
             loc = {b: k for k, b in enumerate(S)}
             W_c = [(q, loc[j], loc[m], w) for (q, j, m, w) in Went if q in cset]
             P_c = [(q, loc[i], loc[j], c) for (q, i, j, c) in Pent if q in cset and i in loc and j in loc]
-            pos = {q: k for k, q in enumerate(comp)}
+            P_S = [(q, loc[i], loc[j], c) for (q, i, j, c) in Pent if i in loc and j in loc]
+            L0_S = mpmath.matrix([[L0[a, b] for b in S] for a in S])
 
-            def G_of(t):  # noqa: F811 - the component's block only
-                M = L0.copy()
-                for (q, i, j, c) in Pent:
-                    if i in loc and j in loc:
-                        M[i, j] -= c * t[q]
-                sub = mpmath.matrix(len(S), len(S))
-                for a, ba in enumerate(S):
-                    for b, bb in enumerate(S):
-                        sub[a, b] = M[ba, bb]
-                return mpmath.inverse(sub)
+            def G_S(t):
+                M = L0_S.copy()
+                for (q, i, j, c) in P_S:
+                    M[i, j] -= c * t[q]
+                return mpmath.inverse(M)
 
-            def F_of(t, G):  # noqa: F811
-                out = list(t)
+            def F_c(t, G):
+                out = {q: t[q] for q in comp}
                 for (q, i, j, w) in W_c:
                     out[q] -= w * G[i, j]
                 return out
 
-            G = G_of(tau)
-            F = F_of(tau, G)
-            res = rel([F[q] for q in comp], [tau[q] for q in comp])
+            return G_S, F_c, W_c, P_c
+
+        def newton(tau, comp, limit):
+            """Newton on the unknowns ``comp`` (the others fixed), with backtracking."""
+            nonlocal it
+            G_S, F_c, W_c, P_c = restricted(comp)
+            pos = {q: k for k, q in enumerate(comp)}
+            G = G_S(tau)
+            F = F_c(tau, G)
+            res = rel(list(F.values()), [tau[q] for q in comp])
             for _ in range(limit):
                 if res <= floor:
                     break
@@ -181,12 +182,12 @@ def solve_mp(system: FixedPointSystem, params: dict, dps: int = 40, init: list |
                     for k, q in enumerate(comp):
                         new[q] = tau[q] + step * delta[k]
                     try:
-                        Gn = G_of(new)
+                        Gn = G_S(new)
                     except ZeroDivisionError:
                         step /= 2
                         continue
-                    Fn = F_of(new, Gn)
-                    rn = rel([Fn[q] for q in comp], [new[q] for q in comp])
+                    Fn = F_c(new, Gn)
+                    rn = rel(list(Fn.values()), [new[q] for q in comp])
                     if rn < res:
                         break
                     step /= 2
@@ -195,34 +196,23 @@ def solve_mp(system: FixedPointSystem, params: dict, dps: int = 40, init: list |
                 tau, G, F, res = new, Gn, Fn, rn
             return tau
 
-        # Component by component, in dependency order (as the numpy solver does): the
-        # nonlinear resolvent cores first, then the affine read-outs.
         def damped(tau, comp, limit=20000, damping=mpmath.mpf(1) / 2, stop=mpmath.mpf("1e-6")):
             """Damped fixed-point iteration on ``comp``: slow but it stays on the physical
             branch (the attracting fixed point) from far away, where Newton may stall."""
             nonlocal it
-            cset = set(comp)
-            reads = [(j, m) for (q, j, m, _) in Went if q in cset]
-            S = [b for b in range(N) if any(reach[j][b] for j, _ in reads) and any(reach[b][m] for _, m in reads)]
-            loc = {b: k for k, b in enumerate(S)}
-            W_c = [(q, loc[j], loc[m], w) for (q, j, m, w) in Went if q in cset]
+            G_S, F_c, _, _ = restricted(comp)
             for _ in range(limit):
-                M = L0.copy()
-                for (q, i, j, c) in Pent:
-                    if i in loc and j in loc:
-                        M[i, j] -= c * tau[q]
-                G = mpmath.inverse(mpmath.matrix([[M[a, b] for b in S] for a in S]))
-                ell = {q: mpmath.mpf(0) for q in comp}
-                for (q, i, j, w) in W_c:
-                    ell[q] += w * G[i, j]
+                F = F_c(tau, G_S(tau))  # tau - ell(G)
                 it += 1
-                if rel([tau[q] - ell[q] for q in comp], [tau[q] for q in comp]) < stop:
+                if rel(list(F.values()), [tau[q] for q in comp]) < stop:
                     break
                 tau = list(tau)
                 for q in comp:
-                    tau[q] = tau[q] + damping * (ell[q] - tau[q])
+                    tau[q] = tau[q] - damping * F[q]
             return tau
 
+        # Component by component, in dependency order (as the numpy solver does): the
+        # nonlinear resolvent cores first, then the affine read-outs.
         for comp, lin in zip(system.components, system.linear):
             tau = newton(tau, list(comp), maxiter)
             if not lin:

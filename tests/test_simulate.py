@@ -8,6 +8,7 @@ import pencils
 import validation
 from validation import montecarlo as sim_module
 from validation import extrapolate, fit_score, make_problem, simulate
+from validation.reference import straightforward_fit
 
 RELU = None
 
@@ -49,24 +50,6 @@ def test_m_accepts_inf_spellings():
 
 # ---------------------------------------------------------------- exactness of one instance
 
-def naive_fit(act, pr, seed, test_samples):
-    """Independent, materialised implementation on the same draws (W, X, Z)."""
-    streams = np.random.SeedSequence([seed, pr.d, pr.n, pr.p]).spawn(5)
-    rng_w, rng_x, rng_z = (np.random.default_rng(s) for s in streams[:3])
-    W = rng_w.standard_normal((pr.p, pr.d))
-    X = rng_x.standard_normal((pr.n, pr.d))
-    Z = rng_z.standard_normal((pr.n * pr.m, pr.d))
-    Y = pr.a * np.repeat(X, pr.m, axis=0) + math.sqrt(pr.delta) * Z
-    Phi = act(Y @ W.T / math.sqrt(pr.d))
-    N = Phi.shape[0]
-    Bt = -np.linalg.solve(Phi.T @ Phi / N + pr.lam * np.eye(pr.p), Phi.T @ Z / N)
-    train = np.sum((Phi @ Bt + Z) ** 2) / (N * pr.d)
-    rng = np.random.default_rng(99)
-    Yt = rng.standard_normal((test_samples, pr.d))
-    per = np.sum((act(Yt @ W.T / math.sqrt(pr.d)) @ Bt + math.sqrt(pr.delta) * Yt) ** 2, axis=1) / pr.d
-    return train, per.mean(), per.std(ddof=1) / math.sqrt(test_samples)
-
-
 @pytest.mark.parametrize("name", ["relu", "tanh", "erf"])
 @pytest.mark.parametrize("psi_p, m", [(0.5, 3), (3.0, 1)])  # primal and dual forms
 def test_fit_matches_naive_implementation(name, psi_p, m):
@@ -74,7 +57,7 @@ def test_fit_matches_naive_implementation(name, psi_p, m):
     pr = make_problem(d=40, psi_n=1.0, psi_p=psi_p, t=0.4, lam=1e-2, m=m)
     fitted = fit_score(act, pr, seed=3)
     assert fitted.form == ("primal" if pr.p <= pr.n * m else "dual")
-    train, test, test_se = naive_fit(act, pr, 3, test_samples=40_000)
+    train, test, test_se = straightforward_fit(act, pr, 3, test_samples=40_000)
     assert fitted.train_error == pytest.approx(train, rel=1e-8)
     assert abs(fitted.test_error - test) < 4 * test_se
 
