@@ -80,7 +80,7 @@ class Ridgeless:
     lams: tuple
 
 
-def ridgeless(theory, psi_n: float, psi_p: float, t: float, m, lam0: float = 1e-3, levels: int = 6,
+def ridgeless(theory, psi_n: float, psi_p: float, t: float, m, lam0: float = 1e-2, levels: int = 7,
               ratio: float = 0.5) -> Ridgeless:
     """Richardson extrapolation of ``E_test`` and ``E_train`` to ``lam = 0`` from
     ``lam_k = lam0 ratio^k``, ``k < levels`` (Neville's polynomial extrapolation).
