@@ -302,9 +302,16 @@ def _reduce(r: _Real) -> _Real:
 # recursion over the expression
 
 
+def _finish(r: _Real, reduce: bool) -> _Real:
+    """Shrink a realization (pruning and elimination), or only tidy it (``reduce=False``:
+    the raw realization rules, kept for checks)."""
+    if reduce:
+        return _reduce(r)
+    _clean(r)
+    return r
+
+
 def _lin(e: MatExpr, memo: dict, reduce: bool = True) -> _Real:
-    if not reduce:
-        return _lin_raw(e, memo)
     if e in memo:
         return memo[e]
     op, a = e.op, e.args
@@ -316,44 +323,20 @@ def _lin(e: MatExpr, memo: dict, reduce: bool = True) -> _Real:
         if not a:
             r = _Real([], {}, {}, {}, sympy.Integer(0), e.rows, e.cols)
         else:
-            r = _sum([(c, _lin(t, memo)) for c, t in a])
+            r = _sum([(c, _lin(t, memo, reduce)) for c, t in a])
     elif op == "scale":
-        inner = _lin(a[1], memo)
-        r = _sum([(a[0], inner)])
+        r = _sum([(a[0], _lin(a[1], memo, reduce))])
     elif op == "mul":
-        r = _lin(a[0], memo)
+        r = _lin(a[0], memo, reduce)
         for f in a[1:]:
-            r = _reduce(_product(r, _lin(f, memo)))
+            r = _product(r, _lin(f, memo, reduce))
+            if reduce:
+                r = _reduce(r)
     elif op == "inv":
-        r = _inverse(_lin(a[0], memo))
+        r = _inverse(_lin(a[0], memo, reduce))
     else:  # pragma: no cover
         raise AssertionError(op)
-    r = _reduce(r)
-    memo[e] = r
-    return r
-
-
-def _lin_raw(e: MatExpr, memo: dict) -> _Real:
-    """The raw realization rules, without pruning or elimination (for checks)."""
-    if e in memo:
-        return memo[e]
-    op, a = e.op, e.args
-    if op in ("gauss", "gaussT"):
-        r = _atom(e)
-    elif op == "eye":
-        r = _Real([], {}, {}, {}, a[0], e.rows, e.cols)
-    elif op == "add":
-        r = (_sum([(c, _lin_raw(t, memo)) for c, t in a]) if a
-             else _Real([], {}, {}, {}, sympy.Integer(0), e.rows, e.cols))
-    elif op == "scale":
-        r = _sum([(a[0], _lin_raw(a[1], memo))])
-    elif op == "mul":
-        r = _lin_raw(a[0], memo)
-        for f in a[1:]:
-            r = _product(r, _lin_raw(f, memo))
-    else:
-        r = _inverse(_lin_raw(a[0], memo))
-    _clean(r)
+    r = _finish(r, reduce)
     memo[e] = r
     return r
 
