@@ -148,7 +148,8 @@ def _plot_phase(ph, args, name, path: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"Memorisation phase diagram ({name}, t = {args.t}, λ = {args.lam}); red: train error "
-                 "below its generalising value a_t² (memorisation)")
+                 "below its generalising value a_t² (memorisation); white: flagged, not resolved in double "
+                 "precision (tiny train errors; use precision=)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
