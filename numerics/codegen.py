@@ -88,9 +88,9 @@ def generate_source(system: FixedPointSystem, backend: str = "numpy") -> str:
 
 def build_function(system: FixedPointSystem, backend: str = "numpy") -> Callable:
     """Compile the generated source into a callable."""
-    import mpmath  # noqa: F401 - referenced by generated code
-    import numpy  # noqa: F401
+    import mpmath
+    import numpy
 
-    namespace: dict = {"numpy": __import__("numpy"), "mpmath": __import__("mpmath")}
+    namespace: dict = {"numpy": numpy, "mpmath": mpmath}  # the modules the generated code names
     exec(compile(generate_source(system, backend), f"<pencil-{backend}>", "exec"), namespace)
     return namespace["coefficients"]

@@ -55,7 +55,7 @@ from typing import Any, Iterable
 import sympy
 
 from .cache import cached
-from .expr import MatExpr, Space, Trace, trace as _trace
+from .expr import MatExpr, Space, Trace
 
 __all__ = ["Pencil", "linearize", "describe"]
 

@@ -7,7 +7,7 @@ matrices and comparing with the directly evaluated expression.
 import numpy as np
 import pytest
 import sympy
-from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from pencils import cache
 from pencils.expr import D, Space, Trace, gaussian, identity, inverse, trace, zeros
