@@ -104,11 +104,21 @@ def solve_mp(system: FixedPointSystem, params: dict, dps: int = 40, init: list |
             Rent.append((i, j, vals[k])); k += 1
         c0 = vals[k] if lay.has_constant else None
 
-        def G_of(t):
-            M = L0.copy()
-            for (q, i, j, c) in Pent:
-                M[i, j] -= c * t[q]
-            return mpmath.inverse(M)
+        def block_inverse(S):
+            """``t -> (L0 - eta(t))^{-1}`` restricted to the principal block ``S`` (local indices)."""
+            loc = {b: k for k, b in enumerate(S)}
+            P_S = [(q, loc[i], loc[j], c) for (q, i, j, c) in Pent if i in loc and j in loc]
+            L0_S = mpmath.matrix([[L0[a, b] for b in S] for a in S])
+
+            def G_S(t):
+                M = L0_S.copy()
+                for (q, i, j, c) in P_S:
+                    M[i, j] -= c * t[q]
+                return mpmath.inverse(M)
+
+            return G_S
+
+        G_of = block_inverse(range(N))
 
         def F_of(t, G):
             out = list(t)
@@ -137,14 +147,7 @@ def solve_mp(system: FixedPointSystem, params: dict, dps: int = 40, init: list |
             loc = {b: k for k, b in enumerate(S)}
             W_c = [(q, loc[j], loc[m], w) for (q, j, m, w) in Went if q in cset]
             P_c = [(q, loc[i], loc[j], c) for (q, i, j, c) in Pent if q in cset and i in loc and j in loc]
-            P_S = [(q, loc[i], loc[j], c) for (q, i, j, c) in Pent if i in loc and j in loc]
-            L0_S = mpmath.matrix([[L0[a, b] for b in S] for a in S])
-
-            def G_S(t):
-                M = L0_S.copy()
-                for (q, i, j, c) in P_S:
-                    M[i, j] -= c * t[q]
-                return mpmath.inverse(M)
+            G_S = block_inverse(S)
 
             def F_c(t, G):
                 out = {q: t[q] for q in comp}
