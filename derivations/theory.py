@@ -94,7 +94,8 @@ class Coefficients:
         return np.asarray(self.activation.mu_s_sq(np.exp(-2.0 * np.asarray(t, dtype=float))))
 
     def mu_f_sq(self, t):
-        return np.clip(self.mu_star_sq - self.mu_s_sq(t), 0.0, None)
+        a_sq = np.exp(-2.0 * np.asarray(t, dtype=float))
+        return np.clip(np.asarray(self.activation.mu_f_sq(a_sq)), 0.0, None)
 
     def __repr__(self) -> str:
         return (f"Coefficients({self.activation.name}: mu0={self.mu0:.6g}, mu1={self.mu1:.6g}, "
@@ -157,11 +158,10 @@ class DSMTheory:
     def solver_params(self, psi_n, psi_p, t, lam, m) -> dict:
         """Numeric parameters of the derived systems (broadcast arrays)."""
         t = np.asarray(t, dtype=float)
-        mu_s_sq = self.coefficients.mu_s_sq(t)
+        c = self.coefficients
         return dict(psi_n=psi_n, psi_p=psi_p, lam=lam, m=m, a=np.exp(-t), Delta=-np.expm1(-2.0 * t),
-                    mu1=self.coefficients.mu1, mu_star=math.sqrt(max(self.coefficients.mu_star_sq, 0.0)),
-                    mu_s=np.sqrt(np.clip(mu_s_sq, 0.0, None)),
-                    mu_f=np.sqrt(np.clip(self.coefficients.mu_star_sq - mu_s_sq, 0.0, None)))
+                    mu1=c.mu1, mu_star=math.sqrt(max(c.mu_star_sq, 0.0)),
+                    mu_s=np.sqrt(np.clip(c.mu_s_sq(t), 0.0, None)), mu_f=np.sqrt(c.mu_f_sq(t)))
 
     def errors(self, psi_n, psi_p, t, lam, m=1, precision: int | None = None, throw: bool = True,
                check_rounding: bool = True, rtol: float = 1e-8, atol: float = 1e-10,

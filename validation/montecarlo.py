@@ -40,6 +40,7 @@ from typing import Iterable
 import numpy as np
 import scipy.linalg
 
+from derivations.theory import Coefficients as TheoryCoefficients
 from derivations.theory import parse_m
 
 from . import moments as _moments
@@ -58,10 +59,7 @@ class Coefficients:
     mu1: float
     mu_star_sq: float
     mu_s_sq: float
-
-    @property
-    def mu_f_sq(self) -> float:
-        return max(self.mu_star_sq - self.mu_s_sq, 0.0)
+    mu_f_sq: float
 
     @property
     def mu_s(self) -> float:
@@ -77,8 +75,9 @@ class Coefficients:
 
     @classmethod
     def of(cls, act, t: float) -> "Coefficients":
-        a_sq = math.exp(-2.0 * t)
-        return cls(float(act.mu0), float(act.mu1), float(act.mu_star_sq), float(act.mu_s_sq(a_sq)))
+        """The numbers at time ``t``, from the theory's own :class:`derivations.theory.Coefficients`."""
+        c = TheoryCoefficients(act)
+        return cls(c.mu0, c.mu1, c.mu_star_sq, float(c.mu_s_sq(t)), float(c.mu_f_sq(t)))
 
 
 @dataclass(frozen=True)
