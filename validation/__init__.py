@@ -12,3 +12,7 @@ __all__ = [
     "simulate", "extrapolate", "fit_score", "make_problem", "parse_m",
     "SimulationResult", "Extrapolation", "LinearFit", "FittedScore", "Problem", "fit_inverse_d",
 ]
+
+# Real image data (validation/data.py)
+from .data import load_images, load_dataset, spectrum  # noqa: E402
+__all__ += ["load_images", "load_dataset", "spectrum"]
