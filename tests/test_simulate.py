@@ -167,3 +167,32 @@ def test_extrapolation_of_simulations_rejects_mixed_points():
     b = simulate("relu", d=40, psi_n=1, psi_p=2, t=0.5, lam=0.1, m=1, seeds=2)
     with pytest.raises(ValueError, match="different parameter points"):
         extrapolate([a, b])
+
+
+# ---------------------------------------------------------------- training on given data
+
+@pytest.mark.parametrize("m, psi_p", [(1, 0.5), (2, 3.0), (math.inf, 1.5)])
+def test_fit_on_data_is_what_fit_score_trains(m, psi_p):
+    """fit_score draws X from its stream and trains with fit_on_data: same W, B, train error."""
+    pr = make_problem(d=24, psi_n=1.5, psi_p=psi_p, t=0.5, lam=1e-2, m=m)
+    whole = fit_score(relu(), pr, seed=4)
+    X = np.random.default_rng(np.random.SeedSequence([4, pr.d, pr.n, pr.p]).spawn(5)[1]).standard_normal((pr.n, pr.d))
+    given = validation.montecarlo.fit_on_data(relu(), X, p=pr.p, t=0.5, lam=1e-2, m=m, seed=4)
+    np.testing.assert_array_equal(given.W, whole.W)
+    np.testing.assert_array_equal(given.Bt, whole.Bt)
+    assert given.train_error == whole.train_error and given.test_error is None
+    # held-out DSM loss with fresh noise agrees with the exact test error + a_t^2
+    rng = np.random.default_rng(11)
+    loss, se = whole.dsm_loss(rng.standard_normal((20_000, pr.d)), rng)
+    assert abs(loss - whole.dsm_test_loss) < 4 * se
+    y = rng.standard_normal((3, pr.d))
+    np.testing.assert_allclose(whole.score(y), relu()(y @ whole.W.T / math.sqrt(pr.d)) @ whole.Bt
+                               / math.sqrt(pr.delta), rtol=1e-13)
+
+
+@pytest.mark.parametrize("bad, words", [
+    (np.zeros((3,)), "shape"), (np.full((4, 3), np.nan), "NaN"), (np.zeros((0, 3)), "non-empty"),
+])
+def test_fit_on_data_rejects_bad_data(bad, words):
+    with pytest.raises(ValueError, match=words):
+        validation.montecarlo.fit_on_data("relu", bad, p=3, t=0.5, lam=0.1, m=1, seed=0)
