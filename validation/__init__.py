@@ -16,3 +16,7 @@ __all__ = [
 # Real image data (validation/data.py)
 from .data import load_images, load_dataset, spectrum  # noqa: E402
 __all__ += ["load_images", "load_dataset", "spectrum"]
+
+# Memorised fraction of generated samples (validation/memorization.py)
+from .memorization import Memorization, memorized_fraction  # noqa: E402
+__all__ += ["memorized_fraction", "Memorization"]
