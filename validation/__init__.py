@@ -20,3 +20,7 @@ __all__ += ["load_images", "load_dataset", "spectrum"]
 # Memorised fraction of generated samples (validation/memorization.py)
 from .memorization import Memorization, memorized_fraction  # noqa: E402
 __all__ += ["memorized_fraction", "Memorization"]
+
+# Sampling with a (learned) score (validation/sampling.py)
+from .sampling import ScoreGrid, sample_ode, sample_sde, train_score_grid, tweedie  # noqa: E402
+__all__ += ["sample_sde", "sample_ode", "train_score_grid", "ScoreGrid", "tweedie"]

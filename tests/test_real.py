@@ -1,0 +1,116 @@
+"""Samplers (validation.sampling) on Gaussian data with the exact score, and real-data experiments."""
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from validation import sampling
+
+MNIST = Path("/work/shared/data/mnist")
+needs_mnist = pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").exists(),
+                                 reason="MNIST test split not available")
+
+SIGMA = np.array([3.0, 1.0, 0.3, 0.0])   # includes a zero eigenvalue, as constant pixels do
+
+
+def _rotation(d, seed=0):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))
+    return q
+
+
+def _S(t):
+    a, delta = sampling.a_delta(t)
+    return a * a * SIGMA + delta
+
+
+def exact_score_factory(Q):
+    def score(Y, t):
+        return -((Y @ Q) / _S(t)) @ Q.T     # -S_t^{-1} y with S_t = Q diag(S) Q^T
+    return score
+
+
+def discretised_variance(method, times):
+    """Variance per eigen-direction produced by the scheme itself (linear score, exact algebra)."""
+    v = _S(times[0]).copy()
+    for k in range(len(times) - 1):
+        h = times[k] - times[k + 1]
+        c0 = 1.0 - 1.0 / _S(times[k])          # y + s(y, t) = c(t) y
+        if method == "sde":
+            g = 1.0 + h * (1.0 - 2.0 / _S(times[k]))
+            v = g * g * v + 2.0 * h
+        else:
+            c1 = 1.0 - 1.0 / _S(times[k + 1])
+            g = 1.0 + 0.5 * h * (c0 + c1 + h * c0 * c1)
+            v = g * g * v
+    return v
+
+
+@pytest.mark.parametrize("method", ["sde", "ode"])
+def test_sampler_covariance_matches_its_discretisation(method):
+    """Empirical covariance of the samples = the scheme's exact variance, within sampling error."""
+    Q = _rotation(4)
+    T, t_min, steps, N = 4.0, 0.02, 40, 40_000
+    sampler = sampling.sample_sde if method == "sde" else sampling.sample_ode
+    Y = sampler(exact_score_factory(Q), n_samples=N, d=4, rng=np.random.default_rng(1), T=T,
+                t_min=t_min, steps=steps, covariance=Q @ np.diag(SIGMA) @ Q.T, progress=False)
+    C = np.cov((Y @ Q).T, bias=True)                 # in the eigenbasis of Σ
+    v = discretised_variance(method, sampling.time_grid(T, t_min, steps))
+    se = np.sqrt(np.outer(v, v) / N + np.diag(v * v / N))   # sd of a sample covariance entry
+    assert np.all(np.abs(C - np.diag(v)) < 5 * se), (C, v)
+    # and the scheme is close to the exact marginal S_{t_min} (first/second order, checked below)
+    assert np.all(np.abs(v / _S(t_min) - 1) < (0.2 if method == "sde" else 0.02))
+
+
+@pytest.mark.parametrize("method, order", [("sde", 1), ("ode", 2)])
+def test_discretisation_error_has_the_documented_order(method, order):
+    errors = []
+    for steps in (100, 200, 400):
+        v = discretised_variance(method, sampling.time_grid(4.0, 0.02, steps))
+        errors.append(np.max(np.abs(v / _S(0.02) - 1)))
+    ratios = np.array(errors[:-1]) / np.array(errors[1:])
+    assert np.all(np.abs(np.log2(ratios) - order) < 0.25), ratios
+
+
+def test_sampler_with_exact_score_reaches_sigma():
+    """Fine steps + Tweedie denoising: the covariance of the samples approaches Σ."""
+    Q = _rotation(4, seed=2)
+    score = exact_score_factory(Q)
+    N, t_min = 40_000, 0.005
+    Y = sampling.sample_ode(score, n_samples=N, d=4, rng=np.random.default_rng(3), T=6.0, t_min=t_min,
+                            steps=200, covariance=Q @ np.diag(SIGMA) @ Q.T, progress=False)
+    C = np.cov((Y @ Q).T, bias=True)
+    v = discretised_variance("ode", sampling.time_grid(6.0, t_min, 200))
+    # at t_min the marginal is S_{t_min} = a^2 Σ + Δ I; its distance to Σ is O(t_min)
+    a, delta = sampling.a_delta(t_min)
+    tol = 5 * np.sqrt(2 / N) * v + np.abs(v - _S(t_min))
+    assert np.all(np.abs(np.diag(C) - (a * a * SIGMA + delta)) < tol)
+    assert np.all(np.abs(np.diag(C) - SIGMA) < tol + 2 * t_min * (SIGMA + 1))
+
+
+def test_score_grid_interpolates_noise_prediction_in_log_t():
+    times = [0.1, 0.4, 1.6]
+    preds = [lambda Y, c=c: c * Y for c in (1.0, 2.0, 3.0)]
+    g = sampling.ScoreGrid(times, preds)
+    Y = np.ones((2, 3))
+    np.testing.assert_allclose(g.noise_prediction(Y, 0.2), 1.5 * Y)      # halfway in log t
+    np.testing.assert_allclose(g.noise_prediction(Y, 0.4), 2.0 * Y)
+    np.testing.assert_allclose(g.noise_prediction(Y, 0.01), 1.0 * Y)     # clamped
+    np.testing.assert_allclose(g.noise_prediction(Y, 5.0), 3.0 * Y)
+    np.testing.assert_allclose(g(Y, 0.4), -2.0 * Y / math.sqrt(sampling.a_delta(0.4)[1]))
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(T=0.01, t_min=0.1), "t_min < T"), (dict(steps=0), "steps"), (dict(grid="log"), "grid kind"),
+    (dict(n_samples=0), "n_samples"), (dict(covariance=-np.eye(2)), "positive semi-definite"),
+])
+def test_sampler_bad_arguments(kwargs, words):
+    args = dict(n_samples=3, d=2, rng=np.random.default_rng(0), progress=False) | kwargs
+    with pytest.raises(ValueError, match=words):
+        sampling.sample_sde(lambda y, t: -y, **args)
+
+
+def test_sampler_flags_non_finite_score():
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        sampling.sample_ode(lambda y, t: y * np.nan, n_samples=3, d=2, rng=np.random.default_rng(0),
+                            progress=False)
