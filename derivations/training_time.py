@@ -1,0 +1,420 @@
+"""Exact DSM learning curves along gradient flow (``MODEL.md``, section "Training time").
+
+Gradient flow from ``B = 0`` gives ``B^T(T) = -g_T(K) C`` with
+
+    g_T(x) = (1 - e^{-T(x + lam)}) / (x + lam)          (entire in x; g_0 = 0, g_inf = 1/(x + lam)),
+
+``K`` the (engine-normalised) Gram matrix of the training features and ``C`` the
+feature-target cross moment: in the notation of :mod:`derivations.dsm`, ``K = F^T F / N``,
+``C = F^T Z_e / N`` for finite ``m`` (``N = psi_n m``, Helmert-rotated rows) and
+``K = Ubar``, ``C = Vbar`` for ``m = inf``.  With ``U, V`` the test moments of
+:mod:`derivations.dsm` (``tr = (1/d) Tr``):
+
+    E_test(T)  = Delta + tr(B U B^T) + 2 sqrt(Delta) tr(B V),
+    E_train(T) = 1 + tr(B K B^T) + 2 tr(B C)
+
+(the second is :mod:`derivations.dsm`'s train error rewritten with ``F^T F = N K``,
+``G = N C``).  **Contour integrals.**  With the resolvent ``R(z) = (K - z)^{-1}`` and a
+counter-clockwise contour ``Gamma`` enclosing the non-zero spectrum of ``K``,
+``h(K) C = -(1/2 pi i) oint h(z) R(z) C dz`` for ``h`` analytic inside ``Gamma``, so
+
+    E_test  = Delta + (1/2 pi i)^2 oint oint g(z1) g(z2) q(z1, z2) dz1 dz2 + 2 sqrt(Delta) (1/2 pi i) oint g(z) s1(z) dz,
+    E_train = 1 + (1/2 pi i) oint [2 g(z) - z g(z)^2] s2(z) dz,
+
+    s1(z) = tr(C^T R(z) V),   s2(z) = tr(C^T R(z) C),   q(z1, z2) = tr(C^T R(z1) U R(z2) C).
+
+``s1, s2, q`` are rational expressions of the Gaussian matrices: the engine derives their
+fixed-point equations (:func:`pencils.freeprob.equations`) and solves them at complex
+``z`` (:mod:`numerics`); nothing here is a hand-typed fixed-point equation.  The train
+error needs one resolvent only (``K`` commutes with ``g(K)``); the test error needs the
+two-resolvent trace ``q`` because ``U`` is not a function of ``K``.  The same contour
+integrals at ``T = inf`` give the ridge curves (``lam > 0``) or the minimum-norm
+interpolator (``lam = 0``); at ``T = 0``, ``B = 0``: ``E_test = Delta``, ``E_train = 1``.
+For small ``T``, ``B^T = -T C + O(T^2)``, so
+
+    dE_test/dT(0) = -2 sqrt(Delta) tr(C^T V),     dE_train/dT(0) = -2 tr(C^T C)
+
+(the gradient of the errors at ``B = 0`` along the flow direction ``-C``).
+
+**The atom at 0.**  When ``p > N`` (finite ``m``) ``K`` has an atom at 0, but
+``C = F^T Z_e / N`` lies in the range of ``K``, so ``s1, s2, q`` carry no weight at 0:
+``Gamma`` only has to enclose the bulk ``[x_-, x_+]`` (``x_- > 0`` away from ``p = N``)
+and may cross the real axis in ``(0, x_-)``.  A check (:func:`errors_at_time`) verifies that
+``-(1/2 pi i) oint tr R(z) dz`` (the enclosed mass) plus the atom at 0
+(``lim_{z -> 0-} -z tr R(z)``) equals ``tr I_p = psi_p``: no part of the spectrum is missed.
+
+**Contour and quadrature.**  The bulk spans several decades when ``p`` is close to ``N``,
+so the contour is an ellipse in ``w = log z``: with foci ``w_lo = log(x_-/kappa)``,
+``w_hi = log(kappa x_+)`` (``x_-, x_+`` the bulk edges read off the density of ``K``, margin
+``kappa``), centre ``c``, half focal distance ``f``,
+
+    z(theta) = exp(c + f cos(theta - i rho)),   theta_k = 2 pi k / N_nodes,
+
+and the (spectrally accurate) trapezoid rule in ``theta``.  ``|Im w| <= f sinh(rho) < pi/2`` keeps
+``Re z > 0`` on the contour, so ``|e^{-T z}| <= 1`` there and on the strip of analyticity
+``|Im theta| < a`` used by the error bound (``f sinh(rho + a) < pi/2``; ``a < rho`` keeps the
+shifted contour off the bulk): the trapezoid error is ``O(e^{-a N_nodes})`` *uniformly in
+T* (Trefethen and Weideman 2014, "The exponentially convergent trapezoidal rule", SIAM Rev.
+56, thm. 2.2; the log map is the standard device for multi-scale spectra, Hale, Higham and
+Trefethen 2008, "Computing A^alpha, log(A) and related matrix functions by contour
+integrals").  The default ``rho`` balances both conditions (``f sinh(2 rho) = 0.9 pi/2``).
+Each value carries a quadrature error estimate: the difference between the rule on
+``N_nodes`` and on the nested ``N_nodes/2`` nodes (with geometric convergence the error
+of the finer rule is about the square of that, relative, so the estimate is conservative).
+One grid of trace values serves every ``T`` and every ``lam``: ``lam`` does not enter ``K``.
+Values whose estimate exceeds ``tol`` (or whose traces did not converge, or whose mass
+check failed) are NaN and flagged.
+
+**Timescales.**  :func:`generalisation_time` is the ``T`` of minimal ``E_test`` on a log grid
+(refined by a parabola in ``log T``); :func:`memorisation_time` is the first ``T`` at which
+``E_train`` falls below ``fraction * a_t^2`` (interpolated in ``log T``).
+
+**Gradient-descent steps.**  The objective of ``MODEL.md`` in terms of ``A`` is
+``L(A) = (1/d)[(1/N)||Phi B^T + Z||^2 + lam ||B||^2]`` with ``B = sqrt(Delta) A / sqrt(p)``.
+Its gradient in ``A`` is ``(sqrt(Delta)/sqrt(p)) dL/dB``, and ``dL/dB^T = (2/d)[(K + lam) B^T + C]``
+(``K, C`` here in units of the un-normalised ``Phi``).  Plain gradient descent
+``A <- A - eta dL/dA`` therefore moves ``B^T`` by ``-(2 eta Delta / (d p)) [(K + lam) B^T + C]``
+per step, i.e. by the flow of ``MODEL.md`` over ``dT = 2 eta Delta / (d p)``: ``k`` steps of
+learning rate ``eta`` are ``T = 2 eta Delta k / (d p)`` (for ``eta`` small enough that the
+discrete map tracks the flow, ``eta (x_max + lam) 2 Delta / (d p) << 1``); see
+:func:`steps_to_time`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import sympy
+
+from numerics import Solver, compile as compile_system
+from pencils.expr import D, Space, Trace, gaussian, inverse, trace
+from pencils.freeprob import FixedPointSystem, equations
+
+from .dsm import Delta_, a_, m_, m_kind, mu1_, mu_f_, mu_s_, mu_star_, psi_n, psi_p
+from .theory import parse_m
+
+__all__ = ["flow_matrices", "time_traces", "time_system", "TimeErrors", "errors_at_time",
+           "generalisation_time", "memorisation_time", "steps_to_time", "time_to_steps", "g_T"]
+
+z1_, z2_ = sympy.symbols("z1 z2")
+
+#: names of the derived traces (see module docstring)
+TRACES = ("s1", "s2", "q", "resolvent", "moment_test", "moment_train")
+
+
+# -- derivation ---------------------------------------------------------------------------
+
+def flow_matrices(kind: str):
+    """``(K, C, U, V)`` of the Gaussian-equivalent model (module docstring) as expressions.
+
+    This mirrors the feature/target construction of :func:`derivations.dsm.dsm_traces`
+    (same symbols, same Gaussians, same Helmert rotation); ``T = inf`` is checked against
+    :mod:`derivations.dsm`'s ridge curves by the tests.
+    """
+    n, p = Space("n", psi_n), Space("p", psi_p)
+    X, W = gaussian("X", n, D), gaussian("W", p, D)
+    U = mu1_**2 * W @ W.T + mu_star_**2
+    V = mu1_ * W
+    sd = sympy.sqrt(Delta_)
+    if kind == "inf":
+        Xi = gaussian("Xi", n, p)
+        Fbar = a_ * mu1_ * X @ W.T + mu_s_ * Xi
+        K = Fbar.T @ Fbar / psi_n + mu1_**2 * Delta_ * W @ W.T + mu_f_**2
+        C = mu1_ * sd * W
+    elif kind in ("1", "finite"):
+        m = sympy.Integer(1) if kind == "1" else m_
+        Z0, Xi, Xi0 = gaussian("Z0", n, D), gaussian("Xi", n, p), gaussian("Xi0", n, p)
+        F = mu1_ * (sympy.sqrt(m) * a_ * X + sd * Z0) @ W.T + sympy.sqrt(m) * mu_s_ * Xi + mu_f_ * Xi0
+        FtF, G = F.T @ F, F.T @ Z0
+        if kind == "finite":
+            r = Space("r", psi_n * (m_ - 1))
+            Z1, Xi1 = gaussian("Z1", r, D), gaussian("Xi1", r, p)
+            Fr = mu1_ * sd * Z1 @ W.T + mu_f_ * Xi1
+            FtF, G = FtF + Fr.T @ Fr, G + Fr.T @ Z1
+        N = psi_n * m
+        K, C = FtF / N, G / N
+    else:
+        raise ValueError(f"unknown m kind {kind!r}; use '1', 'finite' or 'inf'")
+    return K, C, U, V
+
+
+def time_traces(K, C, U, V) -> dict[str, Trace]:
+    """The traces of the module docstring for given matrices ``K`` (p x p), ``C`` (p x d),
+    ``U`` (p x p), ``V`` (p x d), at the spectral parameters ``z1``, ``z2``."""
+    R1, R2 = inverse(K - z1_), inverse(K - z2_)
+    return {"s1": trace(C.T @ R1 @ V), "s2": trace(C.T @ R1 @ C), "q": trace(C.T @ R1 @ U @ R2 @ C),
+            "resolvent": trace(R1), "moment_test": trace(C.T @ V), "moment_train": trace(C.T @ C)}
+
+
+@lru_cache(maxsize=None)
+def time_system(kind: str, name: str) -> FixedPointSystem:
+    """The fixed-point system of one trace (disk-cached by :func:`pencils.freeprob.equations`)."""
+    if name not in TRACES:
+        raise ValueError(f"unknown trace {name!r}; use one of {TRACES}")
+    return equations(time_traces(*flow_matrices(kind))[name])
+
+
+@lru_cache(maxsize=None)
+def _solver(kind: str, name: str) -> Solver:
+    return compile_system(time_system(kind, name))
+
+
+def _solve(kind: str, name: str, params: dict, **extra):
+    s = _solver(kind, name)
+    p = {k: v for k, v in dict(params, **extra).items() if k in s.param_names}
+    return s.solve(p, throw=False)
+
+
+# -- filters -----------------------------------------------------------------------------
+
+def g_T(x, T, lam):
+    """``g_T(x) = (1 - e^{-T(x + lam)})/(x + lam)`` (``-expm1`` form, exact at ``x = -lam``);
+    ``T = inf`` gives ``1/(x + lam)``.  ``x`` may be complex.
+
+    >>> float(g_T(0.0, 2.0, 0.0)), float(g_T(1.0, np.inf, 1.0))
+    (2.0, 0.5)
+    """
+    x = np.asarray(x)
+    s = x + lam
+    if np.isinf(T):
+        return 1.0 / s
+    u = -T * s
+    small = np.abs(u) < 1e-8
+    with np.errstate(invalid="ignore", divide="ignore"):
+        val = -np.expm1(u) / np.where(small, 1.0, s)
+    return np.where(small, T * (1 + u / 2), val)
+
+
+def steps_to_time(steps, learning_rate, Delta, d, p):
+    """Flow time ``T = 2 eta Delta k / (d p)`` reached by ``k`` steps of plain gradient
+    descent on ``A`` with learning rate ``eta`` (module docstring).
+
+    >>> steps_to_time(1000, 0.5, 0.5, 100, 200)
+    0.025
+    """
+    return 2.0 * learning_rate * Delta * np.asarray(steps, dtype=float) / (d * p)
+
+
+def time_to_steps(T, learning_rate, Delta, d, p):
+    """Inverse of :func:`steps_to_time`."""
+    return np.asarray(T, dtype=float) * d * p / (2.0 * learning_rate * Delta)
+
+
+# -- contour ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Contour:
+    """Ellipse in ``w = log z`` (module docstring); ``nodes`` z_k, ``weights`` such that
+    ``(1/2 pi i) oint h(z) dz ~ sum_k weights_k h(z_k)``."""
+
+    x_lo: float
+    x_hi: float
+    rho: float
+    n_nodes: int
+    nodes: np.ndarray
+    weights: np.ndarray
+
+    @classmethod
+    def log_ellipse(cls, x_lo: float, x_hi: float, n_nodes: int, rho: float | None = None) -> "Contour":
+        if not (0 < x_lo < x_hi) or n_nodes % 4:
+            raise ValueError("need 0 < x_lo < x_hi and a node count divisible by 4")
+        c = 0.5 * (math.log(x_lo) + math.log(x_hi))
+        f = 0.5 * (math.log(x_hi) - math.log(x_lo))
+        if rho is None:
+            rho = 0.5 * math.asinh(0.9 * (math.pi / 2) / f)
+        theta = 2 * np.pi * np.arange(n_nodes) / n_nodes
+        w = c + f * np.cos(theta - 1j * rho)
+        dw = -f * np.sin(theta - 1j * rho)
+        z = np.exp(w)
+        return cls(x_lo, x_hi, rho, n_nodes, z, z * dw / (1j * n_nodes))
+
+
+def _bulk_edges(kind: str, params: dict, scale: float, per_decade: int = 10) -> tuple[float, float, bool]:
+    """Edges of the non-zero spectrum of ``K`` from its density ``Im tr R(x + i0)/pi`` on a log
+    grid (the atom at 0 carries ``x rho(x) ~ mass eta / pi``, far below the threshold)."""
+    x = scale * np.logspace(-7, 4, 11 * per_decade + 1)
+    sol = _solve(kind, "resolvent", params, z1=x * (1 + 1e-9j))
+    mass_per_log = x * np.abs(sol.value.imag) / np.pi
+    ok = bool(np.all(sol.converged))
+    inside = np.nonzero(np.nan_to_num(mass_per_log) > 1e-5 * float(params["psi_p"]))[0]
+    if not len(inside) or not ok:
+        return math.nan, math.nan, False
+    lo, hi = inside[0], inside[-1]
+    return float(x[max(lo - 1, 0)]), float(x[min(hi + 1, len(x) - 1)]), ok and 0 < lo and hi < len(x) - 1
+
+
+@dataclass
+class _Grid:
+    """Trace values on one contour (shared by every ``T`` and ``lam``)."""
+
+    contour: Contour
+    s1: np.ndarray
+    s2: np.ndarray
+    q: np.ndarray
+    ok: bool
+    mass_error: float
+    moment_test: float
+    moment_train: float
+
+
+def _pair_orbits(n: int):
+    """Unique representatives of index pairs ``(i, j)`` under swap ``(j, i)`` and conjugation
+    ``(-i, -j)`` (the contour is symmetric about the real axis and ``q`` is symmetric)."""
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    cand = np.stack([np.stack([i, j]), np.stack([j, i]), np.stack([(-i) % n, (-j) % n]),
+                     np.stack([(-j) % n, (-i) % n])])          # (4, 2, n, n)
+    key = cand[:, 0] * n + cand[:, 1]
+    which = np.argmin(key, axis=0)
+    rep = np.take_along_axis(key, which[None], 0)[0]
+    conj = which >= 2
+    uniq, inv = np.unique(rep, return_inverse=True)
+    return uniq // n, uniq % n, inv.reshape(n, n), conj
+
+
+def _grid(kind: str, params: dict, n_nodes: int, kappa: float = 1.6) -> _Grid:
+    scale = float(params["mu1"]) ** 2 + float(params["mu_star"]) ** 2
+    x_lo, x_hi, ok = _bulk_edges(kind, params, scale)
+    if not ok:
+        nan = np.full(n_nodes, np.nan)
+        return _Grid(None, nan, nan, np.full((n_nodes, n_nodes), np.nan), False, math.inf, math.nan, math.nan)
+    ct = Contour.log_ellipse(x_lo / kappa, x_hi * kappa, n_nodes)
+    z = ct.nodes
+    sols = {k: _solve(kind, k, params, z1=z) for k in ("s1", "s2", "resolvent")}
+    ok = all(bool(np.all(s.converged)) for s in sols.values())
+    ii, jj, inv, conj = _pair_orbits(n_nodes)
+    sq = _solve(kind, "q", params, z1=z[ii], z2=z[jj])
+    ok = ok and bool(np.all(sq.converged))
+    q = sq.value[inv]
+    q = np.where(conj, np.conj(q), q)
+    # mass check: enclosed mass + atom at 0 = psi_p
+    enclosed = -np.sum(ct.weights * sols["resolvent"].value)
+    # atom at 0: -z tr R(z) = atom + c z + O(z^2) at z = -eps, -2 eps (Richardson)
+    eps = 1e-5 * x_lo
+    atom = _solve(kind, "resolvent", params, z1=np.array([-eps, -2 * eps]))
+    f1, f2 = eps * atom.value.real * np.array([1, 2])
+    atom_mass = float(2 * f1 - f2) if np.all(atom.converged) else math.nan
+    mass_error = abs(enclosed.real + atom_mass - float(params["psi_p"]))
+    moments = [_solve(kind, k, params) for k in ("moment_test", "moment_train")]
+    mt, mtr = (float(np.real(s.value)) if s.converged else math.nan for s in moments)
+    return _Grid(ct, sols["s1"].value, sols["s2"].value, q, ok, mass_error, mt, mtr)
+
+
+def _integrate(grid: _Grid, T, lam, Delta: float, step: int):
+    """Test and train errors for arrays ``T``, ``lam`` (same shape) with every ``step``-th node."""
+    ct = grid.contour
+    z, w = ct.nodes[::step], ct.weights[::step] * step
+    s1, s2, q = grid.s1[::step], grid.s2[::step], grid.q[::step, ::step]
+    T = np.asarray(T, dtype=float).reshape(-1)
+    lam = np.asarray(lam, dtype=float).reshape(-1)
+    g = np.stack([g_T(z, Tk, lk) for Tk, lk in zip(T, lam)])        # (k, nodes)
+    wg = g * w
+    lin = wg @ s1
+    quad = np.einsum("ki,ij,kj->k", wg, q, wg)
+    test = Delta + quad + 2 * math.sqrt(Delta) * lin
+    train = 1 + ((2 * g - z * g * g) * w) @ s2
+    return test, train
+
+
+# -- public API -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TimeErrors:
+    """Learning curves at training times ``T`` (arrays of the broadcast shape).
+
+    ``test``, ``train``, ``dsm_test_loss``: NaN where not resolved; ``test_error``,
+    ``train_error``: quadrature error estimates (difference between the rule on all nodes and
+    on every other node; the real parts of the complex sums, whose imaginary parts are also
+    folded in); ``converged``: traces converged, mass check passed and estimates ``<= tol``;
+    ``nodes``: contour nodes used per point; ``mass_error``: the mass check per point.
+    """
+
+    test: np.ndarray
+    train: np.ndarray
+    dsm_test_loss: np.ndarray
+    test_error: np.ndarray
+    train_error: np.ndarray
+    converged: np.ndarray
+    nodes: np.ndarray
+    mass_error: np.ndarray
+
+
+def _check(name, x, allow_zero=False, allow_inf=False):
+    if np.iscomplexobj(x) or x.dtype == object:
+        raise ValueError(f"{name} must be real numbers")
+    if np.any(np.isnan(x)):
+        raise ValueError(f"{name} is NaN")
+    if not allow_inf and np.any(np.isinf(x)):
+        raise ValueError(f"{name} must be finite")
+    if np.any(x < 0) or (not allow_zero and np.any(x == 0)):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got min {x.min()}")
+
+
+def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, nodes: int = 128, tol: float = 1e-8):
+    """Test error, train error and DSM test loss of gradient flow stopped at ``train_time``.
+
+    All arguments broadcast; ``train_time`` ``T >= 0`` (``math.inf``: the ridge solution,
+    or the minimum-norm interpolator at ``lam = 0``); ``lam >= 0``.  One contour solve per
+    distinct ``(psi_n, psi_p, t, m)`` serves every ``T`` and ``lam``.  ``nodes`` (divisible by
+    4) is the number of contour nodes; ``tol`` the absolute accuracy a value must have (by
+    its quadrature estimate) not to be flagged.  Exactly at ``T = 0`` the values are
+    ``Delta_t`` and 1 (``B = 0``).
+
+    >>> import pencils
+    >>> e = errors_at_time(pencils.build("relu"), 2.0, 0.5, 0.5, 1e-3, 1, [0.0, 10.0, 1000.0])
+    >>> bool(e.converged.all()), float(e.test[0]) == -math.expm1(-1.0)
+    (True, True)
+    """
+    arrays = [np.asarray(x, dtype=float) for x in (psi_n, psi_p, t, lam, train_time)]
+    for name, x in zip(("psi_n", "psi_p", "t"), arrays[:3]):
+        _check(name, x)
+    _check("lam", arrays[3], allow_zero=True)
+    _check("train_time", arrays[4], allow_zero=True, allow_inf=True)
+    if np.any((arrays[3] == 0) & np.isinf(np.broadcast_arrays(arrays[3], arrays[4])[1])):
+        pass  # lam = 0, T = inf: the minimum-norm interpolator (contour avoids 0) -- allowed
+    if int(nodes) != nodes or nodes < 8 or nodes % 4:
+        raise ValueError(f"nodes must be an integer >= 8 divisible by 4, got {nodes!r}")
+    m_arr = np.asarray(m, dtype=object)
+    m_vals = np.vectorize(parse_m, otypes=[float])(m_arr) if m_arr.ndim else np.asarray(parse_m(m_arr.item()))
+    shape = np.broadcast_shapes(*(x.shape for x in arrays), m_vals.shape)
+    pn, pp, tt, ll, TT, mm = (np.broadcast_to(x, shape).reshape(-1) for x in (*arrays, m_vals))
+    size = pn.size
+    out = {k: np.full(size, np.nan) for k in ("test", "train", "test_error", "train_error", "mass_error")}
+    conv = np.zeros(size, dtype=bool)
+    used = np.zeros(size, dtype=int)
+    keys = np.stack([pn, pp, tt, mm], axis=1)
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    for g_idx, (a, b, c, mv) in enumerate(uniq):
+        sel = np.nonzero(inv == g_idx)[0]
+        kind = m_kind(mv)
+        mv = int(mv) if math.isfinite(mv) else math.inf
+        params = theory.solver_params(a, b, c, 1.0, mv)
+        params = {k: (float(v) if np.ndim(v) == 0 else v) for k, v in params.items()}
+        Delta = float(params["Delta"])
+        grid = _grid(kind, params, int(nodes))
+        T, L = TT[sel], ll[sel]
+        zero = T == 0
+        if grid.ok:
+            test, train = _integrate(grid, T, L, Delta, 1)
+            test2, train2 = _integrate(grid, T, L, Delta, 2)
+            e_test = np.abs(test - test2) + np.abs(test.imag)
+            e_train = np.abs(train - train2) + np.abs(train.imag)
+            good = (e_test <= tol) & (e_train <= tol) & (grid.mass_error <= 1e3 * tol)
+            out["test"][sel] = np.where(good, test.real, np.nan)
+            out["train"][sel] = np.where(good, train.real, np.nan)
+            out["test_error"][sel], out["train_error"][sel] = e_test, e_train
+            conv[sel] = good
+        out["mass_error"][sel] = grid.mass_error
+        used[sel] = nodes
+        # T = 0 is exact (B = 0)
+        out["test"][sel[zero]], out["train"][sel[zero]] = Delta, 1.0
+        out["test_error"][sel[zero]] = out["train_error"][sel[zero]] = 0.0
+        conv[sel[zero]] = True
+    a_sq = np.exp(-2.0 * tt)
+    return TimeErrors(test=out["test"].reshape(shape), train=out["train"].reshape(shape),
+                      dsm_test_loss=(out["test"] + a_sq).reshape(shape),
+                      test_error=out["test_error"].reshape(shape), train_error=out["train_error"].reshape(shape),
+                      converged=conv.reshape(shape), nodes=used.reshape(shape),
+                      mass_error=out["mass_error"].reshape(shape))
