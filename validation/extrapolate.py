@@ -95,7 +95,8 @@ def extrapolate(results_by_d: Mapping[int, object] | Sequence[object]) -> Extrap
 
     ``results_by_d`` maps ``d`` to a result of :func:`validation.simulate` (or is a
     sequence of such results, whose ``.d`` is used).  All results must describe the
-    same ``psi_n, psi_p, m, t, lam``.  Returns an :class:`Extrapolation` with ``.test``,
+    same ``psi_n, psi_p, m, t, lam``, and a result's own ``d`` must equal its key
+    (``ValueError`` otherwise: a result filed under the wrong ``d`` would bias the fit).  Returns an :class:`Extrapolation` with ``.test``,
     ``.train``, ``.dsm_test_loss`` (the fitted ``c0``), their ``*_se`` and the fits.
 
     Examples
@@ -105,11 +106,31 @@ def extrapolate(results_by_d: Mapping[int, object] | Sequence[object]) -> Extrap
     >>> e = extrapolate(rs)
     >>> round(e.test, 9), round(e.train, 9)
     (0.3, 0.1)
+    >>> extrapolate({100: R(d=50, test=0.3, test_se=1e-3, train=0.1, train_se=1e-3), 200: rs[200]})
+    Traceback (most recent call last):
+    ...
+    ValueError: the result under key d=100 was simulated at d=50
     """
     if isinstance(results_by_d, Mapping):
-        items = [(int(k), v) for k, v in results_by_d.items()]
+        items = []
+        for k, v in results_by_d.items():
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+                raise ValueError(f"the keys of results_by_d are dimensions d (integers >= 1), got {k!r}")
+            own = _own_d(v)
+            if own is not None and own != int(k):
+                raise ValueError(f"the result under key d={int(k)} was simulated at d={own}")
+            items.append((int(k), v))
     else:
-        items = [(int(r.d), r) for r in results_by_d]
+        items = []
+        for r in results_by_d:
+            own = _own_d(r)
+            if own is None:
+                raise ValueError("a sequence of results needs results that carry their d (.d); "
+                                 "pass a mapping {d: result} otherwise")
+            items.append((own, r))
+        ds = [d for d, _ in items]
+        if len(set(ds)) != len(ds):
+            raise ValueError(f"two results at the same d: {sorted(ds)}")
     if not items:
         raise ValueError("no results to extrapolate")
     problems = {_signature(r) for _, r in items} - {None}
@@ -123,6 +144,13 @@ def extrapolate(results_by_d: Mapping[int, object] | Sequence[object]) -> Extrap
     first = items[0][1]
     a_sq = first.problem.a ** 2 if hasattr(first, "problem") else None
     return Extrapolation(d_values=tuple(ds), fits=fits, a_sq=a_sq)
+
+
+def _own_d(result) -> int | None:
+    """The dimension a result was simulated at (``.problem.d`` or ``.d``), ``None`` if it does not say."""
+    pr = getattr(result, "problem", None)
+    d = getattr(pr, "d", None) if pr is not None else getattr(result, "d", None)
+    return None if d is None else int(d)
 
 
 def _signature(result):

@@ -3,42 +3,259 @@
 For one activation (default relu; no download needed) it draws
 
 1. the learning curves: theory of :func:`pencils.build` for test and train error vs
-   ``psi_p`` at ``m`` in {1, 4, inf}, with Monte Carlo points (true activation, finite
-   ``d``, error bars over seeds) on top -> ``results/learning_curves.{png,csv}``;
+   ``psi_p`` at each ``--m`` (default 1, 4, inf), with Monte Carlo points (true
+   activation at ``d``, error bars over seeds) and their ``d -> inf`` extrapolation
+   from ``d/2`` and ``d`` (open diamonds) on top -> ``results/learning_curves.{png,csv,json}``;
+   the train error is on a log axis, so the memorisation branch (train error far below
+   its generalising value ``a_t^2``) is visible;
 2. the memorisation phase diagram over ``(psi_n, psi_p)``: the train error relative to
-   its generalising value ``a_t^2`` at ``m = 1`` and ``m = 4``, and the test-error gap
-   ``E_test(m = 1) - E_test(m = inf)`` -> ``results/phase_diagram.{png,csv}``.
+   its generalising value ``a_t^2`` at each ``--m``, and the test-error gap
+   ``E_test(m) - E_test(m = inf)`` of the smallest finite ``m``
+   -> ``results/phase_diagram.{png,csv,json}``.
 
-Defaults: ``t = 0.5``, ``lam = 1e-3``, ``psi_n = 1``, Monte Carlo at ``d = 200`` with 3 seeds.
+Every CSV has a ``converged`` column and a JSON sidecar (parameters, package version,
+command line).  Every argument is checked before any work starts; a bad call exits
+with status 2 and one line on stderr.
+
+Defaults: ``t = 0.5``, ``lam = 1e-3``, ``psi_n = 1``, Monte Carlo at ``d = 200`` (and
+``d = 100`` for the extrapolation) with 3 seeds.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime
+import json
 import math
+import os
+import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 MC_PSI_P = (0.25, 0.5, 0.8, 1.25, 2.0, 3.0, 4.0, 6.0, 8.0)
+#: Largest phase-diagram resolution accepted (the diagram costs ``grid**2`` solves per ``m``).
+MAX_GRID = 400
+#: Largest Monte Carlo dimension accepted on the command line (memory grows like ``d**2``).
+MAX_D = 20000
+#: Package version used when the distribution metadata is not installed.
+FALLBACK_VERSION = "0+unknown"
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="dsm-curves", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--activation", default="relu", help="activation name (default relu)")
-    ap.add_argument("--psi-n", type=float, default=1.0, help="n/d of the learning curves (default 1)")
-    ap.add_argument("--m", nargs="+", default=["1", "4", "inf"], help="noise draws per sample (ints or inf)")
-    ap.add_argument("--t", type=float, default=0.5, help="diffusion time (default 0.5)")
-    ap.add_argument("--lam", type=float, default=1e-3, help="ridge (default 1e-3)")
-    ap.add_argument("--d", type=int, default=200, help="dimension of the Monte Carlo points (default 200)")
-    ap.add_argument("--seeds", type=int, default=3, help="Monte Carlo seeds per point (default 3)")
+# ----------------------------------------------------------------------------------
+# Command-line checks shared by ``dsm-curves``, ``python -m validation.table`` and
+# ``python -m validation.report``.
+
+
+def package_version() -> str:
+    """The installed ``dsm-curves`` version (``FALLBACK_VERSION`` when not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("dsm-curves")
+    except metadata.PackageNotFoundError:
+        return FALLBACK_VERSION
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def int_in(lo: int, hi: int | None = None):
+    """``argparse`` type: an integer ``lo <= k <= hi`` (argparse names the option in the message)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            bound = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def real_in(lo: float, *, open_lo: bool, hi: float | None = None):
+    """``argparse`` type: a finite real ``> lo`` (``open_lo``) or ``>= lo``, and ``<= hi``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a real number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+        if value < lo or (open_lo and value == lo) or (hi is not None and value > hi):
+            bound = f"{'>' if open_lo else '>='} {lo:g}" + ("" if hi is None else f" and <= {hi:g}")
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    return parse
+
+
+def m_value(text: str) -> float:
+    """``argparse`` type: ``m``, an integer ``>= 1`` or ``inf``."""
+    from validation import parse_m
+
+    try:
+        return parse_m(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def activation_names() -> tuple[str, ...]:
+    """Names accepted by ``--activation`` (:data:`pencils.KNOWN_ACTIVATIONS` and aliases)."""
+    import pencils
+
+    aliases = getattr(sys.modules.get("pencils.activation"), "ALIASES", {})
+    return tuple(pencils.KNOWN_ACTIVATIONS) + tuple(a for a in aliases if a not in pencils.KNOWN_ACTIVATIONS)
+
+
+def activation_name(text: str) -> str:
+    """``argparse`` type: a known activation name (case-insensitive), listed on error."""
+    import pencils
+
+    key = text.strip().lower()
+    if key not in activation_names():
+        raise argparse.ArgumentTypeError(
+            f"unknown activation {text!r}; known: {', '.join(pencils.KNOWN_ACTIVATIONS)}")
+    return key
+
+
+def activation_help() -> str:
+    """``--help`` text of ``--activation``."""
+    return "activation name, one of: " + ", ".join(activation_names())
+
+
+def distinct(name: str, values: list, at_least: int = 1) -> list:
+    """``values`` without repeats, with at least ``at_least`` entries (``ValueError`` otherwise)."""
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} values repeat: {' '.join(map(str, values))}")
+    if len(values) < at_least:
+        raise ValueError(f"{name} needs at least {at_least} distinct values, got {len(values)}")
+    return values
+
+
+def writable_folder(path: Path) -> Path:
+    """Create ``path`` if needed and check a file can be written there (``ValueError`` otherwise)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"output folder {str(path)!r} is an existing file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"output folder {str(path)!r} is not writable ({exc.strerror or exc})") from None
+    return path
+
+
+def command_line(prog: str, argv: list[str] | None = None) -> str:
+    """The command that ran ``prog`` with ``argv`` (default: this process's arguments)."""
+    return shlex.join([*prog.split(), *(sys.argv[1:] if argv is None else argv)])
+
+
+def save_table(path: Path, rows: list[dict], parameters: dict, command: str) -> Path:
+    """Write ``rows`` to the CSV ``path`` and its JSON sidecar ``path.with_suffix('.json')``.
+
+    The rows must carry a ``converged`` column.  The sidecar records the parameters,
+    the package version, the command line that produced the table, the columns and the
+    UTC time of writing.  Returns the sidecar path.
+    """
+    if not rows or "converged" not in rows[0]:
+        raise ValueError(f"{path.name}: every result table needs a 'converged' column")
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    sidecar = path.with_suffix(".json")
+    meta = dict(file=path.name, rows=len(rows), columns=list(rows[0]), package="dsm-curves",
+                version=package_version(), command=command,
+                parameters=parameters,
+                written_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    sidecar.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
+    return sidecar
+
+
+def _json_default(obj):
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, float) and math.isinf(obj):
+        return "inf"
+    return str(obj)
+
+
+def jsonable(value):
+    """``value`` with infinities as the string ``'inf'`` (JSON has no infinity)."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def plain(doc: str) -> str:
+    """A module docstring as plain text for ``--help`` (reST roles and literals removed)."""
+    import re
+
+    doc = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", doc)
+    return doc.replace("``", "")
+
+
+def fail(prog: str, message: str) -> int:
+    """Print one error line for ``prog`` on stderr; return exit status 2."""
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
+
+
+# ----------------------------------------------------------------------------------
+# The main job
+
+
+def _parser() -> Parser:
+    ap = Parser(prog="dsm-curves", description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--activation", type=activation_name, default="relu", metavar="NAME",
+                    help=activation_help() + " (default relu)")
+    ap.add_argument("--psi-n", type=real_in(0.0, open_lo=True), default=1.0,
+                    help="n/d of the learning curves (default 1)")
+    ap.add_argument("--m", type=m_value, nargs="+", default=[1, 4, math.inf],
+                    help="noise draws per sample: integers >= 1 or inf (default 1 4 inf)")
+    ap.add_argument("--t", type=real_in(0.0, open_lo=True), default=0.5, help="diffusion time > 0 (default 0.5)")
+    ap.add_argument("--lam", type=real_in(0.0, open_lo=True), default=1e-3, help="ridge > 0 (default 1e-3)")
+    ap.add_argument("--d", type=int_in(4, MAX_D), default=200,
+                    help=f"dimension of the Monte Carlo points, 4 to {MAX_D} (default 200; d/2 too, for d -> inf)")
+    ap.add_argument("--seeds", type=int_in(2), default=3, help="Monte Carlo seeds per point, >= 2 (default 3)")
     ap.add_argument("--no-mc", action="store_true", help="theory only")
-    ap.add_argument("--grid", type=int, default=60, help="phase-diagram resolution per axis (default 60)")
+    ap.add_argument("--grid", type=int_in(2, MAX_GRID), default=60,
+                    help=f"phase-diagram resolution per axis, 2 to {MAX_GRID} (default 60)")
     ap.add_argument("--out", type=Path, default=Path("results"), help="output folder (default ./results)")
     return ap
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and check every argument of ``dsm-curves`` (exit status 2, one line, on error)."""
+    ap = _parser()
+    args = ap.parse_args(argv)
+    try:
+        args.m = distinct("--m", list(args.m))
+        args.out = writable_folder(args.out)
+    except ValueError as exc:
+        ap.error(str(exc))
+    return args
 
 
 class _Clock:
@@ -49,46 +266,62 @@ class _Clock:
         print(f"[{time.perf_counter() - self.start:6.1f} s] {text}", flush=True)
 
 
+def _m_text(m: float, tex: bool = False) -> str:
+    if math.isinf(m):
+        return r"\infty" if tex else "inf"
+    return str(int(m))
+
+
 def learning_curves(theory, args, ms, clock) -> list[dict]:
-    from validation import simulate
+    """Theory rows (200 ``psi_p`` per ``m``) and Monte Carlo rows (``d/2``, ``d`` and ``d -> inf``)."""
+    from validation import extrapolate, simulate
 
     rows = []
     psi_p = np.geomspace(0.1, 10.0, 200) * args.psi_n
     for m in ms:
         e = theory.errors(psi_n=args.psi_n, psi_p=psi_p, t=args.t, lam=args.lam, m=m, throw=False)
         for k in range(len(psi_p)):
-            rows.append(dict(source="theory", m=m, psi_p=psi_p[k], test=e.test[k], train=e.train[k],
+            rows.append(dict(source="theory", m=m, d="inf", psi_p=psi_p[k], test=e.test[k], train=e.train[k],
                              test_se=0.0, train_se=0.0, converged=bool(e.converged[k])))
-        clock.say(f"theory m={m}: {len(psi_p)} points, {int(e.converged.sum())} converged")
+        clock.say(f"theory m={_m_text(m)}: {len(psi_p)} points, {int(e.converged.sum())} converged")
     if args.no_mc:
         return rows
+    ds = (args.d // 2, args.d)
     for m in ms:
         for q in MC_PSI_P:
-            r = simulate(theory.activation, d=args.d, psi_n=args.psi_n, psi_p=q * args.psi_n, t=args.t,
-                         lam=args.lam, m=m, seeds=args.seeds, progress=False)
-            rows.append(dict(source=f"monte carlo d={args.d}", m=m, psi_p=q * args.psi_n, test=r.test,
-                             train=r.train, test_se=r.test_se, train_se=r.train_se, converged=True))
-        clock.say(f"Monte Carlo m={m}: {len(MC_PSI_P)} points at d={args.d}, {args.seeds} seeds")
+            runs = {d: simulate(theory.activation, d=d, psi_n=args.psi_n, psi_p=q * args.psi_n, t=args.t,
+                                lam=args.lam, m=m, seeds=args.seeds, progress=False) for d in ds}
+            for d, r in runs.items():
+                rows.append(dict(source="monte carlo", m=m, d=d, psi_p=q * args.psi_n, test=r.test, train=r.train,
+                                 test_se=r.test_se, train_se=r.train_se, converged=True))
+            ext = extrapolate(runs)
+            ok = all(math.isfinite(v) for v in (ext.test, ext.test_se, ext.train, ext.train_se))
+            rows.append(dict(source="monte carlo extrapolated", m=m, d="inf", psi_p=q * args.psi_n, test=ext.test,
+                             train=ext.train, test_se=ext.test_se, train_se=ext.train_se, converged=ok))
+        clock.say(f"Monte Carlo m={_m_text(m)}: {len(MC_PSI_P)} points at d={ds[0]} and {ds[1]}, {args.seeds} seeds")
     return rows
 
 
-def phase_diagram(theory, args, clock) -> dict:
+def phase_diagram(theory, args, ms, clock) -> dict:
+    """Theory over a ``grid x grid`` log grid of ``(psi_n, psi_p)`` for each ``m`` of ``ms`` and ``inf``."""
     psi_n = np.geomspace(0.1, 10.0, args.grid)
     psi_p = np.geomspace(0.1, 10.0, args.grid)
     Pn, Pp = np.meshgrid(psi_n, psi_p, indexing="xy")
     out = dict(psi_n=Pn, psi_p=Pp)
-    for m in (1, 4, math.inf):
+    for m in _phase_ms(ms):
         e = theory.errors(psi_n=Pn, psi_p=Pp, t=args.t, lam=args.lam, m=m, throw=False)
-        out[f"test_m{m}"], out[f"train_m{m}"] = e.test, e.train
-        clock.say(f"phase diagram m={m}: {Pn.size} points, {int(e.converged.sum())} converged")
+        key = _m_text(m)
+        out[f"test_m{key}"], out[f"train_m{key}"], out[f"converged_m{key}"] = e.test, e.train, e.converged
+        clock.say(f"phase diagram m={key}: {Pn.size} points, {int(e.converged.sum())} converged")
     return out
 
 
-def _save_csv(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+def _phase_ms(ms) -> list[float]:
+    """The ``m`` of the phase diagram: those asked for, plus ``inf`` when a finite one needs its gap."""
+    out = list(ms)
+    if any(math.isfinite(m) for m in ms) and math.inf not in out:
+        out.append(math.inf)
+    return out
 
 
 def _plot_curves(rows, ms, args, name, path: Path) -> None:
@@ -96,95 +329,155 @@ def _plot_curves(rows, ms, args, name, path: Path) -> None:
     import matplotlib.ticker
 
     delta, a_sq = -math.expm1(-2 * args.t), math.exp(-2 * args.t)
-    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.6), sharex=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for m, colour in zip(ms, colours):
-        label = f"m = {'∞' if math.isinf(m) else m}"
+        label = f"$m = {_m_text(m, tex=True)}$"
         th = [r for r in rows if r["m"] == m and r["source"] == "theory"]
-        mc = [r for r in rows if r["m"] == m and r["source"] != "theory"]
+        mc = [r for r in rows if r["m"] == m and r["source"] == "monte carlo" and r["d"] == args.d]
+        ext = [r for r in rows if r["m"] == m and r["source"] == "monte carlo extrapolated" and r["converged"]]
         for ax, key in zip(axes, ("test", "train")):
-            ax.plot([r["psi_p"] for r in th], [r[key] for r in th], color=colour, lw=1.6, label=f"theory {label}")
+            # Unconverged theory points are NaN: the line breaks there instead of lying.
+            ax.plot([r["psi_p"] for r in th], [r[key] if r["converged"] else np.nan for r in th],
+                    color=colour, lw=1.6, label=f"theory {label}")
             if mc:
                 ax.errorbar([r["psi_p"] for r in mc], [r[key] for r in mc], yerr=[r[key + "_se"] for r in mc],
-                            fmt="o", ms=4, color=colour, capsize=2, label=f"simulation d={args.d}, {label}")
-    for ax, key, ref, ref_label in ((axes[0], "test", delta, "zero score (Δ_t)"),
-                                    (axes[1], "train", a_sq, "exact score (a_t²)")):
+                            fmt="o", ms=4, color=colour, capsize=2, label=f"simulation $d = {args.d}$, {label}")
+            if ext:
+                ax.errorbar([r["psi_p"] * 1.06 for r in ext], [r[key] for r in ext],
+                            yerr=[r[key + "_se"] for r in ext], fmt="D", ms=4.5, mfc="none", color=colour,
+                            capsize=2, lw=0.8, label=rf"simulation $d \to \infty$, {label}")
+    for ax, key, ref, ref_label in ((axes[0], "test", delta, r"zero score ($\Delta_t$)"),
+                                    (axes[1], "train", a_sq, r"generalising value ($a_t^2$)")):
         ax.axvline(args.psi_n, color="grey", ls=":", lw=1)
         ax.axhline(ref, color="grey", ls="--", lw=1, label=ref_label)
         ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.set_xlabel("ψ_p = p / d   (dotted: p = n)")
-        ax.set_ylabel(f"{key} error")
-        if key == "test":
-            ax.set_yscale("log")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"DSM with random features ({name}): ψ_n = {args.psi_n}, t = {args.t}, λ = {args.lam}")
-    fig.tight_layout()
+        ax.set_xlabel(r"$\psi_p = p/d$   (dotted: $p = n$)")
+        ax.set_ylabel(r"test error $E_{\mathrm{test}}$" if key == "test" else r"train error $E_{\mathrm{train}}$")
+    handles, labels = axes[0].get_legend_handles_labels()
+    h1, l1 = axes[1].get_legend_handles_labels()
+    handles.append(h1[l1.index(r"generalising value ($a_t^2$)")])
+    labels.append(r"generalising value ($a_t^2$)")
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=7.5, frameon=False)
+    axes[1].set_title("log axis: the memorisation branch (train error $\\ll a_t^2$) is visible", fontsize=9)
+    fig.suptitle(rf"DSM with random features ({name}): $\psi_n = {args.psi_n:g}$, $t = {args.t:g}$, "
+                 rf"$\lambda = {args.lam:g}$; error bars: $\pm 1$ s.e. over {args.seeds} seeds; "
+                 rf"diamonds: fit $c_0 + c_1/d$ over $d = {args.d // 2}, {args.d}$", fontsize=10)
+    fig.tight_layout(rect=(0, 0.04 * (1 + len(labels) // 5), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _plot_phase(ph, args, name, path: Path) -> None:
+def _plot_phase(ph, args, ms, name, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm, TwoSlopeNorm
 
     a_sq = math.exp(-2 * args.t)
-    panels = [(ph["train_m1"] / a_sq, "E_train / a_t²,  m = 1", TwoSlopeNorm(1.0, 0.0, 2.0), "RdBu"),
-              (ph["train_m4"] / a_sq, "E_train / a_t²,  m = 4", TwoSlopeNorm(1.0, 0.0, 2.0), "RdBu"),
-              (ph["test_m1"] - ph[f"test_m{math.inf}"], "E_test(m = 1) − E_test(m = ∞)", LogNorm(1e-3, 1e2), "magma")]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
-    for ax, (z, title, norm, cmap) in zip(axes, panels):
-        z = np.clip(z, norm.vmin if isinstance(norm, LogNorm) else None, None)
-        mesh = ax.pcolormesh(ph["psi_n"], ph["psi_p"], z, norm=norm, cmap=cmap, shading="auto")
+    panels = []
+    for m in ms:
+        key = _m_text(m)
+        ratio = np.where(ph[f"converged_m{key}"], ph[f"train_m{key}"] / a_sq, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.log10(ratio)
+        z[~np.isfinite(z)] = np.nan
+        lo, hi = _range(z)
+        lo, hi = min(lo, -0.05), max(hi, 0.05)
+        panels.append((z, rf"$\log_{{10}}(E_{{\mathrm{{train}}}} / a_t^2)$,  $m = {_m_text(m, tex=True)}$",
+                       TwoSlopeNorm(0.0, lo, hi), "RdBu"))
+    finite = [m for m in ms if math.isfinite(m)]
+    if finite:
+        m0, key = min(finite), _m_text(min(finite))
+        ok = ph[f"converged_m{key}"] & ph["converged_minf"]
+        gap = np.where(ok, ph[f"test_m{key}"] - ph["test_minf"], np.nan)
+        positive = np.where(gap > 0, gap, np.nan)
+        lo, hi = _range(positive, log=True)
+        panels.append((positive, rf"$E_{{\mathrm{{test}}}}(m = {key}) - E_{{\mathrm{{test}}}}(m = \infty)$",
+                       LogNorm(lo, hi), "magma"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.9 * len(panels), 4.6), squeeze=False)
+    for ax, (z, title, norm, cmap_name) in zip(axes[0], panels):
+        cmap = plt.get_cmap(cmap_name).copy()
+        cmap.set_bad("0.75")
+        mesh = ax.pcolormesh(ph["psi_n"], ph["psi_p"], np.ma.masked_invalid(z), norm=norm, cmap=cmap,
+                             shading="auto")
         fig.colorbar(mesh, ax=ax)
-        ax.plot([0.1, 10], [0.1, 10], color="k", ls=":", lw=1, label="p = n")
-        ax.plot([0.1, 2.5], [0.4, 10], color="k", ls="--", lw=0.8, label="p = 4n")
+        ax.plot([0.1, 10], [0.1, 10], color="k", ls=":", lw=1, label="$p = n$")
+        ax.plot([0.1, 2.5], [0.4, 10], color="k", ls="--", lw=0.8, label="$p = 4n$")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(0.1, 10)
         ax.set_ylim(0.1, 10)
-        ax.set_xlabel("ψ_n = n / d")
-        ax.set_ylabel("ψ_p = p / d")
+        ax.set_xlabel(r"$\psi_n = n/d$")
+        ax.set_ylabel(r"$\psi_p = p/d$")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"Memorisation phase diagram ({name}, t = {args.t}, λ = {args.lam}); red: train error "
-                 "below its generalising value a_t² (memorisation); white: flagged, not resolved in double "
-                 "precision (tiny train errors; use precision=)", fontsize=10)
+    fig.suptitle(rf"Memorisation phase diagram ({name}, $t = {args.t:g}$, $\lambda = {args.lam:g}$). "
+                 r"Red: train error below its generalising value $a_t^2$ (memorisation). "
+                 "Grey: flagged, not resolved in double precision (use precision=)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def run(args: argparse.Namespace) -> None:
+def _range(z, log: bool = False) -> tuple[float, float]:
+    """Colour limits fitted to the finite data (0.5 and 99.5 percentiles)."""
+    v = z[np.isfinite(z)]
+    if v.size == 0:
+        return (1e-3, 1.0) if log else (-1.0, 1.0)
+    lo, hi = np.percentile(v, [0.5, 99.5])
+    if log:
+        lo = max(lo, hi * 1e-12)
+        if hi <= lo:
+            lo, hi = lo / 2, hi * 2
+    elif hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return float(lo), float(hi)
+
+
+def _parameters(args) -> dict:
+    return jsonable(dict(activation=args.activation, psi_n=args.psi_n, m=list(args.m), t=args.t, lam=args.lam,
+                         d=args.d, seeds=args.seeds, no_mc=args.no_mc, grid=args.grid, out=str(args.out)))
+
+
+def run(args: argparse.Namespace, command: str = "dsm-curves") -> None:
+    """Run the main job on checked arguments (see :func:`parse_args`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import pencils
-    from validation import parse_m
 
     clock = _Clock()
-    ms = [parse_m(m) for m in args.m]
-    args.out.mkdir(parents=True, exist_ok=True)
+    ms = list(args.m)
     theory = pencils.build(args.activation)
     clock.say(f"{theory}: {theory.coefficients}")
     rows = learning_curves(theory, args, ms, clock)
-    _save_csv(args.out / "learning_curves.csv", rows)
+    params = _parameters(args)
+    save_table(args.out / "learning_curves.csv", [{**r, "m": _m_text(r["m"])} for r in rows], params, command)
     _plot_curves(rows, ms, args, theory.activation.name, args.out / "learning_curves.png")
-    ph = phase_diagram(theory, args, clock)
-    flat = [dict(psi_n=a, psi_p=b, **{k: ph[k].reshape(-1)[i] for k in ph if k not in ("psi_n", "psi_p")})
-            for i, (a, b) in enumerate(zip(ph["psi_n"].reshape(-1), ph["psi_p"].reshape(-1)))]
-    _save_csv(args.out / "phase_diagram.csv", flat)
-    _plot_phase(ph, args, theory.activation.name, args.out / "phase_diagram.png")
-    clock.say(f"wrote {args.out}/learning_curves.png, phase_diagram.png and their CSV files")
+    ph = phase_diagram(theory, args, ms, clock)
+    phase_ms = _phase_ms(ms)
+    flat = []
+    for i, (a, b) in enumerate(zip(ph["psi_n"].reshape(-1), ph["psi_p"].reshape(-1))):
+        row = dict(psi_n=a, psi_p=b)
+        for m in phase_ms:
+            key = _m_text(m)
+            row[f"test_m{key}"] = ph[f"test_m{key}"].reshape(-1)[i]
+            row[f"train_m{key}"] = ph[f"train_m{key}"].reshape(-1)[i]
+            row[f"converged_m{key}"] = bool(ph[f"converged_m{key}"].reshape(-1)[i])
+        row["converged"] = all(row[f"converged_m{_m_text(m)}"] for m in phase_ms)
+        flat.append(row)
+    save_table(args.out / "phase_diagram.csv", flat, params, command)
+    _plot_phase(ph, args, ms, theory.activation.name, args.out / "phase_diagram.png")
+    clock.say(f"wrote {args.out}/learning_curves.png, phase_diagram.png and their CSV and JSON files")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parse_args(argv)
     try:
-        run(args)
-    except ValueError as exc:
-        print(f"dsm-curves: error: {exc}", file=sys.stderr)
-        return 2
+        run(args, command_line("dsm-curves", argv))
+    except (ValueError, OSError) as exc:
+        return fail("dsm-curves", exc)
     return 0
 
 

@@ -19,45 +19,84 @@ def _fmt(value: float, se: float) -> str:
     return f"{value:.5f} ± {se:.5f}"
 
 
-def run(activation: str, ds, psi_n, psi_ps, t, lam, ms, seeds: int, out=sys.stdout) -> list[dict]:
-    from validation import extrapolate, simulate
+def run(activation: str, ds, psi_n, psi_ps, t, lam, ms, seeds: int, out=sys.stdout, scheduler=None,
+        stats: list | None = None) -> list[dict]:
+    """Simulate every ``(psi_p, m)`` x (true, surrogate) x ``d``, print the table to ``out``.
 
-    rows = []
+    The simulations run through :func:`validation.sweep.run` (serially for
+    ``scheduler=None``, else on Dask, with the same numbers).
+    """
+    from validation import extrapolate, sweep
+
     start = time.perf_counter()
+    combos = [(psi_p, m, surrogate) for psi_p, m in itertools.product(psi_ps, ms) for surrogate in (False, True)]
+    points = [sweep.Point(activation, d=d, psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m,
+                          seeds=tuple(range(seeds)), surrogate=surrogate)
+              for psi_p, m, surrogate in combos for d in ds]
+    sims = iter(sweep.run(points, scheduler, stats=stats))
+    rows = []
     print("| point | kind | quantity | " + " | ".join(f"d={d}" for d in ds) + " | d→∞ (fit c0+c1/d) |", file=out)
     print("|" + "---|" * (len(ds) + 4), file=out)
-    for psi_p, m in itertools.product(psi_ps, ms):
-        for surrogate in (False, True):
-            results = {d: simulate(activation, d=d, psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m,
-                                   seeds=seeds, surrogate=surrogate, progress=False) for d in ds}
-            ext = extrapolate(results)
-            kind = "surrogate" if surrogate else activation
-            point = f"ψ_p={psi_p}, m={'∞' if math.isinf(m) else m}"
-            for q in ("test", "train"):
-                cells = [_fmt(getattr(r, q), getattr(r, q + "_se")) for r in results.values()]
-                print(f"| {point} | {kind} | {q} | " + " | ".join(cells)
-                      + f" | {_fmt(getattr(ext, q), getattr(ext, q + '_se'))} |", file=out, flush=True)
-            rows.append(dict(psi_p=psi_p, m=m, surrogate=surrogate, results=results, extrapolation=ext))
-        print(f"[report] ψ_p={psi_p} m={m} done at {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    for psi_p, m, surrogate in combos:
+        results = {d: next(sims) for d in ds}
+        ext = extrapolate(results)
+        kind = "surrogate" if surrogate else activation
+        point = f"ψ_p={psi_p}, m={'∞' if math.isinf(m) else m}"
+        for q in ("test", "train"):
+            cells = [_fmt(getattr(r, q), getattr(r, q + "_se")) for r in results.values()]
+            print(f"| {point} | {kind} | {q} | " + " | ".join(cells)
+                  + f" | {_fmt(getattr(ext, q), getattr(ext, q + '_se'))} |", file=out, flush=True)
+        rows.append(dict(psi_p=psi_p, m=m, surrogate=surrogate, results=results, extrapolation=ext))
+    print(f"[report] done in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return rows
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m validation.report", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--activation", default="relu")
-    ap.add_argument("--d", type=int, nargs="+", default=[100, 200, 400])
-    ap.add_argument("--psi-n", type=float, default=2.0)
-    ap.add_argument("--psi-p", type=float, nargs="+", default=[1.0, 4.0])
-    ap.add_argument("--t", type=float, default=0.5)
-    ap.add_argument("--lam", type=float, default=1e-2)
-    ap.add_argument("--m", nargs="+", default=["1", "inf"])
-    ap.add_argument("--seeds", type=int, default=8)
-    args = ap.parse_args(argv)
-    from validation import parse_m
+def _parser():
+    from validation.main import MAX_D, Parser, activation_help, activation_name, int_in, m_value, plain, real_in
 
-    run(args.activation, args.d, args.psi_n, args.psi_p, args.t, args.lam,
-        [parse_m(m) for m in args.m], args.seeds)
+    ap = Parser(prog="python -m validation.report", description=plain(__doc__),
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--activation", type=activation_name, default="relu", metavar="NAME",
+                    help=activation_help() + " (default relu)")
+    ap.add_argument("--d", type=int_in(4, MAX_D), nargs="+", default=[100, 200, 400],
+                    help="dimensions, two or more distinct (default 100 200 400)")
+    ap.add_argument("--psi-n", type=real_in(0.0, open_lo=True), default=2.0, help="n/d (default 2)")
+    ap.add_argument("--psi-p", type=real_in(0.0, open_lo=True), nargs="+", default=[1.0, 4.0],
+                    help="p/d values (default 1 4)")
+    ap.add_argument("--t", type=real_in(0.0, open_lo=True), default=0.5, help="diffusion time > 0 (default 0.5)")
+    ap.add_argument("--lam", type=real_in(0.0, open_lo=False), default=1e-2, help="ridge >= 0 (default 1e-2)")
+    ap.add_argument("--m", type=m_value, nargs="+", default=[1, math.inf],
+                    help="noise draws per sample: integers >= 1 or inf (default 1 inf)")
+    ap.add_argument("--seeds", type=int_in(2), default=8, help="seeds per point and d, >= 2 (default 8)")
+    ap.add_argument("--scheduler", default=None, metavar="local|ADDRESS",
+                    help="run on Dask: 'local' or a scheduler address (default: serially); same numbers")
+    return ap
+
+
+def main(argv=None) -> int:
+    from validation.main import distinct, fail
+    from validation.sweep import check_scheduler, connect
+
+    ap = _parser()
+    args = ap.parse_args(argv)
+    try:
+        args.d = sorted(distinct("--d", list(args.d), at_least=2))
+        distinct("--psi-p", list(args.psi_p))
+        distinct("--m", list(args.m))
+        check_scheduler(args.scheduler)
+    except ValueError as exc:
+        ap.error(str(exc))
+    try:
+        scheduler, close = args.scheduler, (lambda: None)
+        if args.scheduler is not None:
+            scheduler, close = connect(args.scheduler)
+        try:
+            run(args.activation, args.d, args.psi_n, args.psi_p, args.t, args.lam, args.m, args.seeds,
+                scheduler=scheduler)
+        finally:
+            close()
+    except (ValueError, OSError) as exc:
+        return fail("python -m validation.report", exc)
     return 0
 
 

@@ -10,8 +10,12 @@
 * deviations ``(simulation - theory) / uncertainty`` at every ``d`` and for the
   extrapolation.
 
-It writes ``results/validation_table.md`` and ``results/validation_table.csv``.  A run at
-the defaults takes tens of minutes on two cores (``--quick`` runs 3 points at small ``d``).
+It writes ``DIR/validation_table.md``, ``DIR/validation_table.csv`` (with a ``converged``
+column) and its JSON sidecar ``DIR/validation_table.json`` (``--out DIR``, default
+``results``).  A run at the defaults takes tens of minutes on two cores (``--quick`` runs
+3 points at small ``d``).  ``--scheduler local`` runs the simulations on a local Dask
+cluster, ``--scheduler tcp://HOST:PORT`` on an existing one (see :mod:`validation.sweep`);
+the numbers are identical to the serial run.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ import math
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 #: (activation, psi_n, psi_p, m, t, lam)
 POINTS = (
@@ -46,18 +52,37 @@ def _m(m) -> str:
     return "∞" if math.isinf(m) else str(m)
 
 
-def evaluate(points, ds, seeds: int) -> list[dict]:
-    """Theory, simulations and extrapolations at each point (progress on stderr)."""
-    import pencils
-    from validation import extrapolate, simulate
+def sweep_points(points, ds, seeds: int) -> list:
+    """The Monte Carlo points of the table: each parameter point x (true, surrogate) x ``d``."""
+    from validation.sweep import Point
 
-    rows = []
+    return [Point(act, d=d, psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m, seeds=tuple(range(seeds)),
+                  surrogate=surrogate)
+            for (act, psi_n, psi_p, m, t, lam) in points for surrogate in (False, True) for d in ds]
+
+
+def evaluate(points, ds, seeds: int, scheduler=None, *, workers: int | None = None,
+             stats: list | None = None) -> list[dict]:
+    """Theory, simulations and extrapolations at each point (progress on stderr).
+
+    The simulations run through :func:`validation.sweep.run` (serially for
+    ``scheduler=None``, else on Dask); the numbers do not depend on ``scheduler``.
+    """
+    import pencils
+    from validation import extrapolate, sweep
+
     start = time.perf_counter()
-    for k, (act, psi_n, psi_p, m, t, lam) in enumerate(points, start=1):
-        th = pencils.build(act).errors(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m)
+    theories = []
+    for act, psi_n, psi_p, m, t, lam in points:
+        theories.append(pencils.build(act).errors(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m, throw=False))
+    print(f"[table] theory at {len(points)} points in {time.perf_counter() - start:.1f} s", file=sys.stderr,
+          flush=True)
+    sims = sweep.run(sweep_points(points, ds, seeds), scheduler, workers=workers, progress=True, stats=stats)
+    rows = []
+    it = iter(sims)
+    for (act, psi_n, psi_p, m, t, lam), th in zip(points, theories):
         for surrogate in (False, True):
-            runs = {d: simulate(act, d=d, psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m, seeds=seeds,
-                                surrogate=surrogate, progress=False) for d in ds}
+            runs = {d: next(it) for d in ds}
             ext = extrapolate(runs)
             for q in ("test", "train"):
                 theory = float(getattr(th, q))
@@ -69,11 +94,10 @@ def evaluate(points, ds, seeds: int) -> list[dict]:
                     row[f"d{d}"] = getattr(r, q)
                     row[f"d{d}_se"] = getattr(r, q + "_se")
                     row[f"d{d}_rel_dev"] = (getattr(r, q) - theory) / theory
+                row["converged"] = bool(np.all(th.converged)) and all(
+                    math.isfinite(row[k]) for k in ("theory", "extrapolated", "uncertainty"))
                 rows.append(row)
-        print(f"[table {k}/{len(points)} {time.perf_counter() - start:6.0f} s] {act} psi_n={psi_n} "
-              f"psi_p={psi_p} m={_m(m)} t={t} lam={lam}: " + ", ".join(
-                  f"{r['kind']} {r['quantity']} {r['deviation_sigma']:+.1f}σ" for r in rows[-4:]),
-              file=sys.stderr, flush=True)
+    print(f"[table] done in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return rows
 
 
@@ -98,24 +122,77 @@ def markdown(rows, ds) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m validation.table", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--d", type=int, nargs="+", default=[100, 200, 400])
-    ap.add_argument("--seeds", type=int, default=8)
+def _parser():
+    from validation.main import Parser, int_in, plain, MAX_D
+
+    ap = Parser(prog="python -m validation.table", description=plain(__doc__),
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--d", type=int_in(4, MAX_D), nargs="+", default=None,
+                    help="Monte Carlo dimensions, two or more distinct (default 100 200 400)")
+    ap.add_argument("--seeds", type=int_in(2), default=None, help="seeds per point and d, >= 2 (default 8)")
     ap.add_argument("--quick", action="store_true", help="3 points, d = 50 100 200, 4 seeds")
-    ap.add_argument("--out", type=Path, default=Path("results"))
+    ap.add_argument("--out", type=Path, default=Path("results"), help="output folder (default ./results)")
+    ap.add_argument("--scheduler", default=None, metavar="local|ADDRESS",
+                    help="run the simulations on Dask: 'local' (a local cluster) or a scheduler address "
+                         "such as tcp://127.0.0.1:8786 (default: serially in this process); same numbers")
+    ap.add_argument("--workers", type=int_in(1, 256), default=None,
+                    help="worker processes of --scheduler local (default: number of CPUs)")
+    return ap
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse and check every argument (exit status 2 with one line on stderr on error)."""
+    from validation.main import distinct, writable_folder
+    from validation.sweep import check_scheduler
+
+    ap = _parser()
     args = ap.parse_args(argv)
-    points, ds, seeds = (QUICK, [50, 100, 200], 4) if args.quick else (POINTS, args.d, args.seeds)
-    rows = evaluate(points, ds, seeds)
-    args.out.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows, ds)
-    (args.out / "validation_table.md").write_text(text)
-    with (args.out / "validation_table.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    try:
+        if args.quick and (args.d is not None or args.seeds is not None):
+            raise ValueError("--quick sets d = 50 100 200 and 4 seeds; drop --d and --seeds or drop --quick")
+        if args.quick:
+            args.d, args.seeds = [50, 100, 200], 4
+        args.d = [100, 200, 400] if args.d is None else args.d
+        args.seeds = 8 if args.seeds is None else args.seeds
+        args.d = sorted(distinct("--d", list(args.d), at_least=2))
+        check_scheduler(args.scheduler)
+        if args.workers is not None and args.scheduler != "local":
+            raise ValueError("--workers only applies to --scheduler local")
+        args.out = writable_folder(args.out)
+    except ValueError as exc:
+        ap.error(str(exc))
+    return args
+
+
+def main(argv=None) -> int:
+    from validation.main import command_line, fail, jsonable, save_table
+    from validation.sweep import connect
+
+    args = parse_args(argv)
+    points = QUICK if args.quick else POINTS
+    prog = "python -m validation.table"
+    try:
+        scheduler, close = args.scheduler, (lambda: None)
+        if args.scheduler is not None:
+            # Connect (or start the local cluster) before any work: an unreachable
+            # scheduler fails here, in seconds.
+            scheduler, close = connect(args.scheduler, args.workers)
+        stats: list = []
+        try:
+            rows = evaluate(points, args.d, args.seeds, scheduler, stats=stats)
+        finally:
+            close()
+        text = markdown(rows, args.d)
+        (args.out / "validation_table.md").write_text(text)
+        params = jsonable(dict(points=[dict(zip(("activation", "psi_n", "psi_p", "m", "t", "lam"), p))
+                                       for p in points], d=args.d, seeds=args.seeds, quick=args.quick,
+                               scheduler=args.scheduler, sweep=str(stats[0]) if stats else None))
+        save_table(args.out / "validation_table.csv", rows, params, command_line(prog, argv))
+    except (ValueError, OSError) as exc:
+        return fail(prog, exc)
     print(text)
+    if stats:
+        print(f"[table] {stats[0]}", file=sys.stderr)
     return 0
 
 
