@@ -211,7 +211,7 @@ def run(points: Sequence[Point], scheduler=None, *, workers: int | None = None,
             raise ValueError(f"sweep points must be validation.sweep.Point, got {type(p).__name__}")
     check_scheduler(scheduler)
     tasks = [(k, batch) for k, p in enumerate(points)
-             for batch in batches(p.seeds, seeds_per_task or default_batch(p))]
+             for batch in batches(p.seeds, default_batch(p) if seeds_per_task is None else seeds_per_task)]
     # Largest first: the tail of the sweep is made of short tasks.
     tasks.sort(key=lambda kb: -points[kb[0]].cost() * len(kb[1]))
     parts: dict[int, list] = {k: [] for k in range(len(points))}
