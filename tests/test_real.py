@@ -114,3 +114,90 @@ def test_sampler_flags_non_finite_score():
     with pytest.raises(FloatingPointError, match="non-finite"):
         sampling.sample_ode(lambda y, t: y * np.nan, n_samples=3, d=2, rng=np.random.default_rng(0),
                             progress=False)
+
+
+# ---------------------------------------------------------------- real-data experiments (validation.real)
+
+from validation import real  # noqa: E402
+
+
+def _tiny_config(**kw):
+    base = dict(downsample=4, psi_n=1.0, psi_p=(0.5, 2.0), m=(1, math.inf), t=(0.3,), lam=1e-2, seeds=2,
+                held_out=300, phase_psi_n=(0.5,), phase_psi_p=(0.5, 2.0), phase_m=(1,),
+                mem_downsample=4, n_mem=5, mem_ratios=(1.0, 32.0), mem_m=(math.inf,), mem_samples=30,
+                mem_steps=20, mem_times=(0.05, 2.0, 4), progress=False)
+    return real.Config(**(base | kw))
+
+
+@pytest.fixture(scope="module")
+def mnist_pool():
+    from validation import data
+    return real.Pool("mnist", data.load_dataset(MNIST, downsample=4))
+
+
+@needs_mnist
+def test_tiny_end_to_end_run_on_mnist(tmp_path):
+    res = real.run([MNIST], tmp_path, _tiny_config(), log=lambda *a: None)
+    for name in ("curves.csv", "curves.json", "curves.md", "phase.csv", "memorization.csv", "memorization.md",
+                 "curves_mnist.png", "phase_mnist.png", "memorization_mnist.png", "samples_mnist.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    curves = res["curves"]
+    assert len(curves) == 2 * 2 * 1 * 2            # kinds x m x t x psi_p
+    for r in curves:
+        assert r.d == 49 and r.n == 49
+        assert all(math.isfinite(v) for v in (r.dsm_test, r.dsm_test_se, r.train, r.train_se))
+        if r.kind == "gaussian":
+            # the floor is the DSM loss of the exact score of N(0, Σ̂): nothing does better
+            assert r.dsm_test > r.dsm_floor - 4 * r.dsm_test_se
+    mem = res["memorization"]
+    assert len(mem) == 2 * 2 and all(0 <= r.fraction <= 1 for r in mem if not r.diverged)
+    if res["notes"]:
+        assert "pending" in res["notes"][0] and all(math.isnan(r.rel_dev_dsm_test) for r in curves)
+
+
+@needs_mnist
+def test_zero_score_limit_on_images(mnist_pool):
+    """lam -> inf gives B -> 0: the held-out DSM loss is E||z||^2/d = 1 and so is the train error."""
+    for m in (1, math.inf):
+        r = real.curve_point("relu", mnist_pool, "real", psi_n=1.0, psi_p=1.0, m=m, t=0.3, lam=1e8,
+                             seeds=2, held_out=2000)
+        assert abs(r.dsm_test - 1) < 4 * r.dsm_test_se + 1e-6
+        assert abs(r.train - 1) < (1e-6 if math.isinf(m) else 6 * math.sqrt(2 / (r.n * r.d)))
+
+
+@needs_mnist
+def test_images_and_gaussian_agree_when_the_data_are_drowned(mnist_pool):
+    """At large t the inputs are mostly noise: images and N(0, Σ̂) give the same DSM loss."""
+    kw = dict(psi_n=1.0, psi_p=0.5, m=math.inf, t=2.5, lam=1e-2, seeds=3, held_out=2000)
+    a = real.curve_point("relu", mnist_pool, "real", **kw)
+    b = real.curve_point("relu", mnist_pool, "gaussian", **kw)
+    assert abs(a.dsm_test - b.dsm_test) < 4 * math.hypot(a.dsm_test_se, b.dsm_test_se)
+    assert abs(a.train - b.train) < 4 * math.hypot(a.train_se, b.train_se)
+
+
+@needs_mnist
+def test_against_structured_theory_when_available(mnist_pool):
+    theory, note = real.structured_theory("relu", mnist_pool.eigs)
+    if theory is None:
+        pytest.skip(note)
+    # Gaussian data with the pool covariance at d = 49, m = inf, t = 0.3: theory within
+    # sampling error plus a 10 % finite-d allowance
+    r = real.curve_point("relu", mnist_pool, "gaussian", psi_n=1.0, psi_p=2.0, m=math.inf, t=0.3, lam=1e-2,
+                         seeds=4, held_out=2000)
+    dsm, train, conv = real.theory_point(theory, psi_n=r.psi_n, psi_p=r.psi_p, t=0.3, lam=1e-2, m=math.inf,
+                                         eigs=mnist_pool.eigs)
+    assert conv
+    assert abs(r.dsm_test - dsm) < 4 * r.dsm_test_se + 0.1 * dsm
+    assert abs(r.train - train) < 4 * r.train_se + 0.1 * train
+
+
+def test_command_line_rejects_missing_data(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        real.main(["--data", str(tmp_path / "nothing-here"), "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "nothing-here" in capsys.readouterr().err
+
+
+def test_dsm_floor_matches_isotropic_formula():
+    # Σ = I: S_t = I, floor = 1 - Δ_t = a_t^2
+    assert real.dsm_floor(np.ones(10), 0.4) == pytest.approx(math.exp(-0.8), rel=1e-14)
