@@ -92,8 +92,19 @@ class Config:
     mem_times: tuple[float, float, int] = (0.01, 3.0, 10)            # t_lo, t_hi, count
     mem_samples: int = 200
     mem_steps: int = 100
+    sampler: str = "sde"                # "sde" (Euler-Maruyama) or "ode" (probability flow, Heun)
     mem_seed: int = 0
     progress: bool = True
+
+    def __post_init__(self):
+        if self.sampler not in ("sde", "ode"):
+            raise ValueError(f"sampler must be 'sde' or 'ode', got {self.sampler!r}")
+        for name in ("seeds", "held_out", "n_mem", "mem_samples", "mem_steps", "downsample", "mem_downsample"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.n_mem < 2:
+            raise ValueError(f"n_mem must be >= 2 (the memorised fraction needs two nearest images), got {self.n_mem}")
 
     @classmethod
     def quick(cls, **kw) -> "Config":
@@ -314,6 +325,7 @@ class MemPoint:
     m: str
     lam: float
     samples: int
+    sampler: str
     diverged: bool      # the sampler overflowed (no fraction measured; nan columns)
     fraction: float
     fraction_se: float
@@ -344,7 +356,8 @@ def run_memorization(pool: Pool, cfg: Config, kind: str) -> tuple[list[MemPoint]
         dsm_ref, _ = fit.dsm_loss(H, rng_held)
         try:
             with np.errstate(over="ignore", invalid="ignore"):
-                Y = _sampling.sample_sde(score, n_samples=cfg.mem_samples, d=pool.d, rng=rng, T=hi, t_min=lo,
+                sampler = _sampling.sample_sde if cfg.sampler == "sde" else _sampling.sample_ode
+                Y = sampler(score, n_samples=cfg.mem_samples, d=pool.d, rng=rng, T=hi, t_min=lo,
                                          steps=cfg.mem_steps, covariance=pool.covariance, progress=False)
                 Xh = _sampling.tweedie(score, Y, lo)
             diverged = not np.all(np.isfinite(Xh))
@@ -359,7 +372,7 @@ def run_memorization(pool: Pool, cfg: Config, kind: str) -> tuple[list[MemPoint]
             norm_med = float(np.median(np.sum(Xh**2, axis=1)) / pool.d)
             kept[(ratio, _m_label(m))] = (Xh, mem)
         out.append(MemPoint(dataset=pool.name, kind=kind, d=pool.d, n=cfg.n_mem, p=p, p_over_n=p / cfg.n_mem,
-                            m=_m_label(m), lam=cfg.mem_lam, samples=cfg.mem_samples, diverged=diverged,
+                            m=_m_label(m), lam=cfg.mem_lam, samples=cfg.mem_samples, sampler=cfg.sampler, diverged=diverged,
                             fraction=frac, fraction_se=se, median_ratio=ratio_med,
                             median_norm2_over_d=norm_med, t_ref=float(times[j_ref]),
                             train_at_t_ref=fit.train_error, dsm_test_at_t_ref=dsm_ref,
@@ -459,6 +472,8 @@ def plot_curves(rows: list[CurvePoint], name: str, path: Path, theory_note: str)
                 ax.axhline(next(r.dsm_floor for r in rows if r.t == t),
                            color="gray", ls=":", lw=1, label="exact Gaussian score")
             ax.set_xscale("log")
+            ax.set_xticks(sorted({r.psi_p for r in rows}), [f"{v:g}" for v in sorted({r.psi_p for r in rows})])
+            ax.minorticks_off()
             ax.set_yscale("log" if attr == "train" else "linear")
             ax.set_xlabel("ψ_p = p/d")
             ax.set_title(f"{label}, t = {t:g}")
@@ -524,8 +539,11 @@ def plot_memorization(rows: list[MemPoint], name: str, path: Path) -> None:
                          mfc="none" if kind == "gaussian" else col[m])
             axes[2].plot(x, [r.median_norm2_over_d for r in pts], ls=ls, marker=marker, color=col[m],
                          mfc="none" if kind == "gaussian" else col[m])
+    ratios = sorted({r.p_over_n for r in rows})
     for ax in axes:
         ax.set_xscale("log")
+        ax.set_xticks(ratios, [f"{v:g}" for v in ratios])
+        ax.minorticks_off()
         ax.set_xlabel("p / n = ψ_p / ψ_n")
     r0 = rows[0]
     axes[0].set_ylabel("memorised fraction (d1 < d2/3)")
@@ -534,7 +552,7 @@ def plot_memorization(rows: list[MemPoint], name: str, path: Path) -> None:
     axes[1].set_ylabel(f"train error at t = {r0.t_ref:.3g}")
     axes[2].set_yscale("log")
     axes[2].set_ylabel("median ‖x̂‖²/d of samples (train ≈ 1)")
-    fig.suptitle(f"{name}: samples of the learned score (reverse SDE + Tweedie), n = {r0.n}, d = {r0.d}, "
+    fig.suptitle(f"{name}: samples of the learned score ({'reverse SDE' if r0.sampler == 'sde' else 'PF ODE'} + Tweedie), n = {r0.n}, d = {r0.d}, "
                  f"λ = {r0.lam:g}; missing points: sampler diverged", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -692,6 +710,8 @@ def main(argv=None) -> int:
                         help="same for the memorisation experiment (default 4, d = 49)")
     parser.add_argument("--seeds", type=_positive_int, default=None)
     parser.add_argument("--lam", type=_positive_float, default=None, help="ridge of the curves (default 1e-2)")
+    parser.add_argument("--sampler", choices=("sde", "ode"), default=None,
+                        help="memorisation sampler: reverse SDE (Euler-Maruyama, default) or probability-flow ODE (Heun)")
     parser.add_argument("--no-gaussian", action="store_true", help="skip Gaussian data with the same covariance")
     parser.add_argument("--no-phase", action="store_true")
     parser.add_argument("--no-memorization", action="store_true")
@@ -701,7 +721,8 @@ def main(argv=None) -> int:
         if not Path(p).exists():
             parser.error(f"--data {p}: no such file or folder")
     kw = {k: v for k, v in dict(activation=args.activation, downsample=args.downsample,
-                                mem_downsample=args.mem_downsample, seeds=args.seeds, lam=args.lam).items()
+                                mem_downsample=args.mem_downsample, seeds=args.seeds, lam=args.lam,
+                                sampler=args.sampler).items()
           if v is not None}
     kw |= dict(gaussian=not args.no_gaussian, phase=not args.no_phase, memorization=not args.no_memorization,
                progress=not args.no_progress)
