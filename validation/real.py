@@ -422,6 +422,28 @@ def curves_table(rows: list[CurvePoint]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def real_vs_gaussian_table(rows: list[CurvePoint]) -> str:
+    """Markdown: ``(images - Gaussian)/Gaussian`` of the DSM test loss and train error, one line per (dataset, m, t)."""
+    gauss = {(r.dataset, r.m, r.t, r.psi_p): r for r in rows if r.kind == "gaussian"}
+    groups: dict = {}
+    for r in rows:
+        g = gauss.get((r.dataset, r.m, r.t, r.psi_p))
+        if r.kind == "real" and g is not None:
+            groups.setdefault((r.dataset, r.m, r.t), []).append(
+                (r.psi_p, (r.dsm_test - g.dsm_test) / g.dsm_test, (r.train - g.train) / g.train))
+    if not groups:
+        return ""
+    psis = sorted({q for v in groups.values() for q, _, _ in v})
+    cols = ", ".join(f"{q:g}" for q in psis)
+    head = f"| dataset | m | t | DSM test, ψ_p = {cols} | train, ψ_p = {cols} |"
+    lines = [head, "|---|---|---|---|---|"]
+    for (name, m, t), v in groups.items():
+        v = sorted(v)
+        lines.append(f"| {name} | {m} | {t:g} | " + " ".join(f"{a:+.3f}" for _, a, _ in v) + " | "
+                     + " ".join(f"{b:+.3f}" for _, _, b in v) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def memorization_table(rows: list[MemPoint]) -> str:
     head = ("| dataset | data | d | n | p/n | m | memorised fraction | median d1/d2 | median ‖x̂‖²/d | "
             "train err (t≈0.1) | DSM test (t≈0.1) |")
@@ -665,6 +687,10 @@ def run(paths, out: Path, cfg: Config, *, log=print) -> dict:
     if curves:
         (out / "curves.md").write_text(curves_table(curves))
         tables.append(out / "curves.md")
+        rg = real_vs_gaussian_table(curves)
+        if rg:
+            (out / "real_vs_gaussian.md").write_text(rg)
+            tables.append(out / "real_vs_gaussian.md")
     if mems:
         (out / "memorization.md").write_text(memorization_table(mems))
         tables.append(out / "memorization.md")
