@@ -95,7 +95,7 @@ from pencils.freeprob import FixedPointSystem, equations
 from .dsm import Delta_, a_, m_, m_kind, mu1_, mu_f_, mu_s_, mu_star_, psi_n, psi_p
 from .theory import parse_m
 
-__all__ = ["flow_matrices", "time_traces", "time_system", "TimeErrors", "errors_at_time",
+__all__ = ["flow_matrices", "time_traces", "time_system", "TimeErrors", "errors_at_time", "Timescale",
            "generalisation_time", "memorisation_time", "steps_to_time", "time_to_steps", "g_T"]
 
 z1_, z2_ = sympy.symbols("z1 z2")
@@ -257,6 +257,8 @@ class _Grid:
     mass_error: float
     moment_test: float
     moment_train: float
+    n_nodes: int = 0
+    edges: tuple = ()
 
 
 def _pair_orbits(n: int):
@@ -273,21 +275,35 @@ def _pair_orbits(n: int):
     return uniq // n, uniq % n, inv.reshape(n, n), conj
 
 
-def _grid(kind: str, params: dict, n_nodes: int, kappa: float = 1.6) -> _Grid:
-    scale = float(params["mu1"]) ** 2 + float(params["mu_star"]) ** 2
-    x_lo, x_hi, ok = _bulk_edges(kind, params, scale)
+def _grid(kind: str, params: dict, n_nodes: int, kappa: float = 1.6, edges=None, prev: "_Grid | None" = None,
+          with_q: bool = True) -> _Grid:
+    """Trace values on the log-ellipse with ``n_nodes`` nodes; ``prev`` (the same contour with
+    half the nodes) supplies the values at the even nodes."""
+    if edges is None:
+        scale = float(params["mu1"]) ** 2 + float(params["mu_star"]) ** 2
+        edges = _bulk_edges(kind, params, scale)
+    x_lo, x_hi, ok = edges
     if not ok:
         nan = np.full(n_nodes, np.nan)
-        return _Grid(None, nan, nan, np.full((n_nodes, n_nodes), np.nan), False, math.inf, math.nan, math.nan)
+        return _Grid(None, nan, nan, np.full((n_nodes, n_nodes), np.nan), False, math.inf, math.nan, math.nan,
+                     n_nodes, edges)
     ct = Contour.log_ellipse(x_lo / kappa, x_hi * kappa, n_nodes)
     z = ct.nodes
     sols = {k: _solve(kind, k, params, z1=z) for k in ("s1", "s2", "resolvent")}
     ok = all(bool(np.all(s.converged)) for s in sols.values())
-    ii, jj, inv, conj = _pair_orbits(n_nodes)
-    sq = _solve(kind, "q", params, z1=z[ii], z2=z[jj])
-    ok = ok and bool(np.all(sq.converged))
-    q = sq.value[inv]
-    q = np.where(conj, np.conj(q), q)
+    q = np.full((n_nodes, n_nodes), np.nan, dtype=complex)
+    if with_q:
+        ii, jj, inv, conj = _pair_orbits(n_nodes)
+        rep = np.empty(len(ii), dtype=complex)
+        old = ((ii % 2 == 0) & (jj % 2 == 0) if prev is not None and prev.n_nodes * 2 == n_nodes
+               else np.zeros(len(ii), bool))
+        if old.any():
+            rep[old] = prev.q[ii[old] // 2, jj[old] // 2]
+        sq = _solve(kind, "q", params, z1=z[ii[~old]], z2=z[jj[~old]])
+        rep[~old] = sq.value
+        ok = ok and bool(np.all(sq.converged))
+        q = rep[inv]
+        q = np.where(conj, np.conj(q), q)
     # mass check: enclosed mass + atom at 0 = psi_p
     enclosed = -np.sum(ct.weights * sols["resolvent"].value)
     # atom at 0: -z tr R(z) = atom + c z + O(z^2) at z = -eps, -2 eps (Richardson)
@@ -296,9 +312,12 @@ def _grid(kind: str, params: dict, n_nodes: int, kappa: float = 1.6) -> _Grid:
     f1, f2 = eps * atom.value.real * np.array([1, 2])
     atom_mass = float(2 * f1 - f2) if np.all(atom.converged) else math.nan
     mass_error = abs(enclosed.real + atom_mass - float(params["psi_p"]))
-    moments = [_solve(kind, k, params) for k in ("moment_test", "moment_train")]
-    mt, mtr = (float(np.real(s.value)) if s.converged else math.nan for s in moments)
-    return _Grid(ct, sols["s1"].value, sols["s2"].value, q, ok, mass_error, mt, mtr)
+    if prev is not None:
+        mt, mtr = prev.moment_test, prev.moment_train
+    else:
+        moments = [_solve(kind, k, params) for k in ("moment_test", "moment_train")]
+        mt, mtr = (float(np.real(s.value)) if s.converged else math.nan for s in moments)
+    return _Grid(ct, sols["s1"].value, sols["s2"].value, q, ok, mass_error, mt, mtr, n_nodes, edges)
 
 
 def _integrate(grid: _Grid, T, lam, Delta: float, step: int):
@@ -311,7 +330,7 @@ def _integrate(grid: _Grid, T, lam, Delta: float, step: int):
     g = np.stack([g_T(z, Tk, lk) for Tk, lk in zip(T, lam)])        # (k, nodes)
     wg = g * w
     lin = wg @ s1
-    quad = np.einsum("ki,ij,kj->k", wg, q, wg)
+    quad = np.einsum("ki,ij,kj->k", wg, q, wg) if not np.isnan(q[0, 0]) else np.full(len(T), np.nan)
     test = Delta + quad + 2 * math.sqrt(Delta) * lin
     train = 1 + ((2 * g - z * g * g) * w) @ s2
     return test, train
@@ -351,18 +370,21 @@ def _check(name, x, allow_zero=False, allow_inf=False):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got min {x.min()}")
 
 
-def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, nodes: int = 128, tol: float = 1e-8):
+def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, tol: float = 1e-8, nodes: int | None = None,
+                   max_nodes: int = 512, quantities=("test", "train")) -> TimeErrors:
     """Test error, train error and DSM test loss of gradient flow stopped at ``train_time``.
 
     All arguments broadcast; ``train_time`` ``T >= 0`` (``math.inf``: the ridge solution,
     or the minimum-norm interpolator at ``lam = 0``); ``lam >= 0``.  One contour solve per
-    distinct ``(psi_n, psi_p, t, m)`` serves every ``T`` and ``lam``.  ``nodes`` (divisible by
-    4) is the number of contour nodes; ``tol`` the absolute accuracy a value must have (by
-    its quadrature estimate) not to be flagged.  Exactly at ``T = 0`` the values are
-    ``Delta_t`` and 1 (``B = 0``).
+    distinct ``(psi_n, psi_p, t, m)`` serves every ``T`` and ``lam``.  ``tol``: the absolute
+    accuracy a value must have, by its quadrature error estimate, not to be flagged; the
+    number of contour nodes doubles from 32 until every requested value meets it (at most
+    ``max_nodes``), or is fixed by ``nodes`` (divisible by 4).  ``quantities=("train",)`` skips
+    the two-resolvent trace (the test error is then NaN): enough for memorisation times.
+    Exactly at ``T = 0`` the values are ``Delta_t`` and 1 (``B = 0``).
 
     >>> import pencils
-    >>> e = errors_at_time(pencils.build("relu"), 2.0, 0.5, 0.5, 1e-3, 1, [0.0, 10.0, 1000.0])
+    >>> e = errors_at_time(pencils.build("relu"), 2.0, 0.5, 0.5, 1e-3, "inf", [0.0, 10.0, 1000.0])
     >>> bool(e.converged.all()), float(e.test[0]) == -math.expm1(-1.0)
     (True, True)
     """
@@ -373,7 +395,10 @@ def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, nodes: int = 
     _check("train_time", arrays[4], allow_zero=True, allow_inf=True)
     if np.any((arrays[3] == 0) & np.isinf(np.broadcast_arrays(arrays[3], arrays[4])[1])):
         pass  # lam = 0, T = inf: the minimum-norm interpolator (contour avoids 0) -- allowed
-    if int(nodes) != nodes or nodes < 8 or nodes % 4:
+    if quantities not in (("test", "train"), ("train",)):
+        raise ValueError(f"quantities must be ('test', 'train') or ('train',), got {quantities!r}")
+    with_test = "test" in quantities
+    if nodes is not None and (int(nodes) != nodes or nodes < 8 or nodes % 4):
         raise ValueError(f"nodes must be an integer >= 8 divisible by 4, got {nodes!r}")
     m_arr = np.asarray(m, dtype=object)
     m_vals = np.vectorize(parse_m, otypes=[float])(m_arr) if m_arr.ndim else np.asarray(parse_m(m_arr.item()))
@@ -393,23 +418,37 @@ def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, nodes: int = 
         params = theory.solver_params(a, b, c, 1.0, mv)
         params = {k: (float(v) if np.ndim(v) == 0 else v) for k, v in params.items()}
         Delta = float(params["Delta"])
-        grid = _grid(kind, params, int(nodes))
         T, L = TT[sel], ll[sel]
         zero = T == 0
-        if grid.ok:
+        n_k, grid, edges = (int(nodes) if nodes is not None else 32), None, None
+        while True:
+            grid = _grid(kind, params, n_k, edges=edges, prev=grid, with_q=with_test)
+            edges = grid.edges
+            if not grid.ok:
+                break
             test, train = _integrate(grid, T, L, Delta, 1)
             test2, train2 = _integrate(grid, T, L, Delta, 2)
             e_test = np.abs(test - test2) + np.abs(test.imag)
             e_train = np.abs(train - train2) + np.abs(train.imag)
-            good = (e_test <= tol) & (e_train <= tol) & (grid.mass_error <= 1e3 * tol)
-            out["test"][sel] = np.where(good, test.real, np.nan)
+            good = (e_train <= tol) & (grid.mass_error <= max(1e-6, tol) * float(params["psi_p"]))
+            if with_test:
+                good &= e_test <= tol
+            if nodes is not None or good.all() or 2 * n_k > max_nodes:
+                break
+            n_k *= 2
+        if grid.ok:
+            if with_test:
+                out["test"][sel] = np.where(good, test.real, np.nan)
+                out["test_error"][sel] = e_test
             out["train"][sel] = np.where(good, train.real, np.nan)
-            out["test_error"][sel], out["train_error"][sel] = e_test, e_train
+            out["train_error"][sel] = e_train
             conv[sel] = good
         out["mass_error"][sel] = grid.mass_error
-        used[sel] = nodes
+        used[sel] = n_k
         # T = 0 is exact (B = 0)
-        out["test"][sel[zero]], out["train"][sel[zero]] = Delta, 1.0
+        out["train"][sel[zero]] = 1.0
+        if with_test:
+            out["test"][sel[zero]] = Delta
         out["test_error"][sel[zero]] = out["train_error"][sel[zero]] = 0.0
         conv[sel[zero]] = True
     a_sq = np.exp(-2.0 * tt)
@@ -418,3 +457,108 @@ def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, nodes: int = 
                       test_error=out["test_error"].reshape(shape), train_error=out["train_error"].reshape(shape),
                       converged=conv.reshape(shape), nodes=used.reshape(shape),
                       mass_error=out["mass_error"].reshape(shape))
+
+
+# -- timescales ---------------------------------------------------------------------------------
+
+#: default grid of training times for the timescale helpers
+DEFAULT_TIMES = np.logspace(-2, 5, 141)
+
+
+@dataclass(frozen=True)
+class Timescale:
+    """A timescale per point (arrays of the broadcast shape of the inputs).
+
+    ``time``: the timescale (``inf`` when never reached on the grid, NaN where not resolved);
+    ``value``: the error there; ``interior``: the time lies strictly inside the grid;
+    ``converged``: every error on the grid was resolved.
+    """
+
+    time: np.ndarray
+    value: np.ndarray
+    interior: np.ndarray
+    converged: np.ndarray
+
+
+def _curves(theory, psi_n, psi_p, t, lam, m, times, quantities, **kw):
+    times = np.asarray(times, dtype=float)
+    if times.ndim != 1 or len(times) < 3 or np.any(np.diff(times) <= 0) or times[0] <= 0:
+        raise ValueError("times must be an increasing 1-D grid of at least 3 positive times")
+    m_arr = np.asarray(m, dtype=object)
+    base = np.broadcast_shapes(*(np.shape(x) for x in (psi_n, psi_p, t, lam)), m_arr.shape)
+    ex = [np.broadcast_to(np.asarray(x, dtype=float), base)[..., None] for x in (psi_n, psi_p, t, lam)]
+    m_b = np.broadcast_to(m_arr, base)[..., None]
+    e = errors_at_time(theory, *ex, m_b, times, quantities=quantities, **kw)
+    return base, times, e
+
+
+def generalisation_time(theory, psi_n, psi_p, t, lam, m, *, times=DEFAULT_TIMES, **kw) -> Timescale:
+    """Training time of minimal test error (``argmin_T E_test(T)``), broadcast over the inputs.
+
+    The minimum over the grid ``times`` is refined by the vertex of the parabola through it
+    and its two neighbours in ``log T`` (``value`` is the grid minimum).  A minimum at the
+    last grid time (test error still decreasing: early stopping does not help) gives
+    ``time = inf`` and ``interior = False``; at the first grid time, that time and
+    ``interior = False``.
+    """
+    base, times, e = _curves(theory, psi_n, psi_p, t, lam, m, times, ("test", "train"), **kw)
+    y = e.test.reshape(-1, len(times))
+    conv = e.converged.reshape(-1, len(times)).all(axis=1)
+    out_t = np.full(len(y), np.nan)
+    out_v = np.full(len(y), np.nan)
+    interior = np.zeros(len(y), dtype=bool)
+    lt = np.log(times)
+    for k in range(len(y)):
+        if not conv[k]:
+            continue
+        i = int(np.argmin(y[k]))
+        out_v[k] = y[k, i]
+        if i == len(times) - 1:
+            out_t[k] = math.inf
+        elif i == 0:
+            out_t[k] = times[0]
+        else:
+            x0, x1, x2 = lt[i - 1:i + 2]
+            f0, f1, f2 = y[k, i - 1:i + 2]
+            den = (x0 - x1) * (x0 - x2) * (x1 - x2)
+            A = (x2 * (f1 - f0) + x1 * (f0 - f2) + x0 * (f2 - f1)) / den
+            Bc = (x2**2 * (f0 - f1) + x1**2 * (f2 - f0) + x0**2 * (f1 - f2)) / den
+            xv = -Bc / (2 * A) if A > 0 else x1
+            out_t[k] = math.exp(min(max(xv, x0), x2))
+            interior[k] = True
+    return Timescale(out_t.reshape(base), out_v.reshape(base), interior.reshape(base), conv.reshape(base))
+
+
+def memorisation_time(theory, psi_n, psi_p, t, lam, m, *, fraction: float = 0.5, times=DEFAULT_TIMES,
+                      **kw) -> Timescale:
+    """First training time at which ``E_train`` falls below ``fraction * a_t^2`` (the train
+    error of the exact score is ``a_t^2``), interpolated linearly in ``log T`` between grid
+    times; ``inf`` (``interior = False``) when it never does on the grid.  Needs the train
+    error only (one resolvent), so it is cheap.
+    """
+    if not (0 < fraction < 1):
+        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
+    base, times, e = _curves(theory, psi_n, psi_p, t, lam, m, times, ("train",), **kw)
+    y = e.train.reshape(-1, len(times))
+    conv = e.converged.reshape(-1, len(times)).all(axis=1)
+    level = fraction * np.exp(-2.0 * np.broadcast_to(np.asarray(t, dtype=float), base).reshape(-1))
+    out_t = np.full(len(y), np.nan)
+    out_v = np.full(len(y), np.nan)
+    interior = np.zeros(len(y), dtype=bool)
+    lt = np.log(times)
+    for k in range(len(y)):
+        if not conv[k]:
+            continue
+        below = np.nonzero(y[k] < level[k])[0]
+        if not len(below):
+            out_t[k] = math.inf
+            continue
+        i = int(below[0])
+        out_v[k] = level[k]
+        if i == 0:
+            out_t[k] = times[0]
+            continue
+        f0, f1 = y[k, i - 1] - level[k], y[k, i] - level[k]
+        out_t[k] = math.exp(lt[i - 1] + (lt[i] - lt[i - 1]) * f0 / (f0 - f1))
+        interior[k] = True
+    return Timescale(out_t.reshape(base), out_v.reshape(base), interior.reshape(base), conv.reshape(base))
