@@ -94,12 +94,13 @@ class Config:
     mem_steps: int = 100
     sampler: str = "sde"                # "sde" (Euler-Maruyama) or "ode" (probability flow, Heun)
     mem_seed: int = 0
+    mem_seeds: int = 2                  # training subsets (and features, noise) per point
     progress: bool = True
 
     def __post_init__(self):
         if self.sampler not in ("sde", "ode"):
             raise ValueError(f"sampler must be 'sde' or 'ode', got {self.sampler!r}")
-        for name in ("seeds", "held_out", "n_mem", "mem_samples", "mem_steps", "downsample", "mem_downsample"):
+        for name in ("seeds", "mem_seeds", "held_out", "n_mem", "mem_samples", "mem_steps", "downsample", "mem_downsample"):
             v = getattr(self, name)
             if isinstance(v, bool) or int(v) != v or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
@@ -112,7 +113,7 @@ class Config:
         base = dict(psi_p=(0.5, 2.0), t=(0.1, 1.0), seeds=2, held_out=500,
                     phase_psi_n=(0.5, 1.0), phase_psi_p=(0.5, 2.0), phase_m=(1,),
                     mem_ratios=(1.0, 16.0, 64.0), mem_m=(1, math.inf), mem_samples=100,
-                    mem_steps=60, mem_times=(0.01, 3.0, 6))
+                    mem_steps=60, mem_times=(0.01, 3.0, 6), mem_seeds=1)
         return cls(**(base | kw))
 
 
@@ -326,7 +327,9 @@ class MemPoint:
     lam: float
     samples: int
     sampler: str
-    diverged: bool      # the sampler overflowed (no fraction measured; nan columns)
+    seeds: int
+    diverged: bool      # the sampler overflowed for every seed (no fraction measured; nan columns)
+    diverged_seeds: int  # seeds whose sampler overflowed (left out of the fraction)
     fraction: float
     fraction_se: float
     median_ratio: float
@@ -338,44 +341,67 @@ class MemPoint:
 
 
 def run_memorization(pool: Pool, cfg: Config, kind: str) -> tuple[list[MemPoint], dict]:
-    """Memorised fraction over ``p/n`` and ``m``; returns the points and a few sample sets."""
+    """Memorised fraction over ``p/n`` and ``m``; returns the points and the samples of seed 0.
+
+    Each of ``mem_seeds`` seeds draws its own ``n_mem`` training points, features and noise.
+    The fraction is the mean over the seeds whose sampler stayed finite; its standard error
+    is the larger of the between-seed standard error and the pooled bootstrap one
+    (``sqrt(mean(se_s^2)/k)``), so that two seeds that happen to agree do not claim zero error.
+    """
     lo, hi, count = cfg.mem_times
     times = np.geomspace(lo, hi, int(count))
     j_ref = int(np.argmin(np.abs(np.log(times / 0.1))))
-    rng_data, rng_held = _seed_streams(cfg.mem_seed, "mem" + kind, cfg.n_mem)
-    X, H = pool.draw(kind, cfg.n_mem, 500, rng_data)
+    draws = []
+    for s in range(cfg.mem_seeds):
+        rng_data, rng_held = _seed_streams(cfg.mem_seed + s, "mem" + kind, cfg.n_mem)
+        X, H = pool.draw(kind, cfg.n_mem, 500, rng_data)
+        draws.append((cfg.mem_seed + s, X, H, rng_held))
     grid = [(r, m) for m in cfg.mem_m for r in cfg.mem_ratios]
-    out, kept = [], {"train": X}
+    out, kept = [], {"train": draws[0][1]}
+    sampler = _sampling.sample_sde if cfg.sampler == "sde" else _sampling.sample_ode
     for ratio, m in tqdm(grid, desc=f"{pool.name}: memorisation ({kind})", disable=not cfg.progress):
         start = time.perf_counter()
         p = max(1, round(ratio * cfg.n_mem))
-        score = _sampling.train_score_grid(cfg.activation, X, times, p=p, lam=cfg.mem_lam, m=m,
-                                           seed=cfg.mem_seed, progress=False)
-        rng = np.random.default_rng(np.random.SeedSequence([cfg.mem_seed, p, 7]))
-        fit = score.fits[j_ref]
-        dsm_ref, _ = fit.dsm_loss(H, rng_held)
-        try:
-            with np.errstate(over="ignore", invalid="ignore"):
-                sampler = _sampling.sample_sde if cfg.sampler == "sde" else _sampling.sample_ode
-                Y = sampler(score, n_samples=cfg.mem_samples, d=pool.d, rng=rng, T=hi, t_min=lo,
-                                         steps=cfg.mem_steps, covariance=pool.covariance, progress=False)
-                Xh = _sampling.tweedie(score, Y, lo)
-            diverged = not np.all(np.isfinite(Xh))
-        except FloatingPointError:
-            diverged = True
-        if diverged:
-            frac = se = ratio_med = norm_med = math.nan
-        else:
+        fr, ses, ratios, norms, trains, dsms, n_div = [], [], [], [], [], [], 0
+        for k, (seed, X, H, rng_held) in enumerate(draws):
+            score = _sampling.train_score_grid(cfg.activation, X, times, p=p, lam=cfg.mem_lam, m=m,
+                                               seed=seed, progress=False)
+            fit = score.fits[j_ref]
+            trains.append(fit.train_error)
+            dsms.append(fit.dsm_loss(H, np.random.default_rng(np.random.SeedSequence([seed, p, 11])))[0])
+            rng = np.random.default_rng(np.random.SeedSequence([seed, p, 7]))
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    Y = sampler(score, n_samples=cfg.mem_samples, d=pool.d, rng=rng, T=hi, t_min=lo,
+                                steps=cfg.mem_steps, covariance=pool.covariance, progress=False)
+                    Xh = _sampling.tweedie(score, Y, lo)
+                diverged = not np.all(np.isfinite(Xh))
+            except FloatingPointError:
+                diverged = True
+            if diverged:
+                n_div += 1
+                continue
             mem = memorized_fraction(Xh, X)
-            frac, se = mem.fraction, mem.se
-            ratio_med = float(np.median(mem.d1 / mem.d2))
-            norm_med = float(np.median(np.sum(Xh**2, axis=1)) / pool.d)
-            kept[(ratio, _m_label(m))] = (Xh, mem)
+            fr.append(mem.fraction)
+            ses.append(mem.se)
+            ratios.append(float(np.median(mem.d1 / mem.d2)))
+            norms.append(float(np.median(np.sum(Xh**2, axis=1)) / pool.d))
+            if k == 0:
+                kept[(ratio, _m_label(m))] = (Xh, mem)
+        if fr:
+            frac = float(np.mean(fr))
+            pooled = math.sqrt(float(np.mean(np.square(ses))) / len(ses))
+            between = float(np.std(fr, ddof=1) / math.sqrt(len(fr))) if len(fr) > 1 else 0.0
+            se = max(pooled, between)
+            ratio_med, norm_med = float(np.median(ratios)), float(np.median(norms))
+        else:
+            frac = se = ratio_med = norm_med = math.nan
         out.append(MemPoint(dataset=pool.name, kind=kind, d=pool.d, n=cfg.n_mem, p=p, p_over_n=p / cfg.n_mem,
-                            m=_m_label(m), lam=cfg.mem_lam, samples=cfg.mem_samples, sampler=cfg.sampler, diverged=diverged,
+                            m=_m_label(m), lam=cfg.mem_lam, samples=cfg.mem_samples, sampler=cfg.sampler,
+                            seeds=len(draws), diverged=not fr, diverged_seeds=n_div,
                             fraction=frac, fraction_se=se, median_ratio=ratio_med,
                             median_norm2_over_d=norm_med, t_ref=float(times[j_ref]),
-                            train_at_t_ref=fit.train_error, dsm_test_at_t_ref=dsm_ref,
+                            train_at_t_ref=float(np.mean(trains)), dsm_test_at_t_ref=float(np.mean(dsms)),
                             seconds=time.perf_counter() - start))
     return out, kept
 
@@ -450,6 +476,8 @@ def memorization_table(rows: list[MemPoint]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         frac = "diverged" if r.diverged else f"{r.fraction:.3f} ± {r.fraction_se:.3f}"
+        if r.diverged_seeds and not r.diverged:
+            frac += f" ({r.diverged_seeds}/{r.seeds} seeds diverged)"
         lines.append("| " + " | ".join([r.dataset, r.kind, str(r.d), str(r.n), _fmt(r.p_over_n, 3), r.m, frac,
                                         _fmt(r.median_ratio, 3), _fmt(r.median_norm2_over_d, 3),
                                         _fmt(r.train_at_t_ref, 3), _fmt(r.dsm_test_at_t_ref, 3)]) + " |")
@@ -734,7 +762,9 @@ def main(argv=None) -> int:
                         help="k x k mean-pooling before preprocessing for the curves (default 2; 1 = MODEL.md exactly)")
     parser.add_argument("--mem-downsample", type=_positive_int, default=None,
                         help="same for the memorisation experiment (default 4, d = 49)")
-    parser.add_argument("--seeds", type=_positive_int, default=None)
+    parser.add_argument("--seeds", type=_positive_int, default=None, help="seeds of the curves (default 3)")
+    parser.add_argument("--mem-seeds", type=_positive_int, default=None,
+                        help="training subsets per memorisation point (default 2)")
     parser.add_argument("--lam", type=_positive_float, default=None, help="ridge of the curves (default 1e-2)")
     parser.add_argument("--sampler", choices=("sde", "ode"), default=None,
                         help="memorisation sampler: reverse SDE (Euler-Maruyama, default) or probability-flow ODE (Heun)")
@@ -748,7 +778,7 @@ def main(argv=None) -> int:
             parser.error(f"--data {p}: no such file or folder")
     kw = {k: v for k, v in dict(activation=args.activation, downsample=args.downsample,
                                 mem_downsample=args.mem_downsample, seeds=args.seeds, lam=args.lam,
-                                sampler=args.sampler).items()
+                                sampler=args.sampler, mem_seeds=args.mem_seeds).items()
           if v is not None}
     kw |= dict(gaussian=not args.no_gaussian, phase=not args.no_phase, memorization=not args.no_memorization,
                progress=not args.no_progress)
