@@ -196,3 +196,46 @@ def test_fit_on_data_is_what_fit_score_trains(m, psi_p):
 def test_fit_on_data_rejects_bad_data(bad, words):
     with pytest.raises(ValueError, match=words):
         validation.montecarlo.fit_on_data("relu", bad, p=3, t=0.5, lam=0.1, m=1, seed=0)
+
+
+# ---------------------------------------------------------------- inputs, memory, progress
+
+@pytest.mark.parametrize("bad", ["yes", 1, 0, None, 1.0])
+def test_surrogate_must_be_a_boolean(bad):
+    with pytest.raises(ValueError, match="surrogate must be True or False"):
+        simulate("relu", d=10, psi_n=1, psi_p=1, t=0.5, lam=0.1, m=1, seeds=1, surrogate=bad)
+
+
+def test_memory_is_estimated_before_allocating():
+    with pytest.raises(ValueError, match=r"needs about .* GiB .* max_memory"):
+        simulate("relu", d=10, psi_n=1, psi_p=1, t=0.5, lam=0.1, m=1, seeds=1, max_memory=1000)
+    with pytest.raises(ValueError, match="available memory"):  # ~10^6 x 10^6 dual kernel: refused at once
+        simulate("relu", d=1000, psi_n=1000, psi_p=2000, t=0.5, lam=0.1, m=1, seeds=1)
+
+
+@pytest.mark.parametrize("kw", [dict(psi_p=4.0, m=1), dict(psi_p=0.5, m=4), dict(psi_p=2.0, m=math.inf),
+                                dict(psi_p=1.0, m=64)])
+def test_memory_estimate_bounds_the_measured_peak(kw):
+    import tracemalloc
+    pr = make_problem(d=40, psi_n=2.0, t=0.5, lam=1e-2, **kw)
+    fit_score(relu(), pr, 0)  # warm caches outside the measurement
+    tracemalloc.start()
+    try:
+        fit_score(relu(), pr, 0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    estimate = sim_module.memory_estimate(pr)
+    assert peak <= estimate <= 10 * peak
+
+
+def test_progress_bar_only_when_asked_or_long(capsys):
+    kw = dict(d=12, psi_n=1, psi_p=1, t=0.5, lam=0.1, seeds=2)
+    simulate("relu", m=1, progress=False, **kw)
+    simulate("relu", m=1, **kw)  # short run, progress=None: silent
+    assert capsys.readouterr().err == ""
+    simulate("relu", m=1, progress=True, **kw)
+    assert "simulate relu" in capsys.readouterr().err
+    # finite m streamed in several chunks (huge m): a bar over the chunks too
+    simulate("relu", m=2 * sim_module.CHUNK_ROWS, progress=True, **(kw | dict(d=4, seeds=1)))
+    assert f"m={2 * sim_module.CHUNK_ROWS}" in capsys.readouterr().err

@@ -270,7 +270,7 @@ def memory_estimate(pr: Problem) -> int:
     else:
         m = int(pr.m)
         N = n * m
-        rows = max(1, CHUNK_ROWS // m) * m
+        rows = min(N, max(1, CHUNK_ROWS // m) * m)
         if p <= N:
             work = 4 * rows * (p + d)
         else:
