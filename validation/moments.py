@@ -25,6 +25,13 @@ Both are computed without sampling:
 * ``V`` and ``Vbar`` by Stein's lemma, ``E[rho(h_k) y] = E[rho'(h_k)] W_k / sqrt(d)``
   with ``E[rho'(mu + s xi)] = alpha_1(mu, s) / s``.
 
+Structured data (``y ~ N(0, S)``, MODEL.md): pass ``C = W S W^T / d``, the covariance of
+the pre-activations (its diagonal entries now differ from feature to feature; each feature
+gets its own ``sigma_k = sqrt(C_kk)`` and the Mehler series runs in the correlations
+``C_kl / sqrt(C_kk C_ll)``).  Stein's lemma then gives ``E[phi_k(y) y^T] S^{-1} =
+E[rho'(h_k)] W_k / sqrt(d)`` -- the same ``V`` as for ``S = I`` -- which is what the test
+error ``(1/d) E||B phi(y) + sqrt(Delta) S^{-1} y||^2`` needs.
+
 For the Gaussian-equivalent surrogate the moments are closed-form
 (``U = mu0^2 11^T + mu1^2 C + mu_*^2 I``, see :func:`surrogate_test_moments`).
 """
@@ -95,9 +102,10 @@ def _warn_if_loose(bound: float, scale: float, order: int) -> None:
 
 
 def true_test_moments(act, W: np.ndarray, C: np.ndarray | None = None) -> Moments:
-    """``U = E[phi phi^T]`` and ``V = E[phi y^T]`` for ``y ~ N(0, I_d)``, true activation.
+    """``U = E[phi phi^T]`` and ``V = E[phi y^T] S^{-1}`` for ``y ~ N(0, S)``, true activation.
 
-    ``h = W y / sqrt(d)`` is Gaussian with covariance ``C = W W^T / d``.
+    ``h = W y / sqrt(d)`` is Gaussian with covariance ``C = W S W^T / d`` (default
+    ``W W^T / d``, ``S = I``); ``V = E[rho'(h_k)] W_k / sqrt(d)`` by Stein's lemma.
     """
     p, d = W.shape
     if C is None:
