@@ -39,7 +39,9 @@ For small ``T``, ``B^T = -T C + O(T^2)``, so
 **The atom at 0.**  When ``p > N`` (finite ``m``) ``K`` has an atom at 0, but
 ``C = F^T Z_e / N`` lies in the range of ``K``, so ``s1, s2, q`` carry no weight at 0:
 ``Gamma`` only has to enclose the bulk ``[x_-, x_+]`` (``x_- > 0`` away from ``p = N``)
-and may cross the real axis in ``(0, x_-)``.  A check (:func:`errors_at_time`) verifies that
+and may cross the real axis in ``(0, x_-)``.  For ``m = inf``, ``K = Ubar >= mu_f^2`` has an
+atom at ``mu_f^2`` when ``p > n + d`` (``Ubar - mu_f^2`` has rank ``n + d``), which the
+contour must enclose (``x_-`` is taken ``<= mu_f^2``).  A check (:func:`errors_at_time`) verifies that
 ``-(1/2 pi i) oint tr R(z) dz`` (the enclosed mass) plus the atom at 0
 (``lim_{z -> 0-} -z tr R(z)``) equals ``tr I_p = psi_p``: no part of the spectrum is missed.
 
@@ -88,7 +90,7 @@ from functools import lru_cache
 import numpy as np
 import sympy
 
-from numerics import Solver, compile as compile_system
+from numerics import ConvergenceError, Solver, compile as compile_system
 from pencils.expr import D, Space, Trace, gaussian, inverse, trace
 from pencils.freeprob import FixedPointSystem, equations
 
@@ -96,7 +98,7 @@ from .dsm import Delta_, a_, m_, m_kind, mu1_, mu_f_, mu_s_, mu_star_, psi_n, ps
 from .theory import parse_m
 
 __all__ = ["flow_matrices", "time_traces", "time_system", "TimeErrors", "errors_at_time", "Timescale",
-           "generalisation_time", "memorisation_time", "steps_to_time", "time_to_steps", "g_T"]
+           "generalisation_time", "memorisation_time", "flow_gradient_at_zero", "steps_to_time", "time_to_steps", "g_T"]
 
 z1_, z2_ = sympy.symbols("z1 z2")
 
@@ -231,34 +233,51 @@ class Contour:
         return cls(x_lo, x_hi, rho, n_nodes, z, z * dw / (1j * n_nodes))
 
 
-def _bulk_edges(kind: str, params: dict, scale: float, per_decade: int = 10) -> tuple[float, float, bool]:
+def _column(params: dict) -> dict:
+    """Parameters of ``G`` points as ``(G, 1)`` columns (broadcast against node axes)."""
+    return {k: (np.asarray(v)[:, None] if np.ndim(v) else v) for k, v in params.items()}
+
+
+def _bulk_edges(kind: str, params: dict, scale: np.ndarray, per_decade: int = 10):
     """Edges of the non-zero spectrum of ``K`` from its density ``Im tr R(x + i0)/pi`` on a log
-    grid (the atom at 0 carries ``x rho(x) ~ mass eta / pi``, far below the threshold)."""
-    x = scale * np.logspace(-7, 4, 11 * per_decade + 1)
-    sol = _solve(kind, "resolvent", params, z1=x * (1 + 1e-9j))
-    mass_per_log = x * np.abs(sol.value.imag) / np.pi
-    ok = bool(np.all(sol.converged))
-    inside = np.nonzero(np.nan_to_num(mass_per_log) > 1e-5 * float(params["psi_p"]))[0]
-    if not len(inside) or not ok:
-        return math.nan, math.nan, False
-    lo, hi = inside[0], inside[-1]
-    return float(x[max(lo - 1, 0)]), float(x[min(hi + 1, len(x) - 1)]), ok and 0 < lo and hi < len(x) - 1
+    grid (the atom at 0 carries ``x rho(x) ~ mass eta / pi``, far below the threshold), for
+    ``G`` parameter points at once: arrays ``x_lo, x_hi, ok`` of length ``G``."""
+    x = scale[:, None] * np.logspace(-7, 4, 11 * per_decade + 1)[None, :]
+    sol = _solve(kind, "resolvent", _column(params), z1=x * (1 + 1e-9j))
+    mass_per_log = x * np.abs(np.nan_to_num(sol.value.imag)) / np.pi
+    G = len(scale)
+    x_lo, x_hi, ok = np.full(G, np.nan), np.full(G, np.nan), np.zeros(G, dtype=bool)
+    psi = np.broadcast_to(np.asarray(params["psi_p"], dtype=float), (G,))
+    for g in range(G):
+        inside = np.nonzero(mass_per_log[g] > 1e-5 * psi[g])[0]
+        if not len(inside):
+            continue
+        lo, hi = inside[0], inside[-1]
+        # unconverged points are allowed only well below the bulk (the atom at 0 makes the
+        # equations stiff there); a bulk missed that way would fail the mass check
+        ok[g] = bool(np.all(sol.converged[g, max(lo - 3, 0):])) and 0 < lo and hi < x.shape[1] - 1
+        x_lo[g], x_hi[g] = x[g, max(lo - 1, 0)], x[g, min(hi + 1, x.shape[1] - 1)]
+    return x_lo, x_hi, ok
 
 
 @dataclass
-class _Grid:
-    """Trace values on one contour (shared by every ``T`` and ``lam``)."""
+class _Level:
+    """Trace values of ``G`` parameter points on their contours with ``n_nodes`` nodes each
+    (shared by every ``T`` and ``lam``)."""
 
-    contour: Contour
-    s1: np.ndarray
-    s2: np.ndarray
-    q: np.ndarray
-    ok: bool
-    mass_error: float
-    moment_test: float
-    moment_train: float
-    n_nodes: int = 0
-    edges: tuple = ()
+    n_nodes: int
+    nodes: np.ndarray       # (G, N)
+    weights: np.ndarray     # (G, N)
+    s1: np.ndarray          # (G, N) or None
+    s2: np.ndarray          # (G, N)
+    q: np.ndarray           # (G, N, N) or None
+    ok: np.ndarray          # (G,)
+    mass_error: np.ndarray  # (G,)
+
+    def take(self, sel) -> "_Level":
+        pick = (lambda a: None if a is None else a[sel])
+        return _Level(self.n_nodes, self.nodes[sel], self.weights[sel], pick(self.s1), self.s2[sel],
+                      pick(self.q), self.ok[sel], self.mass_error[sel])
 
 
 def _pair_orbits(n: int):
@@ -275,65 +294,71 @@ def _pair_orbits(n: int):
     return uniq // n, uniq % n, inv.reshape(n, n), conj
 
 
-def _grid(kind: str, params: dict, n_nodes: int, kappa: float = 1.6, edges=None, prev: "_Grid | None" = None,
-          with_q: bool = True) -> _Grid:
-    """Trace values on the log-ellipse with ``n_nodes`` nodes; ``prev`` (the same contour with
-    half the nodes) supplies the values at the even nodes."""
-    if edges is None:
-        scale = float(params["mu1"]) ** 2 + float(params["mu_star"]) ** 2
-        edges = _bulk_edges(kind, params, scale)
-    x_lo, x_hi, ok = edges
-    if not ok:
-        nan = np.full(n_nodes, np.nan)
-        return _Grid(None, nan, nan, np.full((n_nodes, n_nodes), np.nan), False, math.inf, math.nan, math.nan,
-                     n_nodes, edges)
-    ct = Contour.log_ellipse(x_lo / kappa, x_hi * kappa, n_nodes)
-    z = ct.nodes
-    sols = {k: _solve(kind, k, params, z1=z) for k in ("s1", "s2", "resolvent")}
-    ok = all(bool(np.all(s.converged)) for s in sols.values())
-    q = np.full((n_nodes, n_nodes), np.nan, dtype=complex)
+def _level(kind: str, params: dict, x_lo, x_hi, n_nodes: int, prev: "_Level | None", with_q: bool,
+           kappa: float = 1.6) -> _Level:
+    """Solve the traces on the log-ellipses of ``G`` points (``params`` arrays of length ``G``);
+    ``prev`` (the same contours with half the nodes) supplies the values at the even nodes."""
+    G = len(x_lo)
+    cts = [Contour.log_ellipse(lo / kappa, hi * kappa, n_nodes) for lo, hi in zip(x_lo, x_hi)]
+    z = np.array([c.nodes for c in cts]).reshape(G, n_nodes)
+    wts = np.array([c.weights for c in cts]).reshape(G, n_nodes)
+    col = _column(params)
+    names = ("s1", "s2", "resolvent") if with_q else ("s2", "resolvent")
+    sols = {k: _solve(kind, k, col, z1=z) for k in names}
+    ok = np.all([s.converged for s in sols.values()], axis=(0, 2))
+    q = None
     if with_q:
         ii, jj, inv, conj = _pair_orbits(n_nodes)
-        rep = np.empty(len(ii), dtype=complex)
+        rep = np.empty((G, len(ii)), dtype=complex)
         old = ((ii % 2 == 0) & (jj % 2 == 0) if prev is not None and prev.n_nodes * 2 == n_nodes
                else np.zeros(len(ii), bool))
         if old.any():
-            rep[old] = prev.q[ii[old] // 2, jj[old] // 2]
-        sq = _solve(kind, "q", params, z1=z[ii[~old]], z2=z[jj[~old]])
-        rep[~old] = sq.value
-        ok = ok and bool(np.all(sq.converged))
-        q = rep[inv]
-        q = np.where(conj, np.conj(q), q)
-    # mass check: enclosed mass + atom at 0 = psi_p
-    enclosed = -np.sum(ct.weights * sols["resolvent"].value)
-    # atom at 0: -z tr R(z) = atom + c z + O(z^2) at z = -eps, -2 eps (Richardson)
+            rep[:, old] = prev.q[:, ii[old] // 2, jj[old] // 2]
+        sq = _solve(kind, "q", col, z1=z[:, ii[~old]], z2=z[:, jj[~old]])
+        rep[:, ~old] = sq.value
+        ok &= np.all(sq.converged, axis=1)
+        q = rep[:, inv]
+        q = np.where(conj[None], np.conj(q), q)
+    # mass check: enclosed mass + atom at 0 = psi_p;
+    # atom: -z tr R(z) = atom + c z + O(z^2) at z = -eps, -2 eps (Richardson)
+    enclosed = -np.sum(wts * sols["resolvent"].value, axis=1).real
     eps = 1e-5 * x_lo
-    atom = _solve(kind, "resolvent", params, z1=np.array([-eps, -2 * eps]))
-    f1, f2 = eps * atom.value.real * np.array([1, 2])
-    atom_mass = float(2 * f1 - f2) if np.all(atom.converged) else math.nan
-    mass_error = abs(enclosed.real + atom_mass - float(params["psi_p"]))
-    if prev is not None:
-        mt, mtr = prev.moment_test, prev.moment_train
-    else:
-        moments = [_solve(kind, k, params) for k in ("moment_test", "moment_train")]
-        mt, mtr = (float(np.real(s.value)) if s.converged else math.nan for s in moments)
-    return _Grid(ct, sols["s1"].value, sols["s2"].value, q, ok, mass_error, mt, mtr, n_nodes, edges)
+    atom = _solve(kind, "resolvent", col, z1=-eps[:, None] * np.array([1.0, 2.0]))
+    f = eps[:, None] * np.array([1.0, 2.0]) * atom.value.real
+    atom_mass = np.where(np.all(atom.converged, axis=1), 2 * f[:, 0] - f[:, 1], np.nan)
+    psi = np.broadcast_to(np.asarray(params["psi_p"], dtype=float), (G,))
+    mass_error = np.abs(enclosed + atom_mass - psi)
+    return _Level(n_nodes, z, wts, sols["s1"].value if with_q else None, sols["s2"].value, q,
+                  ok & np.isfinite(mass_error), np.nan_to_num(mass_error, nan=np.inf))
 
 
-def _integrate(grid: _Grid, T, lam, Delta: float, step: int):
-    """Test and train errors for arrays ``T``, ``lam`` (same shape) with every ``step``-th node."""
-    ct = grid.contour
-    z, w = ct.nodes[::step], ct.weights[::step] * step
-    s1, s2, q = grid.s1[::step], grid.s2[::step], grid.q[::step, ::step]
+def _integrate(lv: _Level, g: int, T, lam, Delta: float, step: int):
+    """Test (None without ``q``) and train errors of point ``g`` for arrays ``T``, ``lam`` (same
+    shape), with every ``step``-th node."""
+    z, w = lv.nodes[g, ::step], lv.weights[g, ::step] * step
     T = np.asarray(T, dtype=float).reshape(-1)
     lam = np.asarray(lam, dtype=float).reshape(-1)
-    g = np.stack([g_T(z, Tk, lk) for Tk, lk in zip(T, lam)])        # (k, nodes)
-    wg = g * w
-    lin = wg @ s1
-    quad = np.einsum("ki,ij,kj->k", wg, q, wg) if not np.isnan(q[0, 0]) else np.full(len(T), np.nan)
-    test = Delta + quad + 2 * math.sqrt(Delta) * lin
-    train = 1 + ((2 * g - z * g * g) * w) @ s2
-    return test, train
+    gz = np.stack([g_T(z, Tk, lk) for Tk, lk in zip(T, lam)])        # (k, nodes)
+    train = 1 + ((2 * gz - z * gz * gz) * w) @ lv.s2[g, ::step]
+    if lv.q is None:
+        return None, train
+    wg = gz * w
+    lin = wg @ lv.s1[g, ::step]
+    quad = np.einsum("ki,ij,kj->k", wg, lv.q[g, ::step, ::step], wg)
+    return Delta + quad + 2 * math.sqrt(Delta) * lin, train
+
+
+def flow_gradient_at_zero(theory, psi_n, psi_p, t, m) -> tuple[float, float]:
+    """``(dE_test/dT, dE_train/dT)`` at ``T = 0``: ``-2 sqrt(Delta) tr(C^T V)`` and ``-2 tr(C^T C)``
+    (module docstring), from the engine-derived traces without resolvent."""
+    m = parse_m(m)
+    params = theory.solver_params(psi_n, psi_p, t, 1.0, m)
+    kind = m_kind(m)
+    vals = [_solve(kind, k, params) for k in ("moment_test", "moment_train")]
+    if not all(bool(v.converged) for v in vals):
+        raise ConvergenceError("the moments at T = 0 did not converge", vals[0])
+    Delta = float(params["Delta"])
+    return (-2 * math.sqrt(Delta) * float(np.real(vals[0].value)), -2 * float(np.real(vals[1].value)))
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -393,8 +418,6 @@ def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, tol: float = 
         _check(name, x)
     _check("lam", arrays[3], allow_zero=True)
     _check("train_time", arrays[4], allow_zero=True, allow_inf=True)
-    if np.any((arrays[3] == 0) & np.isinf(np.broadcast_arrays(arrays[3], arrays[4])[1])):
-        pass  # lam = 0, T = inf: the minimum-norm interpolator (contour avoids 0) -- allowed
     if quantities not in (("test", "train"), ("train",)):
         raise ValueError(f"quantities must be ('test', 'train') or ('train',), got {quantities!r}")
     with_test = "test" in quantities
@@ -411,46 +434,66 @@ def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, tol: float = 
     keys = np.stack([pn, pp, tt, mm], axis=1)
     uniq, inv = np.unique(keys, axis=0, return_inverse=True)
     inv = inv.reshape(-1)
-    for g_idx, (a, b, c, mv) in enumerate(uniq):
-        sel = np.nonzero(inv == g_idx)[0]
-        kind = m_kind(mv)
-        mv = int(mv) if math.isfinite(mv) else math.inf
-        params = theory.solver_params(a, b, c, 1.0, mv)
-        params = {k: (float(v) if np.ndim(v) == 0 else v) for k, v in params.items()}
-        Delta = float(params["Delta"])
-        T, L = TT[sel], ll[sel]
-        zero = T == 0
-        n_k, grid, edges = (int(nodes) if nodes is not None else 32), None, None
-        while True:
-            grid = _grid(kind, params, n_k, edges=edges, prev=grid, with_q=with_test)
-            edges = grid.edges
-            if not grid.ok:
-                break
-            test, train = _integrate(grid, T, L, Delta, 1)
-            test2, train2 = _integrate(grid, T, L, Delta, 2)
-            e_test = np.abs(test - test2) + np.abs(test.imag)
-            e_train = np.abs(train - train2) + np.abs(train.imag)
-            good = (e_train <= tol) & (grid.mass_error <= max(1e-6, tol) * float(params["psi_p"]))
+    kinds = np.array([m_kind(v) for v in uniq[:, 3]])
+    for kind in ("1", "finite", "inf"):
+        gs = np.nonzero(kinds == kind)[0]
+        if not len(gs):
+            continue
+        U = uniq[gs]
+        m_par = U[:, 3] if kind == "finite" else (1 if kind == "1" else math.inf)
+        raw = theory.solver_params(U[:, 0], U[:, 1], U[:, 2], 1.0, m_par)
+        params = {k: np.broadcast_to(np.asarray(v, dtype=float), (len(gs),)).copy() for k, v in raw.items()}
+        Delta = params["Delta"]
+        scale = params["mu1"] ** 2 + params["mu_star"] ** 2
+        x_lo, x_hi, ok = _bulk_edges(kind, params, scale)
+        if kind == "inf":
+            # K = Ubar = mu_f^2 + (rank n + d): an atom at mu_f^2 of mass psi_p - psi_n - 1 when
+            # p > n + d, which the density scan cannot see; the whole spectrum is >= mu_f^2
+            mf2 = params["mu_f"] ** 2
+            x_lo = np.where(mf2 > 0, np.minimum(x_lo, mf2), x_lo)
+        sels = [np.nonzero(inv == g)[0] for g in gs]
+        for k in np.nonzero(~ok)[0]:          # no bulk found: nothing to integrate on
+            out["mass_error"][sels[k]] = np.inf
+        for k, sel in enumerate(sels):        # T = 0 is exact (B = 0); the rest NaN until resolved
+            zero = sel[TT[sel] == 0]
+            out["train"][zero], out["train_error"][zero], conv[zero] = 1.0, 0.0, True
             if with_test:
-                good &= e_test <= tol
-            if nodes is not None or good.all() or 2 * n_k > max_nodes:
-                break
+                out["test"][zero], out["test_error"][zero] = Delta[k], 0.0
+        active = np.nonzero(ok)[0]
+        n_k, prev = (int(nodes) if nodes is not None else 32), None
+        while len(active):
+            lv = _level(kind, {q: v[active] for q, v in params.items()}, x_lo[active], x_hi[active], n_k,
+                        prev, with_test)
+            again = []
+            for a_idx, k in enumerate(active):
+                sel = sels[k]
+                sel = sel[TT[sel] != 0]
+                if not lv.ok[a_idx]:
+                    out["mass_error"][sels[k]] = lv.mass_error[a_idx]
+                    used[sels[k]] = n_k
+                    continue
+                T, L = TT[sel], ll[sel]
+                test, train = _integrate(lv, a_idx, T, L, Delta[k], 1)
+                test2, train2 = _integrate(lv, a_idx, T, L, Delta[k], 2)
+                e_train = np.abs(train - train2) + np.abs(train.imag)
+                good = (e_train <= tol) & (lv.mass_error[a_idx] <= max(1e-6, tol) * params["psi_p"][k])
+                if with_test:
+                    e_test = np.abs(test - test2) + np.abs(test.imag)
+                    good &= e_test <= tol
+                if nodes is None and not good.all() and 2 * n_k <= max_nodes:
+                    again.append(a_idx)
+                    continue
+                if with_test:
+                    out["test"][sel] = np.where(good, test.real, np.nan)
+                    out["test_error"][sel] = e_test
+                out["train"][sel] = np.where(good, train.real, np.nan)
+                out["train_error"][sel] = e_train
+                conv[sel] = good
+                out["mass_error"][sels[k]] = lv.mass_error[a_idx]
+                used[sels[k]] = n_k
+            prev = lv.take(np.array(again, dtype=int)) if again else None
+            active = active[np.array(again, dtype=int)] if again else active[:0]
             n_k *= 2
-        if grid.ok:
-            if with_test:
-                out["test"][sel] = np.where(good, test.real, np.nan)
-                out["test_error"][sel] = e_test
-            out["train"][sel] = np.where(good, train.real, np.nan)
-            out["train_error"][sel] = e_train
-            conv[sel] = good
-        out["mass_error"][sel] = grid.mass_error
-        used[sel] = n_k
-        # T = 0 is exact (B = 0)
-        out["train"][sel[zero]] = 1.0
-        if with_test:
-            out["test"][sel[zero]] = Delta
-        out["test_error"][sel[zero]] = out["train_error"][sel[zero]] = 0.0
-        conv[sel[zero]] = True
     a_sq = np.exp(-2.0 * tt)
     return TimeErrors(test=out["test"].reshape(shape), train=out["train"].reshape(shape),
                       dsm_test_loss=(out["test"] + a_sq).reshape(shape),

@@ -1,0 +1,147 @@
+"""Figures and findings of the training-time curves (:mod:`derivations.training_time`).
+
+``python -m validation.time_figures [--out DIR] [--quick]`` writes, under ``DIR`` (default
+``results``):
+
+* ``time_curves.png``: test and train error vs ``T`` for several ``psi_n`` at fixed ``psi_p``
+  (``m = 1`` and ``m = 4``), generalisation (argmin E_test) and memorisation
+  (E_train = a_t^2 / 2) times marked;
+* ``time_memorisation.png``: memorisation time vs ``psi_n`` (log-log) for ``m = 1, 4, inf`` with
+  the fitted power law ``T_mem ~ psi_n^k`` (and the generalisation times);
+* ``time_phase.png``: the ``(psi_p, T)`` phase diagram of memorisation, ``E_train / a_t^2``
+  on a 50 x 50 grid for ``m = 1`` and ``m = 4``, with the level ``1/2``;
+* ``time_findings.json``: the numbers behind them (fitted exponents, timescales, timings).
+
+Relu, ``t = 0.5``, ``lam = 0`` (pure gradient flow: the interpolating limit at ``T = inf``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _fit_power(x, y):
+    """Least-squares slope and intercept of ``log y`` vs ``log x`` (finite points only)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(y) & (y > 0)
+    if ok.sum() < 2:
+        return math.nan, math.nan
+    k, c = np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)
+    return float(k), float(c)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="results")
+    ap.add_argument("--quick", action="store_true", help="coarser grids (a smoke run)")
+    args = ap.parse_args(argv)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import pencils
+    from derivations import training_time as tt
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    th = pencils.build("relu")
+    t, lam, tol = 0.5, 0.0, 1e-6
+    a_sq = math.exp(-2 * t)
+    findings: dict = dict(activation="relu", t=t, lam=lam, tol=tol)
+    quick = args.quick
+
+    # 1. curves vs T for several n ------------------------------------------------------------
+    psi_p = 32.0
+    psi_ns = [0.5, 2.0] if quick else [0.25, 0.5, 1.0, 2.0]
+    T = np.logspace(-2, 5, 60 if quick else 200)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    curves = {}
+    for ax, m in zip(axes, (1, 4)):
+        for k, pn in enumerate(psi_ns):
+            start = time.perf_counter()
+            e = tt.errors_at_time(th, pn, psi_p, t, lam, m, T, tol=tol)
+            sec = time.perf_counter() - start
+            col = f"C{k}"
+            ax.semilogx(T, e.test, color=col, label=f"test, ψn={pn:g}")
+            ax.semilogx(T, e.train, color=col, ls="--", label=f"train, ψn={pn:g}")
+            i = int(np.nanargmin(e.test))
+            below = np.nonzero(e.train < 0.5 * a_sq)[0]
+            t_gen = float(T[i]) if 0 < i < len(T) - 1 else math.inf
+            t_mem = float(T[below[0]]) if len(below) else math.inf
+            ax.axvline(t_mem, color=col, ls=":", lw=0.8)
+            ax.plot([T[i]], [e.test[i]], "o", color=col)
+            curves[f"m={m},psi_n={pn:g}"] = dict(t_gen_grid=t_gen, test_min=float(e.test[i]), t_mem_grid=t_mem,
+                                                 seconds=round(sec, 2), all_converged=bool(e.converged.all()),
+                                                 max_quad_err=float(np.nanmax(np.maximum(e.test_error, e.train_error))))
+        ax.axhline(a_sq, color="k", lw=0.6)
+        ax.set_title(f"relu, ψp={psi_p:g}, m={m}, t={t}, λ=0")
+        ax.set_xlabel("training time T")
+    axes[0].set_ylabel("error")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "time_curves.png", dpi=130)
+    plt.close(fig)
+    findings["curves_psi_p"] = psi_p
+    findings["curves"] = curves
+
+    # 2. memorisation time vs n ---------------------------------------------------------------------
+    psi_ns = np.geomspace(0.125, 2.0, 5 if quick else 9)
+    times = np.logspace(-2, 6, 81 if quick else 161)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    mem = {}
+    for k, m in enumerate((1, 4, "inf")):
+        start = time.perf_counter()
+        mt = tt.memorisation_time(th, psi_ns, psi_p, t, lam, m, times=times, tol=tol)
+        sec = time.perf_counter() - start
+        slope, icpt = _fit_power(psi_ns, mt.time)
+        mem[str(m)] = dict(psi_n=psi_ns.tolist(), t_mem=[float(x) for x in mt.time], exponent=slope,
+                           prefactor=math.exp(icpt) if math.isfinite(icpt) else math.nan, seconds=round(sec, 2),
+                           converged=bool(mt.converged.all()))
+        if np.isfinite(mt.time).any():
+            ax.loglog(psi_ns, mt.time, "o-", color=f"C{k}", label=f"m={m}: T_mem ∝ ψn^{slope:.2f}")
+    ax.set_xlabel("ψn = n/d")
+    ax.set_ylabel("memorisation time (E_train = a²/2)")
+    ax.set_title(f"relu, ψp={psi_p:g}, t={t}, λ=0")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "time_memorisation.png", dpi=130)
+    plt.close(fig)
+    findings["memorisation_vs_n"] = mem
+
+    # 3. (psi_p, T) phase diagram of memorisation ---------------------------------------------------
+    n_grid = 20 if quick else 50
+    psi_ps = np.geomspace(0.25, 16.0, n_grid)
+    Tg = np.logspace(-1, 4, n_grid)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    phase = {}
+    for ax, m in zip(axes, (1, 4)):
+        start = time.perf_counter()
+        e = tt.errors_at_time(th, 1.0, psi_ps[:, None], t, lam, m, Tg[None, :], tol=tol, quantities=("train",))
+        sec = time.perf_counter() - start
+        ratio = e.train / a_sq
+        pc = ax.pcolormesh(psi_ps, Tg, ratio.T, shading="nearest", cmap="viridis", vmin=0, vmax=1.0 / a_sq)
+        ax.contour(psi_ps, Tg, np.nan_to_num(ratio.T, nan=1.0), levels=[0.5], colors="w")
+        ax.axvline(m * 1.0, color="r", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("ψp = p/d  (dashed: p = n m)")
+        ax.set_title(f"E_train / a² (white: 1/2), ψn=1, m={m}")
+        phase[str(m)] = dict(seconds=round(sec, 2), unresolved=int((~e.converged).sum()), points=int(e.converged.size))
+    axes[0].set_ylabel("training time T")
+    fig.colorbar(pc, ax=axes, shrink=0.9)
+    fig.savefig(out / "time_phase.png", dpi=130)
+    plt.close(fig)
+    findings["phase_diagram"] = dict(grid=f"{n_grid}x{n_grid}", psi_n=1.0, **phase)
+
+    (out / "time_findings.json").write_text(json.dumps(findings, indent=1))
+    print(json.dumps(findings, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
