@@ -104,10 +104,12 @@ class SweepStats:
     bytes_in_per_task: float
     bytes_out_per_task: float
     scheduler: str
+    compute_seconds: float = 0.0  # summed time inside the simulations (all workers)
 
     def __str__(self) -> str:
         return (f"{self.tasks} tasks on {self.workers} worker(s) via {self.scheduler} in {self.seconds:.1f} s; "
-                f"{self.bytes_in_per_task:.0f} B in and {self.bytes_out_per_task:.0f} B out per task (pickled)")
+                f"{self.bytes_in_per_task:.0f} B in and {self.bytes_out_per_task:.0f} B out per task (pickled); "
+                f"{self.compute_seconds:.1f} s of simulation in the tasks")
 
 
 def batches(seeds: Sequence[int], size: int) -> list[tuple[int, ...]]:
@@ -160,7 +162,8 @@ def connect(scheduler, workers: int | None = None, timeout: float = 10.0):
         import os
 
         n = workers or max(1, os.cpu_count() or 1)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0")
         client = Client(cluster)
 
         def close():
@@ -218,11 +221,12 @@ def run(points: Sequence[Point], scheduler=None, *, workers: int | None = None,
     results: list = [None] * len(points)
     start = time.perf_counter()
     bytes_in = sum(len(pickle.dumps((points[k], b))) for k, b in tasks)
-    bytes_out = 0
+    bytes_out, compute = 0, 0.0
 
     def collect(k, result):
-        nonlocal bytes_out
+        nonlocal bytes_out, compute
         bytes_out += len(pickle.dumps(result))
+        compute += result.seconds
         parts[k].append(result)
         if sum(len(r.seeds) for r in parts[k]) == len(points[k].seeds):
             results[k] = _merge(points[k], parts[k])
@@ -241,9 +245,8 @@ def run(points: Sequence[Point], scheduler=None, *, workers: int | None = None,
         client, close = connect(scheduler, workers)
         try:
             n_workers = len(client.scheduler_info().get("workers", {}))
-            name = "local cluster" if scheduler == "local" else str(getattr(client, "scheduler", scheduler))
-            if scheduler != "local" and not _is_client(scheduler):
-                name = f"scheduler {scheduler}"
+            address = getattr(getattr(client, "scheduler", None), "address", None) or str(scheduler)
+            name = f"{'local cluster' if scheduler == 'local' else 'scheduler'} {address}"
             futures = {}
             for k, batch in tasks:
                 fut = client.submit(_task, points[k], batch, pure=False, priority=0)
@@ -255,5 +258,6 @@ def run(points: Sequence[Point], scheduler=None, *, workers: int | None = None,
     if stats is not None:
         n = max(len(tasks), 1)
         stats.append(SweepStats(tasks=len(tasks), workers=n_workers, seconds=time.perf_counter() - start,
-                                bytes_in_per_task=bytes_in / n, bytes_out_per_task=bytes_out / n, scheduler=name))
+                                bytes_in_per_task=bytes_in / n, bytes_out_per_task=bytes_out / n, scheduler=name,
+                                compute_seconds=compute))
     return results
