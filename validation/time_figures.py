@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     # 1. curves vs T for several n ------------------------------------------------------------
     psi_p = 32.0
     psi_ns = [0.5, 2.0] if quick else [0.25, 0.5, 1.0, 2.0]
-    T = np.logspace(-2, 5, 60 if quick else 200)
+    T = np.logspace(-3, 4, 60 if quick else 200)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     curves = {}
     for ax, m in zip(axes, (1, 4)):
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
 
     # 2. memorisation time vs n ---------------------------------------------------------------------
     psi_ns = np.geomspace(0.125, 2.0, 5 if quick else 9)
-    times = np.logspace(-2, 6, 81 if quick else 161)
+    times = np.logspace(-4, 4, 81 if quick else 161)
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     mem = {}
     for k, m in enumerate((1, 4, "inf")):
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     # 3. (psi_p, T) phase diagram of memorisation ---------------------------------------------------
     n_grid = 20 if quick else 50
     psi_ps = np.geomspace(0.25, 16.0, n_grid)
-    Tg = np.logspace(-1, 4, n_grid)
+    Tg = np.logspace(-2, 4, n_grid)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     phase = {}
     for ax, m in zip(axes, (1, 4)):
