@@ -7,7 +7,8 @@
   (``m = 1`` and ``m = 4``), generalisation (argmin E_test) and memorisation
   (E_train = a_t^2 / 2) times marked;
 * ``time_memorisation.png``: memorisation time vs ``psi_n`` (log-log) for ``m = 1, 4, inf`` with
-  the fitted power law ``T_mem ~ psi_n^k`` (and the generalisation times);
+  the fitted power law ``T_mem ~ psi_n^k``, and the generalisation times (``m = 1, 4``), at
+  ``psi_p = 512`` (``p >> n m``: the regime where both timescales exist);
 * ``time_phase.png``: the ``(psi_p, T)`` phase diagram of memorisation, ``E_train / a_t^2``
   on a 50 x 50 grid for ``m = 1`` and ``m = 4``, with the level ``1/2``;
 * ``time_findings.json``: the numbers behind them (fitted exponents, timescales, timings).
@@ -56,9 +57,9 @@ def main(argv=None) -> int:
     quick = args.quick
 
     # 1. curves vs T for several n ------------------------------------------------------------
-    psi_p = 32.0
-    psi_ns = [0.5, 2.0] if quick else [0.25, 0.5, 1.0, 2.0]
-    T = np.logspace(-3, 4, 60 if quick else 200)
+    psi_p = 512.0
+    psi_ns = [1.0, 16.0] if quick else [1.0, 4.0, 16.0]
+    T = np.logspace(-4, 2, 60 if quick else 200)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     curves = {}
     for ax, m in zip(axes, (1, 4)):
@@ -89,29 +90,40 @@ def main(argv=None) -> int:
     findings["curves_psi_p"] = psi_p
     findings["curves"] = curves
 
-    # 2. memorisation time vs n ---------------------------------------------------------------------
-    psi_ns = np.geomspace(0.125, 2.0, 5 if quick else 9)
-    times = np.logspace(-4, 4, 81 if quick else 161)
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    # 2. memorisation and generalisation times vs n ------------------------------------------------
+    psi_ns = np.geomspace(1.0, 32.0, 3 if quick else 6)
+    times = np.logspace(-5, 3, 81 if quick else 161)
+    fig, ax = plt.subplots(figsize=(6, 4.4))
     mem = {}
     for k, m in enumerate((1, 4, "inf")):
         start = time.perf_counter()
         mt = tt.memorisation_time(th, psi_ns, psi_p, t, lam, m, times=times, tol=tol)
         sec = time.perf_counter() - start
         slope, icpt = _fit_power(psi_ns, mt.time)
-        mem[str(m)] = dict(psi_n=psi_ns.tolist(), t_mem=[float(x) for x in mt.time], exponent=slope,
-                           prefactor=math.exp(icpt) if math.isfinite(icpt) else math.nan, seconds=round(sec, 2),
-                           converged=bool(mt.converged.all()))
+        tail, _ = _fit_power(psi_ns[psi_ns >= 4], mt.time[psi_ns >= 4])
+        entry = dict(psi_n=psi_ns.tolist(), t_mem=[float(x) for x in mt.time], exponent=slope,
+                     exponent_psi_n_ge_4=tail, prefactor=math.exp(icpt) if math.isfinite(icpt) else math.nan,
+                     seconds_mem=round(sec, 2), converged=bool(mt.converged.all()))
         if np.isfinite(mt.time).any():
-            ax.loglog(psi_ns, mt.time, "o-", color=f"C{k}", label=f"m={m}: T_mem ∝ ψn^{slope:.2f}")
+            ax.loglog(psi_ns, mt.time, "o-", color=f"C{k}", label=f"T_mem, m={m}: ∝ ψn^{slope:.2f}")
+        if m != "inf":
+            start = time.perf_counter()
+            gt = tt.generalisation_time(th, psi_ns, psi_p, t, lam, m, times=times, tol=tol)
+            gslope, _ = _fit_power(psi_ns[psi_ns >= 4], gt.time[psi_ns >= 4])
+            entry.update(t_gen=[float(x) for x in gt.time], test_min=[float(x) for x in gt.value],
+                         gen_interior=[bool(x) for x in gt.interior], gen_exponent_psi_n_ge_4=gslope,
+                         seconds_gen=round(time.perf_counter() - start, 2))
+            ax.loglog(psi_ns, gt.time, "s--", color=f"C{k}", label=f"T_gen, m={m}")
+        mem[str(m)] = entry
     ax.set_xlabel("ψn = n/d")
-    ax.set_ylabel("memorisation time (E_train = a²/2)")
-    ax.set_title(f"relu, ψp={psi_p:g}, t={t}, λ=0")
+    ax.set_ylabel("training time")
+    ax.set_title(f"relu, ψp={psi_p:g}, t={t}, λ=0: T_mem (E_train = a²/2), T_gen (min E_test)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "time_memorisation.png", dpi=130)
     plt.close(fig)
-    findings["memorisation_vs_n"] = mem
+    findings["timescales_psi_p"] = psi_p
+    findings["timescales_vs_n"] = mem
 
     # 3. (psi_p, T) phase diagram of memorisation ---------------------------------------------------
     n_grid = 20 if quick else 50
