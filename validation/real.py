@@ -28,9 +28,10 @@ MODEL.md says, optionally ``k x k`` mean-pooled first with ``--downsample k``):
 3. **Memorisation** (``memorization.csv/.md``, ``memorization_<name>.png``,
    ``samples_<name>.png``).  ``n_mem`` training images, scores trained at ``mem_times``
    (geometric grid) for each ``p`` and ``m`` (:func:`validation.sampling.train_score_grid`),
-   ``mem_samples`` samples by the reverse SDE from ``T`` to ``t_min``, denoised by Tweedie's
-   formula, and :func:`validation.memorized_fraction` against the training images; also for
-   Gaussian data with the pool covariance.  Diagnostics per point: the median of
+   ``mem_samples`` samples by the reverse SDE (or ``--sampler ode``) from ``T`` to ``t_min``,
+   denoised by Tweedie's formula, and :func:`validation.memorized_fraction` against the
+   training images, over ``mem_seeds`` training subsets; also for Gaussian data with the pool
+   covariance.  Diagnostics per point: the median of
    ``d1/d2``, the median ``‖x̂‖²/d`` of the samples (the training points have about 1;
    large values mean the sampler diverged), train error and held-out DSM loss at the grid
    time nearest ``0.1``.
@@ -237,7 +238,13 @@ def _mean_se(values) -> tuple[float, float]:
 
 
 def curve_point(act: str, pool: Pool, kind: str, *, psi_n, psi_p, m, t, lam, seeds, held_out) -> CurvePoint:
-    """Train and measure at one ``(psi_n, psi_p, m, t, lam)``, averaged over ``seeds``."""
+    """Train and measure at one ``(psi_n, psi_p, m, t, lam)``, averaged over ``seeds``.
+
+    Seed ``s`` fixes the training/held-out draw (per ``kind``) and, through
+    :func:`validation.montecarlo.fit_on_data`, ``W`` and the training noise; images and
+    Gaussian data at the same seed share ``W`` and the noise (common random numbers, which
+    sharpens their difference).
+    """
     from .montecarlo import fit_on_data
 
     d = pool.d
