@@ -193,7 +193,7 @@ def steps_to_time(steps, learning_rate, Delta, d, p):
     """Flow time ``T = 2 eta Delta k / (d p)`` reached by ``k`` steps of plain gradient
     descent on ``A`` with learning rate ``eta`` (module docstring).
 
-    >>> steps_to_time(1000, 0.5, 0.5, 100, 200)
+    >>> float(steps_to_time(1000, 0.5, 0.5, 100, 200))
     0.025
     """
     return 2.0 * learning_rate * Delta * np.asarray(steps, dtype=float) / (d * p)
