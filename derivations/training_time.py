@@ -163,10 +163,10 @@ def _solver(kind: str, name: str) -> Solver:
     return compile_system(time_system(kind, name))
 
 
-def _solve(kind: str, name: str, params: dict, **extra):
+def _solve(kind: str, name: str, params: dict, init=None, **extra):
     s = _solver(kind, name)
     p = {k: v for k, v in dict(params, **extra).items() if k in s.param_names}
-    return s.solve(p, throw=False)
+    return s.solve(p, throw=False, init=init)
 
 
 # -- filters -----------------------------------------------------------------------------
@@ -294,6 +294,45 @@ def _pair_orbits(n: int):
     return uniq // n, uniq % n, inv.reshape(n, n), conj
 
 
+@lru_cache(maxsize=None)
+def _q_structure(kind: str):
+    """Which unknowns of the two-resolvent system depend on ``z1`` only and which on ``z2`` only
+    (boolean masks), read off three probe solves at ``(a, b), (a, c), (c, b)``; ``None`` if the
+    probe fails.  Used only to build warm starts (the solver verifies every solution)."""
+    S = _solver(kind, "q")
+    probe = dict(psi_n=1.0, psi_p=2.0, m=3.0, a=0.8, Delta=0.36, mu1=0.5, mu_star=0.6, mu_s=0.3, mu_f=0.5)
+    a, b, c = 0.3 + 0.2j, 1.1 - 0.4j, 0.7 + 0.9j
+    try:
+        sol = S.solve({k: v for k, v in dict(probe, z1=np.array([a, a, c]), z2=np.array([b, c, b])).items()
+                       if k in S.param_names}, throw=False)
+        if not np.all(sol.converged):
+            return None
+        t1, t2, t3 = sol.tau
+    except (AttributeError, ValueError, TypeError):
+        return None
+    close = (lambda x, y: np.abs(x - y) <= 1e-9 * np.maximum(1.0, np.abs(x)))
+    return close(t1, t2) & ~close(t1, t3), close(t1, t3) & ~close(t1, t2)
+
+
+def _solve_q(kind: str, col: dict, z: np.ndarray, ii: np.ndarray, jj: np.ndarray):
+    """The two-resolvent trace at the node pairs ``(z[:, ii], z[:, jj])`` of ``G`` contours.
+
+    Warm start: the unknowns that depend on one spectral parameter only are taken from the
+    solves at the diagonal pairs ``(z_i, z_i)``; the solver then runs Newton and verifies the
+    residual (points that fail are re-solved from the cold start by the solver itself)."""
+    if not len(ii):
+        return _solve(kind, "q", col, z1=z[:, :0], z2=z[:, :0])
+    structure = _q_structure(kind)
+    if structure is None:
+        return _solve(kind, "q", col, z1=z[:, ii], z2=z[:, jj])
+    _, only2 = structure
+    diag = _solve(kind, "q", col, z1=z, z2=z)
+    if not np.all(diag.converged):
+        return _solve(kind, "q", col, z1=z[:, ii], z2=z[:, jj])
+    init = np.where(only2, diag.tau[:, jj], diag.tau[:, ii])
+    return _solve(kind, "q", col, z1=z[:, ii], z2=z[:, jj], init=init)
+
+
 def _level(kind: str, params: dict, x_lo, x_hi, n_nodes: int, prev: "_Level | None", with_q: bool,
            kappa: float = 1.6) -> _Level:
     """Solve the traces on the log-ellipses of ``G`` points (``params`` arrays of length ``G``);
@@ -314,7 +353,7 @@ def _level(kind: str, params: dict, x_lo, x_hi, n_nodes: int, prev: "_Level | No
                else np.zeros(len(ii), bool))
         if old.any():
             rep[:, old] = prev.q[:, ii[old] // 2, jj[old] // 2]
-        sq = _solve(kind, "q", col, z1=z[:, ii[~old]], z2=z[:, jj[~old]])
+        sq = _solve_q(kind, col, z, ii[~old], jj[~old])
         rep[:, ~old] = sq.value
         ok &= np.all(sq.converged, axis=1)
         q = rep[:, inv]
