@@ -119,3 +119,13 @@ def test_bad_input(relu, kw, match):
     args.update(kw)
     with pytest.raises(ValueError, match=match):
         tt.errors_at_time(relu, **args, **extra)
+
+
+def test_infinite_time_at_zero_ridge_is_the_ridgeless_limit(relu):
+    """``T = inf, lam = 0`` (the minimum-norm interpolator, computed on a contour that avoids 0)
+    equals the ``lam -> 0+`` Richardson limit of the ridge curves within its error estimate."""
+    r = relu.ridgeless(1.0, 2.0, 0.5, "inf")
+    e = tt.errors_at_time(relu, 1.0, 2.0, 0.5, 0.0, "inf", math.inf)
+    assert e.converged
+    assert abs(float(e.test) - r.test) <= r.test_err + 1e-8
+    assert abs(float(e.train) - r.train) <= r.train_err + 1e-8
