@@ -385,8 +385,15 @@ def test_kinked_sympy_expression_is_integrated_exactly():
     assert hard.kinks == (-1.0, 1.0) and hard.parity == -1
     # E[g hardtanh(g)] = P(|g| < 1) = erf(1/sqrt 2)
     assert hard.mu1 == pytest.approx(math.erf(1 / math.sqrt(2)), abs=1e-15)
-    with pytest.warns(QuadratureWarning):  # the float rules do not split at kinks
-        hard.gaussian_moments(0.3, 0.8, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the float rules split at the kinks: no accuracy warning
+        a0 = float(hard.gaussian_moments(0.3, 0.8, 4)[0])
+    # E clip(X, -1, 1), X ~ N(0.3, 0.8^2)
+    Phi = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))  # noqa: E731
+    phi = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    lo, hi = (-1 - 0.3) / 0.8, (1 - 0.3) / 0.8
+    exact = -Phi(lo) + (1 - Phi(hi)) + 0.3 * (Phi(hi) - Phi(lo)) + 0.8 * (phi(lo) - phi(hi))
+    assert a0 == pytest.approx(exact, abs=1e-14)
 
 
 def test_generic_sympy_expression():
@@ -565,14 +572,15 @@ def test_range_slack_is_tolerated():
     assert act.mu_s_sq(-1e-13) == 0.0
 
 
-def test_non_smooth_callable_kink_is_located_and_trapezoid_warns():
+def test_non_smooth_callable_kink_is_located_and_used():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         act = activation(lambda x: abs(x - 0.3))
-    assert act.kinks == pytest.approx((0.3,), abs=1e-9)
+        assert act.kinks == pytest.approx((0.3,), abs=1e-9)
+        a0 = float(act.gaussian_moments(0.2, 1.0, 4)[0])  # E|N(-0.1, 1)|, split at the located kink
     assert issubclass(QuadratureWarning, UserWarning)
-    with pytest.warns(QuadratureWarning, match="non-smooth"):  # the float trapezoid in xi is not split
-        act.gaussian_moments(0.2, 1.0, 4)
+    exact = math.sqrt(2 / math.pi) * math.exp(-0.005) - 0.1 * math.erf(-0.1 / math.sqrt(2))
+    assert a0 == pytest.approx(exact, abs=1e-13)
     # the mpmath path still finds the kink: E|g - 0.3| = 2 phi(0.3) + 0.3 (2 Phi(0.3) - 1)
     exact = 2 * math.exp(-0.045) / math.sqrt(2 * math.pi) + 0.3 * math.erf(0.3 / math.sqrt(2))
     assert act.mu0 == pytest.approx(exact, abs=1e-13)
@@ -752,3 +760,23 @@ def test_callable_kink_located_and_reported_accuracy_is_honest(k0):
             blind, err = _gl_pair_with_error(fn, (), 1.0, c, robust=True)  # kink unknown
             assert abs(blind[3] - ref) <= err[3]
             assert err[3] < 1e-4
+
+
+def test_kinked_sympy_gaussian_moments_match_mpmath():
+    """The Monte Carlo's Gaussian moments alpha_j(m, s) are split at the kinks too (no warning)."""
+    act = activation(KINKED)
+    m, s = np.array([0.3, -1.2]), np.array([0.8, 1.3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        alpha = act.gaussian_moments(m, s, 7)
+        second = act.gaussian_second_moment(m, s)
+    f = lambda z: max(z, z / 10) + mpmath.cos(z) / 3  # noqa: E731
+    with mpmath.workdps(20):
+        for i in range(2):
+            pts = [-mpmath.inf, -m[i] / s[i], mpmath.inf]
+            for j in (0, 1, 7):
+                ref = mpmath.quad(lambda xi: mpmath.npdf(xi) * f(m[i] + s[i] * xi)
+                                  * mpmath.hermite(j, xi / mpmath.sqrt(2)) * 2 ** (-mpmath.mpf(j) / 2), pts)
+                assert abs(alpha[i, j] - float(ref)) <= 1e-13 * math.sqrt(math.factorial(j))
+            ref = mpmath.quad(lambda xi: mpmath.npdf(xi) * f(m[i] + s[i] * xi) ** 2, pts)
+            assert second[i] == pytest.approx(float(ref), rel=1e-13)
