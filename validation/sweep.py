@@ -104,12 +104,15 @@ class SweepStats:
     bytes_in_per_task: float
     bytes_out_per_task: float
     scheduler: str
-    compute_seconds: float = 0.0  # summed time inside the simulations (all workers)
+    compute_seconds: float = 0.0  # summed wall time inside the simulations (all workers)
+    cpu_seconds: float = 0.0  # summed CPU time of the tasks (all workers)
+    longest_task_cpu: float = 0.0  # CPU seconds of the longest task (bounds the critical path)
 
     def __str__(self) -> str:
         return (f"{self.tasks} tasks on {self.workers} worker(s) via {self.scheduler} in {self.seconds:.1f} s; "
                 f"{self.bytes_in_per_task:.0f} B in and {self.bytes_out_per_task:.0f} B out per task (pickled); "
-                f"{self.compute_seconds:.1f} s of simulation in the tasks")
+                f"tasks took {self.compute_seconds:.1f} s wall, {self.cpu_seconds:.1f} s CPU in total, "
+                f"the longest {self.longest_task_cpu:.1f} s CPU")
 
 
 def batches(seeds: Sequence[int], size: int) -> list[tuple[int, ...]]:
@@ -179,7 +182,10 @@ def connect(scheduler, workers: int | None = None, timeout: float = 10.0):
 
 
 def _task(point: Point, seeds: tuple[int, ...]):
-    return point.simulate(seeds)
+    """One task: the simulation of ``point`` at ``seeds`` and the CPU seconds it took."""
+    cpu = time.process_time()
+    result = point.simulate(seeds)
+    return result, time.process_time() - cpu
 
 
 def _merge(point: Point, parts: list):
@@ -221,17 +227,19 @@ def run(points: Sequence[Point], scheduler=None, *, workers: int | None = None,
     results: list = [None] * len(points)
     start = time.perf_counter()
     bytes_in = sum(len(pickle.dumps((points[k], b))) for k, b in tasks)
-    bytes_out, compute = 0, 0.0
+    bytes_out, compute, cpu, longest = 0, 0.0, 0.0, 0.0
 
-    def collect(k, result):
-        nonlocal bytes_out, compute
-        bytes_out += len(pickle.dumps(result))
+    def collect(k, outcome):
+        nonlocal bytes_out, compute, cpu, longest
+        result, task_cpu = outcome
+        longest = max(longest, task_cpu)
+        bytes_out += len(pickle.dumps(outcome))
         compute += result.seconds
+        cpu += task_cpu
         parts[k].append(result)
         if sum(len(r.seeds) for r in parts[k]) == len(points[k].seeds):
             results[k] = _merge(points[k], parts[k])
             if progress:
-                p = points[k]
                 print(f"[sweep {sum(r is not None for r in results)}/{len(points)} "
                       f"{time.perf_counter() - start:6.1f} s] {results[k]}", file=sys.stderr, flush=True)
 
@@ -248,8 +256,9 @@ def run(points: Sequence[Point], scheduler=None, *, workers: int | None = None,
             address = getattr(getattr(client, "scheduler", None), "address", None) or str(scheduler)
             name = f"{'local cluster' if scheduler == 'local' else 'scheduler'} {address}"
             futures = {}
-            for k, batch in tasks:
-                fut = client.submit(_task, points[k], batch, pure=False, priority=0)
+            for rank, (k, batch) in enumerate(tasks):
+                # Dask runs higher priorities first: the largest tasks start first.
+                fut = client.submit(_task, points[k], batch, pure=False, priority=len(tasks) - rank)
                 futures[fut] = k
             for fut in as_completed(futures):
                 collect(futures[fut], fut.result())
@@ -259,5 +268,5 @@ def run(points: Sequence[Point], scheduler=None, *, workers: int | None = None,
         n = max(len(tasks), 1)
         stats.append(SweepStats(tasks=len(tasks), workers=n_workers, seconds=time.perf_counter() - start,
                                 bytes_in_per_task=bytes_in / n, bytes_out_per_task=bytes_out / n, scheduler=name,
-                                compute_seconds=compute))
+                                compute_seconds=compute, cpu_seconds=cpu, longest_task_cpu=longest))
     return results
