@@ -253,9 +253,15 @@ def _bulk_edges(kind: str, params: dict, scale: np.ndarray, per_decade: int = 10
         if not len(inside):
             continue
         lo, hi = inside[0], inside[-1]
-        # unconverged points are allowed only well below the bulk (the atom at 0 makes the
-        # equations stiff there); a bulk missed that way would fail the mass check
-        ok[g] = bool(np.all(sol.converged[g, max(lo - 3, 0):])) and 0 < lo and hi < x.shape[1] - 1
+        # points where the near-real solve did not converge (next to a square-root edge, or deep
+        # in the atom at 0) are unknown: the edges move outwards over unknown neighbours, and
+        # any part of the spectrum still missed fails the mass check of the contour
+        conv = sol.converged[g]
+        while lo > 0 and not conv[lo - 1]:
+            lo -= 1
+        while hi < x.shape[1] - 1 and not conv[hi + 1]:
+            hi += 1
+        ok[g] = 0 < lo and hi < x.shape[1] - 1
         x_lo[g], x_hi[g] = x[g, max(lo - 1, 0)], x[g, min(hi + 1, x.shape[1] - 1)]
     return x_lo, x_hi, ok
 
