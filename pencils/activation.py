@@ -661,8 +661,10 @@ def _mp_wrapper(func: Callable) -> tuple[Callable, bool]:
     """An mpmath-scalar version of a callable and whether it keeps arbitrary precision.
 
     The callable counts as arbitrary-precision when it maps mpf to mpf (or int) at
-    a few points and at least one value moves under a ``1e-30`` perturbation;
-    otherwise it is evaluated in double precision.
+    a few points, at least one value moves under a ``1e-30`` perturbation, and the slope
+    seen by that perturbation agrees with the slope over ``1e-12`` (a part computed in
+    floats inside, e.g. ``math.cos`` of an mpf, would stay frozen); otherwise it is
+    evaluated in double precision.
     """
     exact = False
     try:
@@ -673,7 +675,15 @@ def _mp_wrapper(func: Callable) -> tuple[Callable, bool]:
                 if not isinstance(v, (mpmath.mpf, numbers.Integral)) or isinstance(v, bool):
                     exact = False
                     break
-                if func(x + mpmath.mpf(10) ** -30) != v:
+                # derivative seen by a 1e-30 step vs a 1e-12 step: they agree (to ~1e-12) only when
+                # every part of func keeps the precision; a part computed in floats (math.cos of an
+                # mpf, say) is frozen under the tiny step and the two slopes differ
+                tiny = (func(x + mpmath.mpf(10) ** -30) - v) * mpmath.mpf(10) ** 30
+                small = (func(x + mpmath.mpf(10) ** -12) - v) * mpmath.mpf(10) ** 12
+                if abs(tiny - small) > 1e-6 * (1 + abs(small)):
+                    exact = False
+                    break
+                if tiny != 0:
                     exact = True
     except Exception:  # noqa: BLE001 - anything else: use double precision
         exact = False

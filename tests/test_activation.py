@@ -723,10 +723,23 @@ def test_kinked_sympy_activation_high_precision():
         assert abs(got - _kinked_reference(mpmath.mpf("0.3679"))) < mpmath.mpf(10) ** -15
 
 
-def test_double_precision_callable_refuses_high_precision():
-    act = activation(lambda x: np.maximum(x, 0.1 * x) + np.cos(x) / 3)
+@pytest.mark.parametrize("func", [
+    lambda x: np.maximum(x, 0.1 * x) + np.cos(x) / 3,
+    lambda x: max(x, x / 10) + math.cos(x) / 3,  # maps mpf to mpf, but cos is computed in floats
+])
+def test_double_precision_callable_refuses_high_precision(func):
+    act = activation(func)
     with pytest.raises(ValueError, match="double precision"):
         act.kernel_mp(0.5, dps=30)
+    with pytest.raises(ValueError, match="double precision"):
+        act.equivalence_constants_mp(2.0, 0.5, dps=30)
+
+
+def test_arbitrary_precision_callable_keeps_its_digits():
+    act = activation(lambda x: max(x, x / 10) + mpmath.cos(x) / 3)
+    with mpmath.workdps(25):
+        got = act.kernel_mp("0.3679", dps=16)
+        assert abs(got - _kinked_reference(mpmath.mpf("0.3679"))) < mpmath.mpf(10) ** -15
 
 
 @pytest.mark.parametrize("k0", [0.37, -1.234, 0.81])
