@@ -28,6 +28,14 @@ How each number is obtained
   until successive levels agree.  Results that do not reach their tolerance are
   returned with a :class:`QuadratureWarning` naming the accuracy reached.
 
+Kinks: for activations with kinks (known for sympy expressions, located numerically for
+callables) the kernel ``K(c)`` and the Gaussian moments are integrated by piecewise
+Gauss--Legendre with breakpoints at the kinks (in two dimensions the inner breakpoints move
+with the outer variable), so every panel integrand is smooth; the error estimate compares
+two rules (three panel widths for callables, whose kinks may be missed), see
+:meth:`Activation.kernel_error`.  Structured data: :meth:`Activation.equivalence_constants`
+gives the constants at any pre-activation variance and covariance (MODEL.md).
+
 High-precision API: :meth:`Activation.coefficients_mp`,
 :meth:`Activation.hermite_coefficients_mp`, :meth:`Activation.kernel_mp` (mpmath
 numbers at ``dps`` digits, default 30; exact for closed forms).  For a quadrature-based

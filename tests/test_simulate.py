@@ -239,3 +239,13 @@ def test_progress_bar_only_when_asked_or_long(capsys):
     # finite m streamed in several chunks (huge m): a bar over the chunks too
     simulate("relu", m=2 * sim_module.CHUNK_ROWS, progress=True, **(kw | dict(d=4, seeds=1)))
     assert f"m={2 * sim_module.CHUNK_ROWS}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kw, words", [(dict(p=0), "p must be"), (dict(p=2.5), "p must be"), (dict(p="9"), "p must be"),
+                                       (dict(seed=-1), "seed must be"), (dict(seed=1.5), "seed must be"),
+                                       (dict(t=0.0), "t must be"), (dict(m=0), "m must be"),
+                                       (dict(train_time=-1.0), "train_time")])
+def test_fit_on_data_rejects_bad_parameters(kw, words):
+    params = dict(p=3, t=0.5, lam=0.1, m=1, seed=0) | kw
+    with pytest.raises(ValueError, match=words):
+        validation.montecarlo.fit_on_data("relu", np.ones((4, 3)), **params)

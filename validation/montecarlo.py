@@ -562,9 +562,11 @@ def fit_on_data(act, X, *, p, t, lam, m, seed, surrogate=False, train_time=None,
     if not np.all(np.isfinite(X)):
         raise ValueError("X contains NaN or inf")
     n, d = X.shape
-    if isinstance(p, bool) or float(p) != int(p) or int(p) < 1:
+    if isinstance(p, bool) or not isinstance(p, (numbers.Integral, float)) or p != int(p) or int(p) < 1:
         raise ValueError(f"p must be an integer >= 1, got {p!r}")
     p = int(p)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     _check_real(t=t, lam=lam)
     if t <= 0:
         raise ValueError(f"diffusion time t must be > 0, got {t!r}")
