@@ -97,3 +97,15 @@ def test_fit_on_data_accepts_train_time():
 def test_bad_train_time(bad):
     with pytest.raises(ValueError, match="train_time"):
         simulate("relu", d=10, psi_n=1, psi_p=1, t=0.5, lam=0.1, m=1, seeds=1, train_time=bad)
+
+
+@pytest.mark.parametrize("psi_p, m", [(0.5, 3), (3.0, 1)])  # primal and dual forms
+def test_flow_on_structured_data_matches_the_straightforward_implementation(psi_p, m):
+    """B(T) by eigendecomposition vs scipy.linalg.expm on the materialised features, two-level Sigma."""
+    from validation.reference import straightforward_fit
+    pr = make_problem(d=30, psi_n=1.0, psi_p=psi_p, t=0.4, lam=1e-2, m=m)
+    eig = np.r_[np.full(15, 0.2), np.full(15, 1.8)]
+    fitted = fit_score(RELU, pr, 3, covariance=eig, train_time=4.0)
+    train, test, se = straightforward_fit(RELU, pr, 3, test_samples=40_000, eigenvalues=eig, train_time=4.0)
+    assert fitted.train_error == pytest.approx(train, rel=1e-9)
+    assert abs(fitted.test_error - test) < 4 * se
