@@ -76,6 +76,7 @@ class Config:
     seeds: int = 3
     held_out: int = 2000
     gaussian: bool = True
+    curves: bool = True
     # phase diagram
     phase: bool = True
     phase_psi_n: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
@@ -680,10 +681,11 @@ def run(paths, out: Path, cfg: Config, *, log=print) -> dict:
         if note and note not in notes:
             notes.append(note)
             log(note)
-        curves += run_curves(pool, cfg, theory)
-        fig = out / f"curves_{name}.png"
-        plot_curves(curves, name, fig, note)
-        figures.append(fig)
+        if cfg.curves:
+            curves += run_curves(pool, cfg, theory)
+            fig = out / f"curves_{name}.png"
+            plot_curves(curves, name, fig, note)
+            figures.append(fig)
         if cfg.phase:
             phase += run_phase(pool, cfg)
             fig = out / f"phase_{name}.png"
@@ -776,6 +778,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sampler", choices=("sde", "ode"), default=None,
                         help="memorisation sampler: reverse SDE (Euler-Maruyama, default) or probability-flow ODE (Heun)")
     parser.add_argument("--no-gaussian", action="store_true", help="skip Gaussian data with the same covariance")
+    parser.add_argument("--no-curves", action="store_true")
     parser.add_argument("--no-phase", action="store_true")
     parser.add_argument("--no-memorization", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
@@ -787,7 +790,7 @@ def main(argv=None) -> int:
                                 mem_downsample=args.mem_downsample, seeds=args.seeds, lam=args.lam,
                                 sampler=args.sampler, mem_seeds=args.mem_seeds).items()
           if v is not None}
-    kw |= dict(gaussian=not args.no_gaussian, phase=not args.no_phase, memorization=not args.no_memorization,
+    kw |= dict(gaussian=not args.no_gaussian, curves=not args.no_curves, phase=not args.no_phase, memorization=not args.no_memorization,
                progress=not args.no_progress)
     cfg = Config.quick(**kw) if args.quick else Config(**kw)
     start = time.perf_counter()
