@@ -1,0 +1,580 @@
+"""Symbolic reduction of a block fixed-point system to its irreducible nonlinear core.
+
+The raw system of :mod:`pencils.freeprob` has one unknown per distinct linear form of
+``G = (L0 - sum_q tau_q P_q)^{-1}``: tens of unknowns for a learning curve, most of
+them linear read-outs, copies and products of small resolvents.  This step eliminates
+symbolically everything that can be eliminated:
+
+1. **Space split.**  ``L0`` and every ``P_q`` only couple blocks of the same space (the
+   identity ``⊗ I`` cannot connect spaces of different dimensions), so ``M(tau) = L0 -
+   eta(tau)`` is block-diagonal by space and ``G`` is inverted space by space.
+2. **Block-triangular inversion.**  Inside a space, the blocks are ordered by the
+   strongly connected components of the graph of ``M``; ``M`` is then block
+   upper-triangular and ``G`` follows by back-substitution (Schur complements),
+   ``G_II = M_II^{-1}``, ``G_IJ = -M_II^{-1} sum_K M_IK G_KJ``.  Only the small diagonal
+   cores ``M_II`` are inverted symbolically, and only the entries of ``G`` that some
+   linear form reads are produced.
+3. **Components.**  The unknowns are processed component by component (the strongly
+   connected components of :class:`pencils.freeprob.FixedPointSystem`, in dependency
+   order).  A component whose own unknowns enter affinely is solved explicitly,
+   ``u = (I - A)^{-1} b`` (``A``, ``b`` rational in the earlier unknowns): it becomes a
+   *read-out*.  A component that is nonlinear in its own unknowns is a *core stage*:
+   its map ``u = f(u; earlier)`` is kept explicit (with its Jacobian) for Newton.
+4. **Copies.**  A component whose canonical equations equal an earlier one's (its
+   unknowns renamed in order) is that component: its unknowns are replaced by the
+   earlier ones.  A read-out that is ``0`` or another unknown is substituted away.
+   Several systems (for example the test and the train error of one model, which read
+   the same resolvent) are reduced together and share their core.
+
+The result, :class:`ReducedSystem`, is a short straight-line program: core stages
+(Newton on a handful of unknowns) and explicit assignments ending in the requested
+normalised traces.  It is compiled by :mod:`numerics.reduced` and printed by
+:meth:`ReducedSystem.latex`.
+
+>>> import sympy
+>>> from pencils.expr import Space, D, gaussian, inverse, trace
+>>> from pencils.freeprob import equations
+>>> g, lam = sympy.symbols("gamma lam", positive=True)
+>>> X = gaussian("X", Space("n", 1 / g), D)
+>>> R = reduce_systems({"mp": equations(trace(inverse(g * X.T @ X + lam)))})
+>>> R.sizes["core"], R.sizes["raw_unknowns"]["mp"]
+(1, 2)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mpmath
+import random
+import sympy
+
+from .cache import cached
+from .freeprob import FixedPointSystem, _tarjan
+from .linearize import describe
+
+__all__ = ["ReducedSystem", "CoreStage", "reduce_systems"]
+
+#: Diagonal cores of ``M`` larger than this are not inverted symbolically.
+MAX_SYMBOLIC_CORE = 6
+#: Random points and digits of the numeric identity test that merges copies.
+FINGERPRINT_POINTS, FINGERPRINT_DPS = 2, 40
+
+
+@dataclass(frozen=True)
+class CoreStage:
+    """Nonlinear unknowns ``u`` solving ``u = f(u; params, earlier symbols)``.
+
+    ``meaning[k]`` says which normalised trace ``u_k`` is (the linear form of ``G``).
+    ``positive[k]``: ``u_k`` is a trace of a positive resolvent at real arguments.
+    """
+
+    unknowns: tuple
+    program: tuple  # local steps (symbol, expr): the component's own part of G
+    maps: tuple  # f_i in unknowns, locals and earlier symbols
+    jac_program: tuple  # forward-mode derivatives of the locals
+    jacobian: tuple  # d f_i / d u_j, row-major, in the symbols above
+    meaning: tuple
+    eliminated: tuple = ()  # unknowns made explicit: steps of ``program``
+
+    def explicit_maps(self) -> tuple:
+        """``f_i`` with the local steps substituted: rational in the unknowns."""
+        env: dict = {}
+        for sym, expr in self.program:
+            env[sym] = expr.xreplace(env)
+        return tuple(f.xreplace(env) for f in self.maps)
+
+
+@dataclass(frozen=True)
+class ReducedSystem:
+    """A reduced system: core stages and explicit assignments (see module docstring).
+
+    ``steps`` is the program: ``("core", CoreStage)`` or ``("let", symbol, expr)``,
+    in order; ``outputs`` maps each requested quantity to its final expression.
+    ``sizes`` gives the raw and reduced sizes (``raw_unknowns``, ``raw_blocks``,
+    ``core``, ``readouts``).
+    """
+
+    params: tuple
+    steps: tuple
+    outputs: dict
+    sizes: dict
+    meanings: dict = field(default_factory=dict)
+
+    @property
+    def core_unknowns(self) -> tuple:
+        return tuple(u for kind, *rest in self.steps if kind == "core" for u in rest[0].unknowns)
+
+    @property
+    def readout_symbols(self) -> tuple:
+        return tuple(rest[0] for kind, *rest in self.steps if kind == "let")
+
+    def latex(self) -> str:
+        """The reduced equations: core fixed points, explicit read-outs, outputs."""
+        lines = []
+        for kind, *rest in self.steps:
+            if kind == "core":
+                st = rest[0]
+                lines.append(r"\text{core (solved jointly by Newton):}")
+                for u, f, mean in zip(st.unknowns, st.maps, st.meaning):
+                    lines.append(f"{sympy.latex(u)} = {sympy.latex(f)}"
+                                 + r"\qquad\left[" + mean + r"\right]")
+            else:
+                sym, expr = rest
+                lines.append(f"{sympy.latex(sym)} = {sympy.latex(expr)}")
+        for name, expr in self.outputs.items():
+            lines.append(r"\mathrm{" + name.replace("_", r"\_") + "} = " + sympy.latex(expr))
+        return " \\\\\n".join(lines)
+
+    def __repr__(self) -> str:
+        s = self.sizes
+        return (f"ReducedSystem(core={s['core']}, readouts={s['readouts']}, outputs={list(self.outputs)}; "
+                f"raw: {s['raw_unknowns']} unknowns on {s['raw_blocks']} blocks)")
+
+
+# -- inversion of M(tau), space by space and block-triangularly ---------------------------
+
+
+class _Inverse:
+    """Entries of ``G = M^{-1}`` as a straight-line program of symbols ``g``.
+
+    ``M`` is a sympy matrix (entries in parameters and unknowns ``tau``).  ``entry(j, m)``
+    returns a symbol whose definition (``self.defs``) is an expression in ``M``'s
+    entries and earlier ``g`` symbols; zero entries return ``0``.
+    """
+
+    def __init__(self, M: sympy.Matrix, spaces: tuple):
+        self.M = M
+        n = M.shape[0]
+        self.nz = {i: [k for k in range(n) if M[i, k] != 0] for i in range(n)}
+        for i in range(n):
+            for k in self.nz[i]:
+                if spaces[i] != spaces[k]:
+                    raise ValueError(f"M couples blocks {i} and {k} of different spaces")
+        comps = _tarjan(n, {i: set(self.nz[i]) - {i} for i in range(n)})
+        # _tarjan lists a component after those it depends on: reverse for upper-triangular order
+        self.comp_of = {}
+        self.comps = []
+        for c in comps:
+            self.comp_of.update({i: len(self.comps) for i in c})
+            self.comps.append(tuple(c))
+        self.reach = self._reach(n)
+        self.defs: dict = {}
+        self.order: list = []  # g symbols in creation order (dependencies first)
+        self._g: dict = {}
+        self._dinv: dict = {}
+
+    def _reach(self, n):
+        out = {i: {i} for i in range(n)}
+        changed = True
+        while changed:
+            changed = False
+            for i in range(n):
+                new = set().union(*(out[k] for k in self.nz[i])) | out[i]
+                if new != out[i]:
+                    out[i] = new
+                    changed = True
+        return out
+
+    def _diag_inverse(self, c: int) -> sympy.Matrix:
+        if c not in self._dinv:
+            idx = self.comps[c]
+            if len(idx) > MAX_SYMBOLIC_CORE:
+                raise ValueError(f"a diagonal core of {len(idx)} blocks is too large to invert symbolically")
+            sub = self.M.extract(list(idx), list(idx))
+            if len(idx) == 1:
+                self._dinv[c] = sympy.Matrix([[1 / sub[0, 0]]])
+            else:
+                self._dinv[c] = self._gauss_jordan(c, sub)
+        return self._dinv[c]
+
+    def _gauss_jordan(self, c: int, A: sympy.Matrix) -> sympy.Matrix:
+        """Inverse of a small diagonal core by Gauss-Jordan elimination in the natural pivot
+        order, each new entry a symbol of the program.  (Closed-form cofactors over the
+        determinant lose many digits where the traces are large -- the memorisation
+        regime -- while elimination is as accurate as a numeric LU there.)"""
+        k = A.shape[0]
+        A, inv = sympy.Matrix(A), sympy.eye(k)
+        count = [0]
+
+        def name(e):
+            if e.is_number or isinstance(e, sympy.Symbol):
+                return e
+            s = sympy.Symbol(f"e_{c}_{count[0]}_{len(self.order)}")
+            count[0] += 1
+            self.defs[s] = e
+            self.order.append(s)
+            return s
+
+        for q in range(k):
+            ip = name(1 / A[q, q])
+            A[q, :] = (A[q, :] * ip).applyfunc(name)
+            inv[q, :] = (inv[q, :] * ip).applyfunc(name)
+            for r in range(k):
+                if r != q and A[r, q] != 0:
+                    f = A[r, q]
+                    A[r, :] = (A[r, :] - f * A[q, :]).applyfunc(name)
+                    inv[r, :] = (inv[r, :] - f * inv[q, :]).applyfunc(name)
+        return inv
+
+    def entry(self, j: int, m: int):
+        if m not in self.reach[j]:
+            return sympy.Integer(0)
+        key = (j, m)
+        if key in self._g:
+            return self._g[key]
+        I, J = self.comp_of[j], self.comp_of[m]
+        idx = self.comps[I]
+        if I == J:
+            expr = self._diag_inverse(I)[idx.index(j), idx.index(m)]
+        else:
+            # G_{I,m} = -Dinv_I  sum_{k outside I} M_{I,k} G_{k,m}
+            # (the diagonal block of G is Dinv_I itself: reuse its symbols)
+            expr = -sum((self.entry(j, r) * self.M[r, k] * self.entry(k, m) for r in idx
+                         for k in self.nz[r] if self.comp_of[k] != I), sympy.Integer(0))
+        sym = sympy.Symbol(f"g_{j}_{m}")
+        self.defs[sym] = expr
+        self.order.append(sym)
+        self._g[key] = sym
+        return sym
+
+    def closure(self, syms: set) -> list:
+        """The ``g`` symbols ``syms`` depend on (themselves included), dependencies first."""
+        out, todo = set(), list(syms)
+        while todo:
+            s = todo.pop()
+            if s not in out:
+                out.add(s)
+                todo.extend(self.defs[s].free_symbols & self.defs.keys())
+        return sorted(out, key=self.order.index)
+
+
+def _evaluate(expr, env: dict, memo: dict):
+    """``expr`` (rational operations, integer/half powers) in mpmath at the values ``env``."""
+    if expr in memo:
+        return memo[expr]
+    if expr.is_Symbol:
+        v = env[expr]
+    elif expr.is_Integer:
+        v = mpmath.mpf(int(expr))
+    elif expr.is_Rational:
+        v = mpmath.mpf(int(expr.p)) / int(expr.q)
+    elif expr.is_Add:
+        v = mpmath.fsum(_evaluate(a, env, memo) for a in expr.args)
+    elif expr.is_Mul:
+        v = mpmath.fprod(_evaluate(a, env, memo) for a in expr.args)
+    elif expr.is_Pow:
+        b, e = _evaluate(expr.base, env, memo), expr.exp
+        v = b ** int(e) if e.is_Integer else b ** _evaluate(e, env, memo)
+    elif expr.is_number:
+        v = mpmath.mpf(sympy.N(expr, FINGERPRINT_DPS))
+    else:
+        raise ValueError(f"cannot evaluate {type(expr).__name__} in a fingerprint")
+    memo[expr] = v
+    return v
+
+
+def _eliminate_explicit(us: list, program: tuple, maps: tuple) -> tuple:
+    """Make explicit every unknown whose equation does not involve itself.
+
+    ``u_j = f_j(others)`` becomes a step of the local program (placed after the steps it
+    needs, before those that need it), and ``u_j`` leaves the Newton unknowns.  Repeated
+    while possible: a rectangular Marchenko-Pastur pair ``(u_n, u_d)`` becomes one
+    quadratic equation in one unknown.
+    """
+    us, program, maps = list(us), list(program), list(maps)
+    while len(us) > 1:
+        deps = {}  # symbol -> unknowns it depends on (through the program)
+        for y, e in program:
+            deps[y] = set().union(*([{s} if s in us else deps.get(s, set()) for s in e.free_symbols] or [set()]))
+
+        def uses(expr):
+            return set().union(*([{s} if s in us else deps.get(s, set()) for s in expr.free_symbols] or [set()]))
+
+        pick = next((j for j, u in enumerate(us) if u not in uses(maps[j])), None)
+        if pick is None:
+            break
+        u, f = us.pop(pick), maps.pop(pick)
+        need = set()
+        todo = [s for s in f.free_symbols]
+        while todo:  # steps f reads
+            s = todo.pop()
+            if s in deps and s not in need:
+                need.add(s)
+                todo.extend(dict(program)[s].free_symbols)
+        before = [st for st in program if st[0] in need]
+        after = [st for st in program if st[0] not in need]
+        program = before + [(u, f)] + after
+    return us, tuple(program), tuple(maps)
+
+
+# -- the reduction -------------------------------------------------------------------------
+
+
+def _form(W, inv: _Inverse) -> sympy.Expr:
+    return sum((W[i, j] * inv.entry(i, j) for i in range(W.shape[0]) for j in range(W.shape[1])
+                if W[i, j] != 0), sympy.Integer(0))
+
+
+def _meaning(S: FixedPointSystem, q: int) -> str:
+    """Which normalised trace ``tau_q`` is: its linear form in ``g_ij = tr (L^{-1})_ij``."""
+    return sympy.latex(S.ell(q)) + r"\ \text{of the pencil}"
+
+
+class _Reducer:
+    """Builds the program of :class:`ReducedSystem` (one or several systems)."""
+
+    def __init__(self):
+        self.steps: list = []
+        self.canon: dict = {}  # canonical component -> its reduced unknowns
+        self.count = {"u": 0, "v": 0, "w": 0}
+        self.meanings: dict = {}
+        self.root_map: dict = {}
+        # Fingerprints: every symbol's value at FINGERPRINT_POINTS random points (exact
+        # rational arithmetic is too slow; 40 digits make a false match impossible in practice).
+        self._rng = random.Random(20251130)
+        self.point: list = [{} for _ in range(FINGERPRINT_POINTS)]
+        self.by_print: dict = {}  # fingerprint -> symbol holding that value
+
+    # -- numeric fingerprints (Schwartz-Zippel identity test) -------------------------
+    def _value(self, expr, k: int):
+        env = self.point[k]
+        for s in expr.free_symbols - env.keys():  # parameters and unknowns: random values
+            env[s] = mpmath.mpf(self._rng.randint(10**6, 2 * 10**6)) / 10**6
+        with mpmath.workdps(FINGERPRINT_DPS):
+            return _evaluate(expr, env, {})
+
+    def fingerprint(self, expr) -> tuple | None:
+        """Values of ``expr`` at the random points, rounded; ``None`` if not finite."""
+        out = []
+        for k in range(FINGERPRINT_POINTS):
+            try:
+                v = self._value(expr, k)
+            except (ZeroDivisionError, ValueError):
+                return None
+            if not mpmath.isfinite(v):
+                return None
+            out.append(mpmath.nstr(v, FINGERPRINT_DPS - 10) if abs(v) > mpmath.mpf(10) ** -(FINGERPRINT_DPS - 10)
+                       else "0")
+        return tuple(out)
+
+    def _new(self, prefix: str) -> sympy.Symbol:
+        s = sympy.Symbol(f"{prefix}_{self.count[prefix]}")
+        self.count[prefix] += 1
+        return s
+
+    def _let(self, prefix: str, expr):
+        """A step ``symbol = expr``.  Numbers, plain symbols, zeros and values already held
+        by an earlier symbol (same fingerprint: a copy) are substituted instead."""
+        if expr.is_number or isinstance(expr, sympy.Symbol):
+            return expr
+        fp = self.fingerprint(expr)
+        if fp is not None:
+            if all(v == "0" for v in fp):
+                return sympy.Integer(0)
+            if fp in self.by_print:
+                return self.by_print[fp]
+        sym = self._new(prefix)
+        self.steps.append(("let", sym, expr))
+        for k in range(FINGERPRINT_POINTS):
+            self.point[k][sym] = self._value(expr, k)
+        if fp is not None:
+            self.by_print[fp] = sym
+        return sym
+
+    def roots(self, systems) -> None:
+        """Square roots of parameters become symbols ``r_k`` (first steps of the program):
+        the algebra below is then rational, which keeps ``cancel`` fast."""
+        found = set()
+        for S in systems:
+            for obj in (S.L0, *S.P, *S.W, S.readout, sympy.sympify(S.constant)):
+                found |= {e.base for e in obj.atoms(sympy.Pow) if abs(e.exp) == sympy.S.Half}
+        self.root_map = {}
+        for k, base in enumerate(sorted(found, key=sympy.default_sort_key)):
+            sym = sympy.Symbol(f"r_{k}", positive=True)
+            self.root_map[sympy.sqrt(base)] = sym
+            self.root_map[1 / sympy.sqrt(base)] = 1 / sym
+            self.steps.append(("let", sym, sympy.sqrt(base)))
+
+    def _plain(self, obj):
+        return obj.xreplace(self.root_map) if self.root_map else obj
+
+    def system(self, S: FixedPointSystem) -> sympy.Expr:
+        """Add the steps of ``S``; return its read-out in reduced symbols."""
+        inv = _Inverse(self._plain(sympy.Matrix(S.M())), S.pencil.spaces)
+        value: dict = {}    # tau -> reduced symbol or number
+        emitted: dict = {}  # g symbol -> its final reduced symbol or number
+
+        def subst(expr):
+            rep = {s: value[s] for s in expr.free_symbols if s in value}
+            rep.update({s: emitted[s] for s in expr.free_symbols if s in emitted})
+            return expr.xreplace(rep)
+
+        def emit(g):
+            if g not in emitted:
+                for h in sorted(inv.defs[g].free_symbols & inv.defs.keys(), key=inv.order.index):
+                    emit(h)
+                emitted[g] = self._let("w", subst(inv.defs[g]))
+            return emitted[g]
+
+        for comp, linear in zip(S.components, S.linear):
+            own = [S.taus[q] for q in comp]
+            forms = [self._plain(_form(S.W[q], inv)) for q in comp]
+            gs = inv.closure(set().union(*(f.free_symbols for f in forms)) & inv.defs.keys())
+            dep = [g for g in gs if self._depends(inv, g, set(own))]
+            for g in gs:
+                if g not in dep:
+                    emit(g)
+            if linear:
+                canon = {t: sympy.Symbol(f"c__{k}") for k, t in enumerate(own)}
+                canon.update({g: sympy.Symbol(f"c__g{k}") for k, g in enumerate(dep)})
+                key = (True, tuple(subst(inv.defs[g]).xreplace(canon) for g in dep),
+                       tuple(subst(f).xreplace(canon) for f in forms))
+            else:
+                stage = self._core_stage(comp, own, forms, dep, inv, subst)
+                key = (False, self._stage_print(*stage, len(own)))
+            if key in self.canon:
+                value.update(zip(own, self.canon[key]))
+                continue
+            if linear:
+                reps = self._linear(S, comp, own, forms, dep, inv, subst)
+            else:
+                reps = self._core(S, comp, stage)
+            self.canon[key] = reps
+            value.update(zip(own, reps))
+        ro = self._plain(S.constant + _form(S.readout, inv))
+        for g in inv.closure(ro.free_symbols & inv.defs.keys()):
+            emit(g)
+        return subst(ro)
+
+    @staticmethod
+    def _depends(inv: _Inverse, g, own: set) -> bool:
+        memo = inv.__dict__.setdefault("_dep_memo", {})
+        key = (g, frozenset(own))
+        if key not in memo:
+            d = inv.defs[g]
+            memo[key] = bool(d.free_symbols & own) or any(
+                _Reducer._depends(inv, h, own) for h in d.free_symbols if h in inv.defs)
+        return memo[key]
+
+    @staticmethod
+    def _core_stage(comp, own, forms, dep, inv, subst) -> tuple:
+        """The component in canonical symbols: unknowns ``c__k``, locals ``c__g<k>``
+        (``(program, maps)``; also its identity key, through :meth:`_stage_print`)."""
+        local = {t: sympy.Symbol(f"c__{k}") for k, t in enumerate(own)}
+        local.update({g: sympy.Symbol(f"c__g{k}") for k, g in enumerate(dep)})
+        program = tuple((local[g], subst(inv.defs[g]).xreplace(local)) for g in dep)
+        return program, tuple(subst(f).xreplace(local) for f in forms)
+
+    def _stage_print(self, program, maps, n_own: int) -> tuple:
+        local = [sympy.Symbol(f"c__{j}") for j in range(n_own)] + [s for s, _ in program]
+        try:
+            for k in range(FINGERPRINT_POINTS):
+                for j in range(n_own):  # the same values of the unknowns for every stage
+                    self.point[k][local[j]] = mpmath.mpf(7 + j + k) / 10
+                for sym, expr in program:
+                    self.point[k][sym] = self._value(expr, k)
+            return tuple(self.fingerprint(f) for f in maps)
+        finally:
+            for env in self.point:
+                for s in local:
+                    env.pop(s, None)
+
+    def _core(self, S, comp, stage):
+        program, maps = stage
+        us = [self._new("u") for _ in comp]
+        stage_no = sum(1 for s in self.steps if s[0] == "core")
+        rename = {sympy.Symbol(f"c__{k}"): u for k, u in enumerate(us)}
+        rename.update({sym: sympy.Symbol(f"y{stage_no}_{k}") for k, (sym, _) in enumerate(program)})
+        program = tuple((rename[s], e.xreplace(rename)) for s, e in program)
+        maps = tuple(f.xreplace(rename) for f in maps)
+        all_us = list(us)
+        us, program, maps = _eliminate_explicit(us, program, maps)
+        eliminated = tuple(u for u in all_us if u not in us)
+        # forward-mode derivatives along the local program (compact, unlike d/du of the expansion)
+        dy: dict = {}
+        jac_program = []
+        for k, u in enumerate(us):
+            for y, e in program:
+                der = sympy.diff(e, u) + sum((sympy.diff(e, z) * dy[(z, k)] for z in e.free_symbols
+                                              if (z, k) in dy), sympy.Integer(0))
+                if der != 0:
+                    dy[(y, k)] = sympy.Symbol(f"d{y.name}_{k}")
+                    jac_program.append((dy[(y, k)], der))
+        jac = tuple(sympy.diff(f, u) + sum((sympy.diff(f, z) * dy[(z, k)] for z in f.free_symbols
+                                            if (z, k) in dy), sympy.Integer(0))
+                    for f in maps for k, u in enumerate(us))
+        meaning = dict(zip(all_us, (_meaning(S, q) for q in comp)))
+        self.steps.append(("core", CoreStage(tuple(us), program, maps, tuple(jac_program), jac,
+                                             tuple(meaning[u] for u in us), eliminated)))
+        self.meanings.update(meaning)
+        for k in range(FINGERPRINT_POINTS):  # later fingerprints need values of the new symbols
+            env = self.point[k]
+            for u in us:
+                env[u] = mpmath.mpf(self._rng.randint(10**6, 2 * 10**6)) / 10**6
+            for y, e in program:  # (the eliminated unknowns are program steps)
+                env[y] = self._value(e, k)
+        return all_us
+
+    def _linear(self, S, comp, own, forms, dep, inv, subst):
+        """Affine component ``tau = A tau + b``: ``b`` and ``A`` by forward differentiation
+        of the straight-line program at ``tau = 0``, then ``tau = (I - A)^{-1} b``."""
+        zero = {t: 0 for t in own}
+        g0: dict = {}
+        dg: dict = {}  # (g, k) -> derivative at tau = 0
+        for g in dep:
+            d = subst(inv.defs[g])
+            at0 = {**zero, **{h: g0[h] for h in d.free_symbols if h in g0}}
+            g0[g] = self._let("w", d.xreplace(at0))
+            for k, t in enumerate(own):
+                der = sympy.diff(d, t) + sum((sympy.diff(d, h) * dg[(h, k)] for h in d.free_symbols
+                                              if (h, k) in dg), sympy.Integer(0))
+                der = der.xreplace(at0)
+                if der != 0:
+                    dg[(g, k)] = self._let("w", der)
+        b, A = [], []
+        for f in forms:
+            fs = subst(f)
+            b.append(fs.xreplace({**zero, **g0}))
+            A.append([sum((sympy.diff(fs, g) * dg[(g, k)] for g in fs.free_symbols if (g, k) in dg),
+                          sympy.diff(fs, t)).xreplace({**zero, **g0}) for k, t in enumerate(own)])
+        if len(own) == 1:
+            sols = [b[0] / (1 - A[0][0])]
+        else:
+            Am = sympy.Matrix([[self._let("w", a) for a in row] for row in A])
+            bm = sympy.Matrix([self._let("w", x) for x in b])
+            sols = list((sympy.eye(len(own)) - Am).LUsolve(bm))
+        reps = []
+        for sol, q in zip(sols, comp):
+            rep = self._let("v", sol)
+            if isinstance(rep, sympy.Symbol) and rep.name.startswith("v_"):
+                self.meanings[rep] = _meaning(S, q)
+            reps.append(rep)
+        return reps
+
+
+def _reduce_uncached(systems: dict) -> ReducedSystem:
+    red = _Reducer()
+    red.roots(systems.values())
+    outputs = {label: red.system(S) for label, S in systems.items()}
+    params = sorted(set().union(*(set(S.params) for S in systems.values())), key=lambda s: s.name)
+    sizes = dict(raw_unknowns={k: S.n_unknowns for k, S in systems.items()},
+                 raw_blocks={k: S.size for k, S in systems.items()},
+                 core=sum(len(s[1].unknowns) for s in red.steps if s[0] == "core"),
+                 readouts=red.count["v"], steps=len(red.steps))
+    return ReducedSystem(tuple(params), tuple(red.steps), outputs, sizes, red.meanings)
+
+
+def reduce_systems(systems: dict, cache: bool = True) -> ReducedSystem:
+    """Reduce ``{name: FixedPointSystem}`` jointly (shared cores); disk-cached."""
+    if not systems:
+        raise ValueError("reduce_systems needs at least one system")
+    for name, S in systems.items():
+        if not isinstance(S, FixedPointSystem):
+            raise ValueError(f"{name!r} is not a FixedPointSystem")
+        if S.readout is None:
+            raise ValueError(f"{name!r} has no trace read-out to reduce to")
+    if not cache:
+        return _reduce_uncached(systems)
+    desc = describe(tuple((k, S.L0, S.P, S.W, S.readout, S.constant, S.components, S.linear)
+                          for k, S in systems.items()))
+    return cached("reduced", desc, lambda: _reduce_uncached(systems))
