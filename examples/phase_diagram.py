@@ -26,8 +26,7 @@ e = pencils.build("relu").errors(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=1, th
 log_ratio = np.where(e.converged, np.log10(e.train / math.exp(-2 * t)), np.nan)
 
 fig, ax = plt.subplots(figsize=(5.2, 4.2))
-cmap = plt.get_cmap("RdBu").copy()
-cmap.set_bad("0.75")
+cmap = plt.get_cmap("RdBu").with_extremes(bad="0.75")
 lo, hi = np.nanmin(log_ratio), np.nanmax(log_ratio)
 norm = matplotlib.colors.TwoSlopeNorm(0.0, min(lo, -0.05), max(hi, 0.05))  # fitted to the data
 mesh = ax.pcolormesh(psi_n, psi_p, np.ma.masked_invalid(log_ratio), cmap=cmap, norm=norm, shading="auto")

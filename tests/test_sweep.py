@@ -56,3 +56,13 @@ def test_bad_sweep_input():
         sweep.run(POINTS, seeds_per_task=0)
     with pytest.raises(ValueError, match="cannot reach the Dask scheduler"):
         sweep.connect("tcp://127.0.0.1:9", timeout=1)
+
+
+def test_workers_running_other_code_are_refused(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        # In-process workers share this module: pretend the client was updated after them.
+        monkeypatch.setattr(sweep, "code_version", lambda: "an older version")
+        with pytest.raises(ValueError, match="run other code than this process"):
+            sweep.run(POINTS[:1], client)

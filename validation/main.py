@@ -397,8 +397,7 @@ def _plot_phase(ph, args, ms, name, path: Path) -> None:
                        LogNorm(lo, hi), "magma"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.9 * len(panels), 4.6), squeeze=False)
     for ax, (z, title, norm, cmap_name) in zip(axes[0], panels):
-        cmap = plt.get_cmap(cmap_name).copy()
-        cmap.set_bad("0.75")
+        cmap = plt.get_cmap(cmap_name).with_extremes(bad="0.75")
         mesh = ax.pcolormesh(ph["psi_n"], ph["psi_p"], np.ma.masked_invalid(z), norm=norm, cmap=cmap,
                              shading="auto")
         fig.colorbar(mesh, ax=ax)

@@ -25,6 +25,11 @@ the default for Dask workers, and what ``OPENBLAS_NUM_THREADS=1`` gives in the c
   this package;
 * a :class:`distributed.Client` -- used as is (not closed).
 
+Before submitting, :func:`run` checks that every worker imported the same code as the
+client (:data:`CODE_VERSION`, a hash of the source of ``pencils``, ``derivations``,
+``numerics`` and ``validation``) and refuses with a ``ValueError`` otherwise: a worker
+started before an update would silently give other numbers.
+
 Example (serial; the same call with ``scheduler="local"`` gives the same numbers):
 
 >>> pts = [Point("relu", d=20, psi_n=1.0, psi_p=0.5, t=0.5, lam=0.1, m=1, seeds=(0, 1, 2))]
@@ -35,18 +40,43 @@ Example (serial; the same call with ``scheduler="local"`` gives the same numbers
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import pickle
 import re
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 #: Seeds per task when the caller does not choose (see :func:`default_batch`).
 TASK_SECONDS_TARGET = 2.0
+
+#: Packages whose code a worker must share with the client (see :data:`CODE_VERSION`).
+CODE_PACKAGES = ("pencils", "derivations", "numerics", "validation")
+
+
+def _code_version() -> str:
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+#: Fingerprint of the simulation code as imported by this process (hashed at import time,
+#: so a worker that imported an older version reports that version).
+CODE_VERSION = _code_version()
+
+
+def code_version() -> str:
+    """:data:`CODE_VERSION` (called on the workers to check they run the client's code)."""
+    return CODE_VERSION
+
 
 _ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://[^\s/:]+(:\d{1,5})?/?$|^[A-Za-z0-9.\-]+:\d{1,5}$")
 
@@ -253,6 +283,13 @@ def run(points: Sequence[Point], scheduler=None, *, workers: int | None = None,
         client, close = connect(scheduler, workers)
         try:
             n_workers = len(client.scheduler_info().get("workers", {}))
+            # Identical numbers need identical code: refuse workers that run another version.
+            versions = client.run(code_version)
+            stale = sorted(w for w, v in versions.items() if v != CODE_VERSION)
+            if stale:
+                raise ValueError(f"Dask workers {', '.join(stale)} run other code than this process "
+                                 f"(fingerprints {sorted(set(versions.values()))} vs {CODE_VERSION}); "
+                                 "restart them after updating the package")
             address = getattr(getattr(client, "scheduler", None), "address", None) or str(scheduler)
             name = f"{'local cluster' if scheduler == 'local' else 'scheduler'} {address}"
             futures = {}
