@@ -385,7 +385,7 @@ def _plot_phase(ph, args, ms, name, path: Path) -> None:
         lo, hi = _range(z)
         lo, hi = min(lo, -0.05), max(hi, 0.05)
         panels.append((z, rf"$\log_{{10}}(E_{{\mathrm{{train}}}} / a_t^2)$,  $m = {_m_text(m, tex=True)}$",
-                       TwoSlopeNorm(0.0, lo, hi), "RdBu"))
+                       TwoSlopeNorm(0.0, lo, hi), "RdBu", m))
     finite = [m for m in ms if math.isfinite(m)]
     if finite:
         m0, key = min(finite), _m_text(min(finite))
@@ -394,15 +394,16 @@ def _plot_phase(ph, args, ms, name, path: Path) -> None:
         positive = np.where(gap > 0, gap, np.nan)
         lo, hi = _range(positive, log=True)
         panels.append((positive, rf"$E_{{\mathrm{{test}}}}(m = {key}) - E_{{\mathrm{{test}}}}(m = \infty)$",
-                       LogNorm(lo, hi), "magma"))
+                       LogNorm(lo, hi), "magma", m0))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.9 * len(panels), 4.6), squeeze=False)
-    for ax, (z, title, norm, cmap_name) in zip(axes[0], panels):
+    for ax, (z, title, norm, cmap_name, m) in zip(axes[0], panels):
         cmap = plt.get_cmap(cmap_name).with_extremes(bad="0.75")
         mesh = ax.pcolormesh(ph["psi_n"], ph["psi_p"], np.ma.masked_invalid(z), norm=norm, cmap=cmap,
                              shading="auto")
         fig.colorbar(mesh, ax=ax)
         ax.plot([0.1, 10], [0.1, 10], color="k", ls=":", lw=1, label="$p = n$")
-        ax.plot([0.1, 2.5], [0.4, 10], color="k", ls="--", lw=0.8, label="$p = 4n$")
+        if math.isfinite(m) and m > 1:  # p = nm: as many features as noisy training inputs
+            ax.plot([0.1, 10 / m], [0.1 * m, 10], color="k", ls="--", lw=0.8, label=f"$p = {int(m)}n$")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(0.1, 10)
@@ -411,9 +412,9 @@ def _plot_phase(ph, args, ms, name, path: Path) -> None:
         ax.set_ylabel(r"$\psi_p = p/d$")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(rf"Memorisation phase diagram ({name}, $t = {args.t:g}$, $\lambda = {args.lam:g}$). "
-                 r"Red: train error below its generalising value $a_t^2$ (memorisation). "
-                 "Grey: flagged, not resolved in double precision (use precision=)", fontsize=10)
+    fig.suptitle(rf"Memorisation phase diagram ({name}, $t = {args.t:g}$, $\lambda = {args.lam:g}$)" "\n"
+                 r"red: train error below its generalising value $a_t^2$ (memorisation); "
+                 "grey: flagged, not resolved in double precision (use precision=)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

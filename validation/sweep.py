@@ -184,7 +184,7 @@ def _is_client(obj) -> bool:
     return type(obj).__name__ == "Client" and hasattr(obj, "submit")
 
 
-def connect(scheduler, workers: int | None = None, timeout: float = 10.0):
+def connect(scheduler, workers: int | None = None, timeout: float = 3.0):
     """``(client, close)`` for ``scheduler`` (see the module docstring); ``ValueError`` if unreachable."""
     check_scheduler(scheduler)
     from distributed import Client, LocalCluster
