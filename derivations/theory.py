@@ -24,7 +24,10 @@ from functools import lru_cache
 import mpmath
 import numpy as np
 
-from numerics import ConvergenceError, Solver, compile as compile_system, solve_mp
+from numerics import ConvergenceError
+from numerics.reduced import ReducedSolver, compile_reduced
+from pencils.cache import cached
+from pencils.reduce import ReducedSystem, reduce_systems
 
 from .dsm import QUANTITIES, DSMEquations, dsm_equations, dsm_system, m_kind
 
@@ -63,9 +66,23 @@ def parse_m(m) -> float:
     return int(value)
 
 
+#: Digits of the automatic mpmath refinement of points double precision cannot resolve.
+REFINE_DPS = 30
+#: ``precision=`` above this many digits is refused (hours of work, no use).
+MAX_PRECISION = 1000
+
+
+def reduced_system(kind: str) -> ReducedSystem:
+    """The reduced system of both errors for one kind of ``m`` (shared core), disk-cached
+    under a cheap key so that a warm start does not touch the raw systems."""
+    return cached("dsm-reduced", f"dsm:{kind}:{','.join(QUANTITIES)}",
+                  lambda: reduce_systems({q: dsm_system(kind, q) for q in QUANTITIES}, cache=False))
+
+
 @lru_cache(maxsize=None)
-def _solver(kind: str, quantity: str) -> Solver:
-    return compile_system(dsm_system(kind, quantity))
+def reduced_solver(kind: str) -> ReducedSolver:
+    """The compiled solver of :func:`reduced_system` (one per process)."""
+    return compile_reduced(reduced_system(kind), key=f"dsm:{kind}")
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,15 @@ class Errors:
     iterations: np.ndarray
     rounding_error: np.ndarray
     precision: int | None = None
+    #: points re-solved in mpmath because double precision could not resolve them
+    refined: np.ndarray | None = None
+
+
+def _check_precision(precision) -> None:
+    if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)) \
+            or not 15 <= precision <= MAX_PRECISION:
+        raise ValueError(f"precision is a whole number of decimal digits from 15 to {MAX_PRECISION}, "
+                         f"got {precision!r}")
 
 
 def _check_positive(name: str, x: np.ndarray, allow_zero: bool = False) -> None:
@@ -146,13 +172,17 @@ class DSMTheory:
         return f"DSMTheory({self.activation.name})"
 
     # -- equations -------------------------------------------------------------
-    def equations(self, m=1) -> DSMEquations:
-        """The derived fixed-point systems of ``E_test`` and ``E_train`` for this ``m``.
+    def equations(self, m=1, raw: bool = False) -> ReducedSystem | DSMEquations:
+        """The derived equations of ``E_test`` and ``E_train`` for this ``m``.
 
+        Default: the reduced system (:mod:`pencils.reduce`) -- a few core unknowns solved
+        by Newton and explicit read-outs, shared by both errors; ``.latex()`` renders it.
+        ``raw=True``: the raw operator-valued systems of the pencils (one per error).
         All finite ``m >= 2`` share one system with ``m`` as a parameter; ``m = 1`` and
         ``m = inf`` have their own (smaller) systems.
         """
-        return dsm_equations(parse_m(m))
+        m = parse_m(m)
+        return dsm_equations(m) if raw else reduced_system(m_kind(m))
 
     # -- numbers -----------------------------------------------------------------
     def solver_params(self, psi_n, psi_p, t, lam, m) -> dict:
@@ -164,29 +194,35 @@ class DSMTheory:
                     mu_s=np.sqrt(np.clip(c.mu_s_sq(t), 0.0, None)), mu_f=np.sqrt(c.mu_f_sq(t)))
 
     def errors(self, psi_n, psi_p, t, lam, m=1, precision: int | None = None, throw: bool = True,
-               check_rounding: bool = True, rtol: float = 1e-8, atol: float = 1e-10,
-               **solve_options) -> Errors:
+               check_rounding: bool = True, refine: bool = True, rtol: float = 1e-8, atol: float = 1e-10,
+               train_time=None, **solve_options) -> Errors:
         """Test error, train error and DSM test loss, broadcast over all array arguments.
 
         ``m``: integers ``>= 1`` and ``math.inf`` / ``"inf"`` (scalar or array).
-        ``precision``: ``None`` for double precision (vectorised numpy solver) or a number
-        of decimal digits for the mpmath backend (one point at a time, started from the
-        double-precision solution or, where that failed, by continuation in ``lam``).
-        ``throw``: raise :class:`numerics.ConvergenceError` if any point does not converge
-        (else those points are NaN and flagged).
-        ``check_rounding``: estimate the rounding error of each double-precision value by
-        re-solving with the parameters moved by a few ulps (doubles the cost); a point whose
-        estimate exceeds ``rtol |value| + atol`` is flagged like an unconverged one -- near
-        the interpolation peak the equations are so ill-conditioned that a tiny residual
-        no longer means an accurate value (use ``precision=`` there).  Both errors live on
-        the scale 1 (the zero score has ``E_test = Delta_t``, ``E_train = 1``), hence the
-        absolute floor ``atol``: a memorising train error of ``1e-7`` is reported to ``1e-10``.
+        ``precision``: ``None`` for double precision (vectorised solver of the reduced
+        system, :mod:`numerics.reduced`) or a number of decimal digits (15 to
+        ``MAX_PRECISION``) for the mpmath backend, one point at a time, started from the
+        double-precision solution or, where that failed, by continuation in ``lam``.
+        ``check_rounding``: estimate each double-precision value's rounding error (warm
+        re-solves with the parameters moved by a few ulps); ``refine``: a point whose
+        estimate exceeds ``rtol |value| + atol`` -- near the interpolation peak and deep in
+        the memorisation regime, where the traces are large and the errors are small
+        differences of them -- is re-solved in mpmath at ``REFINE_DPS`` digits
+        (``Errors.refined``); with ``refine=False`` it is flagged instead.
+        ``throw``: raise :class:`numerics.ConvergenceError` if any point is left unresolved
+        (else those points are NaN in every field and ``converged`` is False).
+        ``train_time``: the errors along gradient flow at time ``T``
+        (:mod:`derivations.training_time`); ``None`` is ``T = inf`` (the ridge solution).
+        Both errors live on the scale 1 (the zero score has ``E_test = Delta_t``,
+        ``E_train = 1``), hence the absolute floor ``atol``.
 
         >>> import pencils
         >>> e = pencils.build("relu").errors(psi_n=2, psi_p=[1, 4], t=0.5, lam=1e-2, m="inf")
         >>> e.test.round(4).tolist(), bool(e.converged.all())
         ([0.2941, 0.117], True)
         """
+        if train_time is not None:
+            return self._errors_at_time(psi_n, psi_p, t, lam, m, train_time, precision, throw, solve_options)
         arrays = [np.asarray(x, dtype=float) for x in (psi_n, psi_p, t, lam)]
         for name, x in zip(("psi_n", "psi_p", "t", "lam"), arrays):
             _check_positive(name, x)
@@ -196,49 +232,65 @@ class DSMTheory:
         flat = [np.broadcast_to(x, shape).reshape(-1) for x in (*arrays, m_vals)]
         size = int(np.prod(shape))
         exact = precision is not None
-        if exact and (int(precision) != precision or precision < 15):
-            raise ValueError(f"precision is a number of decimal digits >= 15, got {precision!r}")
+        if exact:
+            _check_precision(precision)
         dtype = object if exact else float
         out = {q: np.full(size, np.nan, dtype=dtype) for q in QUANTITIES}
         conv = np.zeros(size, dtype=bool)
         resid = np.zeros(size)
         iters = np.zeros(size, dtype=int)
         rounding = np.zeros(size)
+        refined = np.zeros(size, dtype=bool)
         kinds = np.array([m_kind(v) for v in flat[4]])
         for kind in ("1", "finite", "inf"):
             sel = np.nonzero(kinds == kind)[0]
             if not len(sel):
                 continue
             raw = [f[sel] for f in flat]
-            params = self.solver_params(*raw)
-            ok = np.ones(len(sel), dtype=bool)
+            solver = reduced_solver(kind)
+            params = {k: v for k, v in self.solver_params(*raw).items() if k in solver.param_names}
+            checked = check_rounding and not exact
+            sol = solver.solve(params, throw=False, estimate_error=checked, **solve_options)
+            resid[sel] = sol.residual
+            iters[sel] = sol.iterations
+            good = sol.converged.copy()
+            if checked:
+                for q in QUANTITIES:
+                    err = np.where(good, sol.error[q], np.inf)
+                    good &= err <= rtol * np.abs(sol.values[q]) + atol
+                    rounding[sel] = np.maximum(rounding[sel], np.where(np.isfinite(err), err, 0.0))
+            if exact:
+                todo = range(len(sel))
+            elif refine:
+                todo = np.nonzero(~good)[0]
+            else:
+                todo = ()
             for q in QUANTITIES:
-                solver = _solver(kind, q)
-                checked = check_rounding and not exact
-                # With the rounding check the accuracy of the value is measured directly, so the
-                # residual only has to show that Newton finished: where the unknowns are large
-                # (small lam, memorising regime) the residual floor of double precision is ~1e-12.
-                options = dict(dict(tol=1e-10) if checked else {}, **solve_options)
-                sol = solver.solve({k: v for k, v in params.items() if k in solver.param_names},
-                                   throw=False, estimate_error=checked, **options)
-                if exact:
-                    out[q][sel] = self._solve_mp(kind, q, raw, sol, int(precision))
-                else:
-                    good = sol.converged
-                    if sol.error is not None:
-                        err = np.where(good, sol.error * np.abs(sol.value), np.inf)
-                        rounding[sel] = np.maximum(rounding[sel], err)
-                        good = good & (err <= rtol * np.abs(sol.value) + atol)
-                    out[q][sel] = np.where(good, sol.value, np.nan)
-                    ok &= good
-                    resid[sel] = np.maximum(resid[sel], sol.residual)
-                iters[sel] = np.maximum(iters[sel], sol.iterations)
-            conv[sel] = ok
+                out[q][sel] = np.where(good, sol.values[q], np.nan) if not exact else out[q][sel]
+            for k in todo:
+                point = [float(r[k]) for r in raw]
+                init = list(sol.core[k]) if sol.converged[k] else None
+                dps = int(precision) if exact else REFINE_DPS
+                try:
+                    res = self._mp_point(kind, point, dps, init)
+                except ConvergenceError:
+                    continue
+                for q in QUANTITIES:
+                    v = res["values"][q]
+                    out[q][sel[k]] = v if exact else float(v)
+                good[k] = True
+                refined[sel[k]] = not exact
+                rounding[sel[k]] = 0.0 if exact else float(
+                    np.finfo(float).eps * max(abs(float(res["values"][q])) for q in QUANTITIES))
+                resid[sel[k]] = float(res["residual"])
+            conv[sel] = good
+        for q in QUANTITIES:  # an unresolved point is NaN in every field
+            out[q][~conv] = np.nan
         if throw and not conv.all():
             bad = np.nonzero(~conv)[0]
             k = bad[0]
             raise ConvergenceError(
-                f"{len(bad)} of {size} points did not converge, e.g. psi_n={flat[0][k]}, psi_p={flat[1][k]}, "
+                f"{len(bad)} of {size} points are unresolved, e.g. psi_n={flat[0][k]}, psi_p={flat[1][k]}, "
                 f"t={flat[2][k]}, lam={flat[3][k]}, m={flat[4][k]} (residual {resid[k]:.2e}, "
                 f"estimated rounding error {rounding[k]:.1e}); "
                 "use throw=False to get them flagged, or precision=... near the interpolation peak",
@@ -246,14 +298,30 @@ class DSMTheory:
         a_sq = np.exp(-2.0 * flat[2])
         if exact:
             with mpmath.workdps(int(precision)):
-                loss = np.array([v + mpmath.exp(-2 * mpmath.mpf(tt)) for v, tt in zip(out["test"], flat[2])],
-                                dtype=object)
+                loss = np.array([v + mpmath.exp(-2 * mpmath.mpf(tt)) if c else np.nan
+                                 for v, tt, c in zip(out["test"], flat[2], conv)], dtype=object)
         else:
             loss = out["test"] + a_sq
         return Errors(test=out["test"].reshape(shape), train=out["train"].reshape(shape),
                       dsm_test_loss=loss.reshape(shape), converged=conv.reshape(shape),
                       residual=resid.reshape(shape), iterations=iters.reshape(shape),
-                      rounding_error=rounding.reshape(shape), precision=int(precision) if exact else None)
+                      rounding_error=rounding.reshape(shape), precision=int(precision) if exact else None,
+                      refined=refined.reshape(shape))
+
+    def _errors_at_time(self, psi_n, psi_p, t, lam, m, train_time, precision, throw, solve_options) -> Errors:
+        """``errors(..., train_time=T)``: gradient-flow errors (:mod:`derivations.training_time`)."""
+        if precision is not None:
+            raise ValueError("precision= is not available with train_time")
+        from .training_time import errors_at_time
+
+        e = errors_at_time(self, psi_n, psi_p, t, lam, m, train_time, **solve_options)
+        if throw and not e.converged.all():
+            raise ConvergenceError(f"{int((~e.converged).sum())} of {e.converged.size} points not resolved "
+                                   "(quadrature estimate > tol, unconverged traces, or p = n m); use throw=False",
+                                   None)
+        return Errors(test=e.test, train=e.train, dsm_test_loss=e.dsm_test_loss, converged=e.converged,
+                      residual=np.zeros(e.test.shape), iterations=e.nodes,
+                      rounding_error=np.fmax(e.test_error, e.train_error))
 
     # -- peaks and the ridgeless limit -------------------------------------------------
     def peaks(self, psi_n, t, m, lam, **kw):
@@ -290,23 +358,20 @@ class DSMTheory:
                         mu_star=mpmath.sqrt(max(mu_star_sq, 0)), mu_s=mpmath.sqrt(max(mu_s_sq, 0)),
                         mu_f=mpmath.sqrt(max(mu_star_sq - mu_s_sq, 0)))
 
-    def _solve_mp(self, kind, quantity, raw, dsol, dps) -> np.ndarray:
-        """mpmath values at the points ``raw = (psi_n, psi_p, t, lam, m)`` (flat arrays);
-        raises :class:`numerics.ConvergenceError` if a residual is not verified."""
-        system = dsm_system(kind, quantity)
-        names = {p.name for p in system.params}
-        values = np.empty(len(raw[0]), dtype=object)
-        for k in range(len(values)):
-            point = [float(r[k]) for r in raw]
-            if dsol.converged[k]:
-                init = list(dsol.tau[k])
-            else:
-                init = self._continue_in_lam(kind, quantity, point, dps)
-            mp_p = {q: v for q, v in self.mp_params(*point, dps).items() if q in names}
-            values[k] = solve_mp(system, mp_p, dps=dps, init=init).value
-        return values
+    def _mp_point(self, kind, point, dps, init=None) -> dict:
+        """Both errors at one point ``(psi_n, psi_p, t, lam, m)`` at ``dps`` digits
+        (reduced system, verified residual); started from ``init`` (double-precision core)
+        or, where that is missing or fails, by continuation in ``lam``."""
+        solver = reduced_solver(kind)
+        mp_p = {q: v for q, v in self.mp_params(*point, dps).items() if q in solver.param_names}
+        if init is not None:
+            try:
+                return solver.solve_mp(mp_p, dps, init=init)
+            except ConvergenceError:
+                pass
+        return solver.solve_mp(mp_p, dps, init=self._continue_in_lam(kind, point, dps))
 
-    def _continue_in_lam(self, kind, quantity, point, dps, per_decade: int = 8) -> list:
+    def _continue_in_lam(self, kind, point, dps, per_decade: int = 8) -> list:
         """Starting point for mpmath Newton where double precision failed.
 
         Walk the ridge down from ``max(lam, 1e-2)`` to the target ``lam`` geometrically
@@ -319,29 +384,29 @@ class DSMTheory:
         start = max(lam, 1e-2)
         steps = max(1, int(math.ceil(per_decade * math.log10(start / lam))))
         lams = start * (lam / start) ** (np.arange(steps + 1) / steps)
-        solver = _solver(kind, quantity)
-        params = self.solver_params(psi_n, psi_p, t, lams, m)
-        dsol = solver.solve({q: v for q, v in params.items() if q in solver.param_names}, throw=False,
-                            estimate_error=True)
+        solver = reduced_solver(kind)
+        params = {k: v for k, v in self.solver_params(psi_n, psi_p, t, lams, m).items() if k in solver.param_names}
+        dsol = solver.solve(params, throw=False, estimate_error=True)
         # A start for Newton must be accurate, not just converged: keep well-resolved points.
-        ok = np.cumprod(dsol.converged & (dsol.error <= 1e-7)).astype(bool)
+        acc = dsol.converged & np.all([dsol.error[q] <= 1e-7 * np.maximum(1, np.abs(dsol.values[q]))
+                                       for q in QUANTITIES], axis=0)
+        ok = np.cumprod(acc).astype(bool)
         if not ok[0]:
             raise ConvergenceError(f"no double-precision start at lam={start} for {point}", None)
         last = int(np.nonzero(ok)[0][-1])
-        system = dsm_system(kind, quantity)
-        names = {p.name for p in system.params}
 
         def solve_at(lam_k, init):
-            mp_p = {q: v for q, v in self.mp_params(psi_n, psi_p, t, float(lam_k), m, dps).items() if q in names}
-            return list(solve_mp(system, mp_p, dps=dps, init=init).tau)
+            mp_p = {q: v for q, v in self.mp_params(psi_n, psi_p, t, float(lam_k), m, dps).items()
+                    if q in solver.param_names}
+            return list(solver.solve_mp(mp_p, dps, init=init)["core"])
 
-        prev, tau = None, solve_at(lams[last], list(dsol.tau[last]))
+        prev, core = None, solve_at(lams[last], list(dsol.core[last]))
         for lam_k in lams[last + 1:-1]:
-            guess = tau if prev is None else [_geometric_step(a, b) for a, b in zip(prev, tau)]
-            prev, tau = tau, solve_at(lam_k, guess)
+            guess = core if prev is None else [_geometric_step(a, b) for a, b in zip(prev, core)]
+            prev, core = core, solve_at(lam_k, guess)
         if prev is not None:
-            tau = [_geometric_step(a, b) for a, b in zip(prev, tau)]
-        return tau
+            core = [_geometric_step(a, b) for a, b in zip(prev, core)]
+        return core
 
 
 def _geometric_step(a, b):

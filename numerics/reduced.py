@@ -142,15 +142,16 @@ def _source(R: ReducedSystem, backend: str) -> str:
     return "\n".join(parts)
 
 
-def generate_reduced_source(R: ReducedSystem, backend: str = "numpy") -> str:
-    """Python source of the compiled program for ``backend``, cached on disk."""
-    return cached(f"reduced-codegen-{backend}", describe((R.steps, tuple(R.outputs.items()))),
-                  lambda: _source(R, backend))
+def generate_reduced_source(R: ReducedSystem, backend: str = "numpy", key: str | None = None) -> str:
+    """Python source of the compiled program for ``backend``, cached on disk under
+    ``key`` (a cheap name fixed by the caller) or, by default, the system itself."""
+    desc = key if key is not None else describe((R.steps, tuple(R.outputs.items())))
+    return cached(f"reduced-codegen-{backend}", desc, lambda: _source(R, backend))
 
 
-def _namespace(R: ReducedSystem, backend: str) -> dict:
+def _namespace(R: ReducedSystem, backend: str, key: str | None) -> dict:
     ns: dict = {"numpy": np, "mpmath": mpmath}
-    exec(compile(generate_reduced_source(R, backend), f"<reduced-{backend}>", "exec"), ns)
+    exec(compile(generate_reduced_source(R, backend, key), f"<reduced-{backend}>", "exec"), ns)
     return ns
 
 
@@ -172,7 +173,7 @@ class ReducedSolver:
     (True, (2,))
     """
 
-    def __init__(self, reduced: ReducedSystem):
+    def __init__(self, reduced: ReducedSystem, key: str | None = None):
         if not isinstance(reduced, ReducedSystem):
             raise ValueError("compile_reduced needs a pencils.reduce.ReducedSystem")
         self.reduced = reduced
@@ -181,10 +182,11 @@ class ReducedSolver:
         self._segments = _segments(reduced)
         self._ns = {b: None for b in ("numpy", "mpmath")}
         self.n_core = len(reduced.core_unknowns)
+        self._key = key
 
     def _fns(self, backend: str) -> dict:
         if self._ns[backend] is None:
-            self._ns[backend] = _namespace(self.reduced, backend)
+            self._ns[backend] = _namespace(self.reduced, backend, self._key)
         return self._ns[backend]
 
     # -- parameters ------------------------------------------------------------------
@@ -452,6 +454,7 @@ def _batched_solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
         return out
 
 
-def compile_reduced(reduced: ReducedSystem) -> ReducedSolver:
-    """The vectorised solver of a reduced system (see :class:`ReducedSolver`)."""
-    return ReducedSolver(reduced)
+def compile_reduced(reduced: ReducedSystem, key: str | None = None) -> ReducedSolver:
+    """The vectorised solver of a reduced system (see :class:`ReducedSolver`); ``key``
+    names its generated code in the disk cache (default: the system's description)."""
+    return ReducedSolver(reduced, key)

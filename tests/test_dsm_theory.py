@@ -47,15 +47,19 @@ def test_bad_input(kwargs, words):
 
 
 def test_equations_are_sympy_and_latex():
-    eq = theory().equations(m=4)
+    eq = theory().equations(m=4, raw=True)
     assert eq.kind == "finite" and "m" in {s.name for s in eq.test.params}
     assert eq.test.n_unknowns > 0 and eq.train.size > 0
     tex = eq.latex()
     assert "\\tau" in tex or "tau" in tex
     assert set(eq.sympy) == {"test", "train"}
     # all finite m >= 2 share one system; m = 1 and m = inf have their own
-    assert theory().equations(16).test is eq.test
-    assert theory().equations(1).test is not eq.test
+    assert theory().equations(16, raw=True).test is eq.test
+    assert theory().equations(1, raw=True).test is not eq.test
+    # the default is the reduced system: a few core unknowns and explicit read-outs
+    red = theory().equations(m=4)
+    assert set(red.outputs) == {"test", "train"} and 0 < red.sizes["core"] <= 6
+    assert red.sizes["core"] < red.sizes["raw_unknowns"]["test"] / 5
 
 
 # ---------------------------------------------------------------- limits
@@ -180,19 +184,21 @@ def test_peak_locations():
 
 def test_near_the_peak_double_precision_is_flagged_and_mpmath_is_right():
     """psi_p / psi_n = 1 - 1e-6, lam = 1e-8, m = 1: the equations are so ill-conditioned
-    that double precision loses about seven digits while its residual stays ~1e-16."""
+    that double precision cannot resolve the point: it must be flagged (unconverged, or
+    converged with a rounding estimate above the tolerance), never returned wrong."""
     kw = dict(psi_n=1.0, psi_p=1 - 1e-6, t=0.5, lam=1e-8, m=1)
-    raw = theory().errors(check_rounding=False, **kw)  # converged, residual tiny ...
-    assert bool(raw.converged) and float(raw.residual) < 1e-12
-    checked = theory().errors(throw=False, **kw)  # ... but the rounding check flags it
-    assert not bool(checked.converged) and np.isnan(checked.test)
-    with pytest.raises(ConvergenceError, match="rounding"):
-        theory().errors(**kw)
+    checked = theory().errors(throw=False, refine=False, **kw)
+    assert not bool(checked.converged) and np.isnan(checked.test) and np.isnan(checked.dsm_test_loss)
+    assert np.isnan(checked.train)  # an unresolved point is NaN in every field
+    with pytest.raises(ConvergenceError, match="unresolved"):
+        theory().errors(refine=False, **kw)
+    auto = theory().errors(**kw)  # by default such a point is re-solved in mpmath
+    assert bool(auto.converged) and bool(auto.refined)
     hp30 = theory().errors(precision=30, **kw)
     hp40 = theory().errors(precision=40, **kw)
     for q in ("test", "train"):
         a, b = getattr(hp30, q).item(), getattr(hp40, q).item()
         assert abs(a - b) < mpmath.mpf(10) ** -18 * abs(b)  # mpmath is converged in precision
-    wrong = abs(float(raw.test) - float(hp40.test.item())) / float(hp40.test.item())
-    assert wrong > 1e-9  # double precision really is off here
-    assert float(checked.rounding_error) > 1e-9 * float(hp40.test.item())  # and the estimate saw it
+    for q in ("test", "train"):  # the automatic refinement is right to double precision
+        exact = float(getattr(hp40, q).item())
+        assert abs(float(getattr(auto, q)) - exact) <= 4 * np.finfo(float).eps * abs(exact)
