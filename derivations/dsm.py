@@ -44,7 +44,7 @@ from functools import lru_cache
 
 import sympy
 
-from pencils.expr import D, Space, Trace, gaussian, inverse, trace
+from pencils.expr import S_NU, D, Space, SpectralMean, Trace, gaussian, inverse, spectral, trace
 from pencils.freeprob import FixedPointSystem, equations
 
 __all__ = ["SYMBOLS", "m_kind", "dsm_traces", "dsm_system", "DSMEquations", "dsm_equations"]
@@ -69,11 +69,25 @@ def m_kind(m) -> str:
     return "1" if m == 1 else "finite"
 
 
-def dsm_traces(kind: str) -> dict[str, Trace]:
-    """``{"test": E_test, "train": E_train}`` as normalised traces (module docstring)."""
+def dsm_traces(kind: str, structured: bool = False) -> dict[str, Trace]:
+    """``{"test": E_test, "train": E_train}`` as normalised traces (module docstring).
+
+    ``structured``: data ``x = Sigma^{1/2} x0`` (MODEL.md, "Structured data"): the data
+    matrix becomes ``X Sigma^{1/2}``, the test features have the linear covariance
+    ``mu1^2 W S_t W^T`` with ``S_t = a^2 Sigma + Delta``, and the score error gains the
+    constant ``Delta tr(S_t^{-1})/d = Delta E_nu[1/(a^2 s + Delta)]`` (the cross term is
+    unchanged: by Stein's lemma ``E[phi y^T] S_t^{-1} = mu1 W / sqrt(d)``).  The
+    Gaussian-equivalence numbers are then those at variance ``v_t = a^2 tau + Delta``.
+    """
     n, p = Space("n", psi_n), Space("p", psi_p)
     X, W = gaussian("X", n, D), gaussian("W", p, D)
-    U = mu1_**2 * W @ W.T + mu_star_**2
+    if structured:
+        X = X @ spectral(sympy.sqrt(S_NU))
+        U = mu1_**2 * W @ spectral(a_**2 * S_NU + Delta_) @ W.T + mu_star_**2
+        constant = Delta_ * SpectralMean(1 / (a_**2 * S_NU + Delta_))
+    else:
+        U = mu1_**2 * W @ W.T + mu_star_**2
+        constant = Delta_
     V = mu1_ * W
     sd = sympy.sqrt(Delta_)
     if kind == "inf":
@@ -98,16 +112,16 @@ def dsm_traces(kind: str) -> dict[str, Trace]:
         train = 1 + (trace(Bt.T @ FtF @ Bt) + 2 * trace(Bt.T @ G)) / N
     else:
         raise ValueError(f"unknown m kind {kind!r}; use '1', 'finite' or 'inf'")
-    test = Delta_ + trace(Bt.T @ U @ Bt) + 2 * sd * trace(Bt.T @ V)
+    test = constant + trace(Bt.T @ U @ Bt) + 2 * sd * trace(Bt.T @ V)
     return {"test": test, "train": train}
 
 
 @lru_cache(maxsize=None)
-def dsm_system(kind: str, quantity: str) -> FixedPointSystem:
+def dsm_system(kind: str, quantity: str, structured: bool = False) -> FixedPointSystem:
     """The fixed-point system of one error (disk-cached by :func:`pencils.freeprob.equations`)."""
     if quantity not in QUANTITIES:
         raise ValueError(f"unknown quantity {quantity!r}; use one of {QUANTITIES}")
-    return equations(dsm_traces(kind)[quantity])
+    return equations(dsm_traces(kind, structured)[quantity])
 
 
 @dataclass(frozen=True)

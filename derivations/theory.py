@@ -72,17 +72,62 @@ REFINE_DPS = 30
 MAX_PRECISION = 1000
 
 
-def reduced_system(kind: str) -> ReducedSystem:
+def reduced_system(kind: str, structured: bool = False) -> ReducedSystem:
     """The reduced system of both errors for one kind of ``m`` (shared core), disk-cached
-    under a cheap key so that a warm start does not touch the raw systems."""
-    return cached("dsm-reduced", f"dsm:{kind}:{','.join(QUANTITIES)}",
-                  lambda: reduce_systems({q: dsm_system(kind, q) for q in QUANTITIES}, cache=False))
+    under a cheap key so that a warm start does not touch the raw systems.
+    ``structured``: data with a covariance ``Sigma`` (spectral means over its eigenvalues)."""
+    name = f"dsm:{kind}:{','.join(QUANTITIES)}" + (":structured" if structured else "")
+    return cached("dsm-reduced", name, lambda: reduce_systems(
+        {q: dsm_system(kind, q, structured) for q in QUANTITIES}, cache=False))
 
 
 @lru_cache(maxsize=None)
-def reduced_solver(kind: str) -> ReducedSolver:
+def reduced_solver(kind: str, structured: bool = False) -> ReducedSolver:
     """The compiled solver of :func:`reduced_system` (one per process)."""
-    return compile_reduced(reduced_system(kind), key=f"dsm:{kind}")
+    return compile_reduced(reduced_system(kind, structured), key=f"dsm:{kind}" + (":structured" if structured else ""))
+
+
+def spectral_measure(covariance) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(eigenvalues, weights)`` of the data covariance's spectral measure ``nu``.
+
+    ``covariance``: ``None`` (isotropic data), a 1-D array of eigenvalues (equal weights;
+    zeros allowed), a pair ``(eigenvalues, weights)`` with non-negative weights summing to
+    1, or a symmetric positive semi-definite matrix.  Equal atoms are merged.
+
+    >>> spectral_measure(([1.0, 2.0, 1.0], [0.25, 0.5, 0.25]))
+    (array([1., 2.]), array([0.5, 0.5]))
+    """
+    if covariance is None:
+        return None
+    if isinstance(covariance, tuple) and len(covariance) == 2:
+        s = np.asarray(covariance[0], dtype=float)
+        w = np.asarray(covariance[1], dtype=float)
+        if s.ndim != 1 or w.shape != s.shape:
+            raise ValueError("covariance=(eigenvalues, weights) needs two 1-D arrays of the same length")
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError("spectral weights must be finite and non-negative")
+        if abs(w.sum() - 1.0) > 1e-9:
+            raise ValueError(f"spectral weights must sum to 1, got {w.sum()!r}")
+    else:
+        c = np.asarray(covariance, dtype=float)
+        if c.ndim == 2:
+            if c.shape[0] != c.shape[1] or not np.allclose(c, c.T, rtol=1e-10, atol=1e-12):
+                raise ValueError("a covariance matrix must be square and symmetric")
+            s = np.linalg.eigvalsh(c)
+            s = np.where(np.abs(s) <= 1e-12 * max(1.0, np.abs(s).max()), 0.0, s)
+        elif c.ndim == 1:
+            s = c
+        else:
+            raise ValueError("covariance must be None, eigenvalues, (eigenvalues, weights) or a matrix")
+        w = np.full(s.shape, 1.0 / max(len(s), 1))
+    if s.size == 0:
+        raise ValueError("the covariance spectrum is empty")
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ValueError("covariance eigenvalues must be finite and >= 0")
+    if not np.any((s > 0) & (w > 0)):
+        raise ValueError("the covariance spectrum is all zero (no data)")
+    atoms, inverse = np.unique(s, return_inverse=True)
+    return atoms, np.bincount(inverse, weights=w, minlength=len(atoms))
 
 
 @dataclass(frozen=True)
@@ -94,6 +139,24 @@ class Coefficients:
     """
 
     activation: object
+    #: ``tau = tr(Sigma)/d`` of the data covariance (1 for isotropic data)
+    tau: float = 1.0
+
+    def at(self, t) -> dict:
+        """``mu1, mu_star, mu_s, mu_f`` at diffusion time ``t`` (arrays): for structured
+        data the constants at pre-activation variance ``v_t = a_t^2 tau + Delta_t`` and
+        shared covariance ``a_t^2 tau`` (MODEL.md); ``tau = 1`` gives the isotropic ones."""
+        t = np.asarray(t, dtype=float)
+        if self.tau == 1.0:
+            return dict(mu1=np.full(t.shape, self.mu1), mu_star=np.full(t.shape, math.sqrt(max(self.mu_star_sq, 0.0))),
+                        mu_s=np.sqrt(np.clip(self.mu_s_sq(t), 0.0, None)), mu_f=np.sqrt(self.mu_f_sq(t)))
+        a_sq = np.exp(-2.0 * t)
+        _, mu1, star, s_sq, _ = self.activation.equivalence_constants(a_sq * self.tau - np.expm1(-2.0 * t),
+                                                                        a_sq * self.tau)
+        star = np.clip(star, 0.0, None)
+        s_sq = np.clip(s_sq, 0.0, None)
+        return dict(mu1=np.asarray(mu1), mu_star=np.sqrt(star), mu_s=np.sqrt(s_sq),
+                    mu_f=np.sqrt(np.clip(star - s_sq, 0.0, None)))
 
     @property
     def mu0(self) -> float:
@@ -115,8 +178,9 @@ class Coefficients:
         return np.clip(np.asarray(self.activation.mu_f_sq(a_sq)), 0.0, None)
 
     def __repr__(self) -> str:
+        extra = "" if self.tau == 1.0 else f"; structured data, tau={self.tau:.6g}: see .at(t)"
         return (f"Coefficients({self.activation.name}: mu0={self.mu0:.6g}, mu1={self.mu1:.6g}, "
-                f"mu_star_sq={self.mu_star_sq:.6g})")
+                f"mu_star_sq={self.mu_star_sq:.6g}{extra})")
 
 
 @dataclass(frozen=True)
@@ -164,12 +228,30 @@ def _check_positive(name: str, x: np.ndarray, allow_zero: bool = False) -> None:
 class DSMTheory:
     """Asymptotic DSM learning curves of one activation (see module docstring)."""
 
-    def __init__(self, activation):
+    def __init__(self, activation, covariance=None):
         self.activation = activation
-        self.coefficients = Coefficients(activation)
+        #: ``(eigenvalues, weights)`` of the data covariance, or ``None`` (isotropic)
+        self.spectrum = spectral_measure(covariance)
+        self.structured = self.spectrum is not None
+        tau = 1.0 if not self.structured else float(np.dot(*self.spectrum))
+        self.coefficients = Coefficients(activation, tau)
 
     def __repr__(self) -> str:
-        return f"DSMTheory({self.activation.name})"
+        extra = "" if not self.structured else f", covariance with {len(self.spectrum[0])} atoms"
+        return f"DSMTheory({self.activation.name}{extra})"
+
+    def _solver(self, kind: str) -> ReducedSolver:
+        return reduced_solver(kind, self.structured)
+
+    def _spectral_constant(self, t):
+        """``Delta_t tr(S_t^{-1})/d`` (the zero score's test error; ``Delta_t`` when isotropic)."""
+        t = np.asarray(t, dtype=float)
+        delta = -np.expm1(-2.0 * t)
+        if not self.structured:
+            return delta
+        s, w = self.spectrum
+        a_sq = np.exp(-2.0 * t)
+        return delta * np.sum(w / (a_sq[..., None] * s + delta[..., None]), axis=-1)
 
     # -- equations -------------------------------------------------------------
     def equations(self, m=1, raw: bool = False) -> ReducedSystem | DSMEquations:
@@ -182,16 +264,16 @@ class DSMTheory:
         ``m = inf`` have their own (smaller) systems.
         """
         m = parse_m(m)
-        return dsm_equations(m) if raw else reduced_system(m_kind(m))
+        if raw and self.structured:
+            return {q: dsm_system(m_kind(m), q, True) for q in QUANTITIES}
+        return dsm_equations(m) if raw else reduced_system(m_kind(m), self.structured)
 
     # -- numbers -----------------------------------------------------------------
     def solver_params(self, psi_n, psi_p, t, lam, m) -> dict:
         """Numeric parameters of the derived systems (broadcast arrays)."""
         t = np.asarray(t, dtype=float)
-        c = self.coefficients
         return dict(psi_n=psi_n, psi_p=psi_p, lam=lam, m=m, a=np.exp(-t), Delta=-np.expm1(-2.0 * t),
-                    mu1=c.mu1, mu_star=math.sqrt(max(c.mu_star_sq, 0.0)),
-                    mu_s=np.sqrt(np.clip(c.mu_s_sq(t), 0.0, None)), mu_f=np.sqrt(c.mu_f_sq(t)))
+                    **self.coefficients.at(t))
 
     def errors(self, psi_n, psi_p, t, lam, m=1, precision: int | None = None, throw: bool = True,
                check_rounding: bool = True, refine: bool = True, rtol: float = 1e-8, atol: float = 1e-10,
@@ -247,10 +329,11 @@ class DSMTheory:
             if not len(sel):
                 continue
             raw = [f[sel] for f in flat]
-            solver = reduced_solver(kind)
+            solver = self._solver(kind)
             params = {k: v for k, v in self.solver_params(*raw).items() if k in solver.param_names}
             checked = check_rounding and not exact
-            sol = solver.solve(params, throw=False, estimate_error=checked, **solve_options)
+            sol = solver.solve(params, spectrum=self.spectrum, throw=False, estimate_error=checked,
+                               **solve_options)
             resid[sel] = sol.residual
             iters[sel] = sol.iterations
             good = sol.converged.copy()
@@ -295,13 +378,13 @@ class DSMTheory:
                 f"estimated rounding error {rounding[k]:.1e}); "
                 "use throw=False to get them flagged, or precision=... near the interpolation peak",
                 None)
-        a_sq = np.exp(-2.0 * flat[2])
         if exact:
             with mpmath.workdps(int(precision)):
-                loss = np.array([v + mpmath.exp(-2 * mpmath.mpf(tt)) if c else np.nan
+                loss = np.array([v + 1 - self._spectral_constant_mp(tt) if c else np.nan
                                  for v, tt, c in zip(out["test"], flat[2], conv)], dtype=object)
-        else:
-            loss = out["test"] + a_sq
+        else:  # the DSM loss on fresh data: E_test + 1 - Delta tr(S^{-1})/d  (= E_test + a^2 isotropic)
+            loss = out["test"] + (np.exp(-2.0 * flat[2]) if not self.structured
+                                  else 1.0 - self._spectral_constant(flat[2]))
         return Errors(test=out["test"].reshape(shape), train=out["train"].reshape(shape),
                       dsm_test_loss=loss.reshape(shape), converged=conv.reshape(shape),
                       residual=resid.reshape(shape), iterations=iters.reshape(shape),
@@ -312,6 +395,8 @@ class DSMTheory:
         """``errors(..., train_time=T)``: gradient-flow errors (:mod:`derivations.training_time`)."""
         if precision is not None:
             raise ValueError("precision= is not available with train_time")
+        if self.structured:
+            raise ValueError("train_time= is derived for isotropic data only (covariance=None) so far")
         from .training_time import errors_at_time
 
         e = errors_at_time(self, psi_n, psi_p, t, lam, m, train_time, **solve_options)
@@ -349,27 +434,41 @@ class DSMTheory:
         with mpmath.workdps(dps):
             t = mpmath.mpf(t)
             a_sq = mpmath.exp(-2 * t)
-            mp = self.activation.coefficients_mp(dps)
-            mu_s_sq = self.activation.kernel_mp(a_sq, dps=dps) - mp.mu0 ** 2 - mp.mu1 ** 2 * a_sq
-            mu_star_sq = mp.mu_star_sq
+            if self.structured and self.coefficients.tau != 1.0:
+                tau = mpmath.mpf(self.coefficients.tau)
+                _, mu1, mu_star_sq, mu_s_sq, _ = self.activation.equivalence_constants_mp(
+                    a_sq * tau - mpmath.expm1(-2 * t), a_sq * tau, dps)
+                mp = type("C", (), {"mu1": mu1})
+            else:
+                mp = self.activation.coefficients_mp(dps)
+                mu_s_sq = self.activation.kernel_mp(a_sq, dps=dps) - mp.mu0 ** 2 - mp.mu1 ** 2 * a_sq
+                mu_star_sq = mp.mu_star_sq
             return dict(psi_n=mpmath.mpf(psi_n), psi_p=mpmath.mpf(psi_p), lam=mpmath.mpf(lam),
                         m=mpmath.mpf(m) if math.isfinite(m) else None,
                         a=mpmath.exp(-t), Delta=-mpmath.expm1(-2 * t), mu1=mp.mu1,
                         mu_star=mpmath.sqrt(max(mu_star_sq, 0)), mu_s=mpmath.sqrt(max(mu_s_sq, 0)),
                         mu_f=mpmath.sqrt(max(mu_star_sq - mu_s_sq, 0)))
 
+    def _spectral_constant_mp(self, t):
+        t = mpmath.mpf(t)
+        delta = -mpmath.expm1(-2 * t)
+        if not self.structured:
+            return delta
+        a_sq = mpmath.exp(-2 * t)
+        return delta * mpmath.fsum(mpmath.mpf(w) / (a_sq * mpmath.mpf(s) + delta) for s, w in zip(*self.spectrum))
+
     def _mp_point(self, kind, point, dps, init=None) -> dict:
         """Both errors at one point ``(psi_n, psi_p, t, lam, m)`` at ``dps`` digits
         (reduced system, verified residual); started from ``init`` (double-precision core)
         or, where that is missing or fails, by continuation in ``lam``."""
-        solver = reduced_solver(kind)
+        solver = self._solver(kind)
         mp_p = {q: v for q, v in self.mp_params(*point, dps).items() if q in solver.param_names}
         if init is not None:
             try:
-                return solver.solve_mp(mp_p, dps, init=init)
+                return solver.solve_mp(mp_p, dps, init=init, spectrum=self.spectrum)
             except ConvergenceError:
                 pass
-        return solver.solve_mp(mp_p, dps, init=self._continue_in_lam(kind, point, dps))
+        return solver.solve_mp(mp_p, dps, init=self._continue_in_lam(kind, point, dps), spectrum=self.spectrum)
 
     def _continue_in_lam(self, kind, point, dps, per_decade: int = 8) -> list:
         """Starting point for mpmath Newton where double precision failed.
@@ -384,9 +483,9 @@ class DSMTheory:
         start = max(lam, 1e-2)
         steps = max(1, int(math.ceil(per_decade * math.log10(start / lam))))
         lams = start * (lam / start) ** (np.arange(steps + 1) / steps)
-        solver = reduced_solver(kind)
+        solver = self._solver(kind)
         params = {k: v for k, v in self.solver_params(psi_n, psi_p, t, lams, m).items() if k in solver.param_names}
-        dsol = solver.solve(params, throw=False, estimate_error=True)
+        dsol = solver.solve(params, spectrum=self.spectrum, throw=False, estimate_error=True)
         # A start for Newton must be accurate, not just converged: keep well-resolved points.
         acc = dsol.converged & np.all([dsol.error[q] <= 1e-7 * np.maximum(1, np.abs(dsol.values[q]))
                                        for q in QUANTITIES], axis=0)
@@ -398,7 +497,7 @@ class DSMTheory:
         def solve_at(lam_k, init):
             mp_p = {q: v for q, v in self.mp_params(psi_n, psi_p, t, float(lam_k), m, dps).items()
                     if q in solver.param_names}
-            return list(solver.solve_mp(mp_p, dps, init=init)["core"])
+            return list(solver.solve_mp(mp_p, dps, init=init, spectrum=self.spectrum)["core"])
 
         prev, core = None, solve_at(lams[last], list(dsol.core[last]))
         for lam_k in lams[last + 1:-1]:

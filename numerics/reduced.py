@@ -39,6 +39,7 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import MpmathPrinter
 
 from pencils.cache import cached
+from pencils.expr import S_NU, SpectralMean
 from pencils.linearize import describe
 from pencils.reduce import ReducedSystem
 
@@ -88,16 +89,36 @@ def _function(name: str, reads: list, assigns: list, returns: list | None, backe
     lines += [f"    {s.name} = E[{s.name!r}]" for s in reads]
     lines += [f"    {s.name} = u[{j}]" for j, s in enumerate(unknowns)]
     names = sympy.numbered_symbols("c_")
+    means = sympy.numbered_symbols("mean_")
+
+    def hoist(exprs: list) -> list:
+        """Spectral means become nested functions of ``s_nu`` averaged by ``spectral_mean``."""
+        out = []
+        for e in exprs:
+            rep = {}
+            for m in sorted(sympy.sympify(e).atoms(SpectralMean), key=sympy.default_sort_key):
+                sym = next(means)
+                repl, (red,) = sympy.cse([m.args[0]], symbols=names, order="none")
+                lines.append(f"    def _f_{sym.name}({S_NU.name}):")
+                lines.extend(f"        {c.name} = {pr.doprint(x)}" for c, x in repl)
+                lines.append(f"        return {pr.doprint(red)}")
+                lines.append(f"    {sym.name} = spectral_mean(E, _f_{sym.name})")
+                rep[m] = sym
+            out.append(sympy.sympify(e).xreplace(rep))
+        return out
+
     # The assignments are sequential (a step reads the ones before), so each is simplified
     # by cse on its own; the returned expressions share their sub-expressions.
     for s, e in assigns:
+        (e,) = hoist([e])
         repl, (red,) = sympy.cse([e], symbols=names, order="none")
         lines += [f"    {c.name} = {pr.doprint(x)}" for c, x in repl]
         lines.append(f"    {s.name} = {pr.doprint(red)}")
         if store:
             lines.append(f"    E[{s.name!r}] = {s.name}")
     if returns is not None:
-        repl, reduced = sympy.cse(list(returns), symbols=names, order="none")
+        rets = hoist(list(returns))
+        repl, reduced = sympy.cse(rets, symbols=names, order="none")
         lines += [f"    {c.name} = {pr.doprint(x)}" for c, x in repl]
         lines.append("    return [" + ", ".join(pr.doprint(e) for e in reduced) + "]")
     return "\n".join(lines) + "\n"
@@ -119,7 +140,7 @@ def _segments(R: ReducedSystem) -> list:
 
 def _reads(exprs, defined: set) -> list:
     syms = set().union(*(sympy.sympify(e).free_symbols for e in exprs)) if exprs else set()
-    return sorted(syms - defined, key=lambda s: s.name)
+    return sorted(syms - defined - {S_NU}, key=lambda s: s.name)
 
 
 def _source(R: ReducedSystem, backend: str) -> str:
@@ -149,8 +170,18 @@ def generate_reduced_source(R: ReducedSystem, backend: str = "numpy", key: str |
     return cached(f"reduced-codegen-{backend}", desc, lambda: _source(R, backend))
 
 
+def _spectral_mean_numpy(E, f):
+    """``E_nu[f(s)]`` on a batch: atoms along axis 0 (``nu_s``, ``nu_w`` of shape ``(A, 1)``)."""
+    return np.sum(E["nu_w"] * f(E["nu_s"]), axis=0)
+
+
+def _spectral_mean_mpmath(E, f):
+    return mpmath.fsum(w * f(s) for s, w in zip(E["nu_s"], E["nu_w"]))
+
+
 def _namespace(R: ReducedSystem, backend: str, key: str | None) -> dict:
-    ns: dict = {"numpy": np, "mpmath": mpmath}
+    ns: dict = {"numpy": np, "mpmath": mpmath,
+                "spectral_mean": _spectral_mean_numpy if backend == "numpy" else _spectral_mean_mpmath}
     exec(compile(generate_reduced_source(R, backend, key), f"<reduced-{backend}>", "exec"), ns)
     return ns
 
@@ -205,6 +236,16 @@ class ReducedSolver:
         return {k: np.broadcast_to(v, shape).reshape(-1).copy() for k, v in arrays.items()}, shape
 
     # -- one core stage --------------------------------------------------------------
+    @staticmethod
+    def _spectrum(spectrum, conv) -> dict:
+        if spectrum is None:
+            return {}
+        s, w = spectrum
+        if conv is np.asarray:
+            return {"nu_s": np.asarray(s, dtype=float).reshape(-1, 1),
+                    "nu_w": np.asarray(w, dtype=float).reshape(-1, 1)}
+        return {"nu_s": [conv(x) for x in s], "nu_w": [conv(x) for x in w]}
+
     def _stage(self, fns, k, E, u, opts, its):
         """Solve stage ``k`` at every point of the batch ``E``: ``u`` (K, size) is the start."""
         fmap, fjac = fns[f"map_{k}"], fns[f"jac_{k}"]
@@ -332,7 +373,7 @@ class ReducedSolver:
         return u, res
 
     # -- public ------------------------------------------------------------------------
-    def solve(self, params: dict, *, tol: float = 1e-12, fp_tol: float = 1e-3, damping: float = 0.5,
+    def solve(self, params: dict, *, spectrum=None, tol: float = 1e-12, fp_tol: float = 1e-3, damping: float = 0.5,
               fp_maxiter: int = 300, maxiter: int = 60, continuation: bool = True, per_decade: int = 4,
               init=None, estimate_error: bool = False, throw: bool = True) -> ReducedSolution:
         """Solve at every point of the broadcast grid of ``params`` (name -> array).
@@ -341,8 +382,11 @@ class ReducedSolver:
         point to Newton; ``continuation``: re-solve failed points by walking ``lam`` down;
         ``init``: warm start (core unknowns, shape ``(K,) + grid``; Newton only);
         ``estimate_error``: add ``error[name]``, the estimated absolute rounding error.
+        ``spectrum``: ``(eigenvalues, weights)`` of the spectral measure, for systems with
+        spectral means (structured data).
         """
         flat, shape = self._flat_params(params)
+        flat.update(self._spectrum(spectrum, np.asarray))
         size = int(np.prod(shape))
         opts = dict(tol=tol, fp_tol=fp_tol, damping=damping, fp_maxiter=fp_maxiter, maxiter=maxiter,
                     continuation=continuation, per_decade=per_decade)
@@ -372,7 +416,8 @@ class ReducedSolver:
         eps = np.finfo(float).eps * ROUNDING_ULPS
         out = {name: np.zeros(size) for name in vals}
         for pattern in (0, 1):  # two sign patterns: a change that one of them misses, the other sees
-            moved = {k: v * (1.0 + (eps if (j + pattern * (j // 2 + 1)) % 2 == 0 else -eps))
+            moved = {k: (v if k.startswith("nu_") else
+                         v * (1.0 + (eps if (j + pattern * (j // 2 + 1)) % 2 == 0 else -eps)))
                      for j, (k, v) in enumerate(flat.items())}
             v2, _, _, _ = self._solve_flat(moved, size, core, dict(opts, fp_maxiter=0, continuation=False))
             for name, v in vals.items():
@@ -382,7 +427,8 @@ class ReducedSolver:
         return {name: ROUNDING_SAFETY * d + tiny * np.maximum(1.0, np.abs(vals[name])) for name, d in out.items()}
 
     # -- mpmath ----------------------------------------------------------------------
-    def solve_mp(self, params: dict, dps: int, init=None, tol=None, maxiter: int = 100) -> dict:
+    def solve_mp(self, params: dict, dps: int, init=None, tol=None, maxiter: int = 100,
+                 spectrum=None) -> dict:
         """One point at ``dps`` digits (``params``: name -> number, mpmath or float).
 
         Newton on each core stage from ``init`` (or the cold start), verified: raises
@@ -393,6 +439,7 @@ class ReducedSolver:
         with mpmath.workdps(dps):
             tol = mpmath.mpf(10) ** (-dps + 5) if tol is None else mpmath.mpf(tol)
             E = {k: mpmath.mpf(params[k]) for k in self.param_names}
+            E.update(self._spectrum(spectrum, mpmath.mpf))
             core, worst, offset = [], mpmath.mpf(0), 0
             for k, (kind, body) in enumerate(self._segments):
                 if kind == "let":
@@ -433,7 +480,9 @@ class ReducedSolver:
 
 
 def _take(E: dict, idx) -> dict:
-    return {k: (v[idx] if isinstance(v, np.ndarray) and v.ndim else v) for k, v in E.items()}
+    """The points ``idx`` of a batch (the spectral measure ``nu_*`` is shared by all)."""
+    return {k: (v[idx] if isinstance(v, np.ndarray) and v.ndim and not k.startswith("nu_") else v)
+            for k, v in E.items()}
 
 
 def _stack(values, rows: int, size: int) -> np.ndarray:

@@ -48,8 +48,34 @@ import sympy
 
 __all__ = [
     "Space", "D", "MatExpr", "Trace", "gaussian", "identity", "zeros", "inverse",
-    "transpose", "trace", "as_scalar",
+    "transpose", "trace", "as_scalar", "S_NU", "SpectralMean", "spectral",
 ]
+
+#: The spectral variable: an eigenvalue ``s`` of the data covariance ``Sigma`` (see :func:`spectral`).
+S_NU = sympy.Symbol("s_nu", nonnegative=True)
+
+
+class SpectralMean(sympy.Function):
+    """``E_nu[f(s)]``: the average of an expression in :data:`S_NU` over the spectral
+    measure ``nu`` of ``Sigma`` (evaluated numerically as a weighted sum over its atoms).
+
+    It is linear, so ``d/dx E_nu[f] = E_nu[df/dx]``; an argument free of ``s`` is its own mean.
+    """
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg):
+        if not arg.has(S_NU):
+            return arg
+        return None
+
+    def _eval_derivative(self, x):
+        return SpectralMean(sympy.diff(self.args[0], x))
+
+    def _latex(self, printer):
+        return r"\mathbb{E}_{\nu}\left[" + printer._print(self.args[0]) + r"\right]"
+
 
 
 def as_scalar(c: Any) -> sympy.Expr:
@@ -99,7 +125,8 @@ class MatExpr:
     ``op`` is one of ``gauss`` (args ``(name, variance)``), ``gaussT`` (its transpose,
     args ``(gauss,)``), ``eye`` (args ``(c,)``: ``c`` times the identity), ``add``
     (args: tuple of ``(coefficient, term)``, empty for the zero matrix), ``mul``
-    (args: factors, none of them scalar), ``scale`` (args ``(c, expr)``) and ``inv``.
+    (args: factors, none of them scalar), ``scale`` (args ``(c, expr)``), ``inv`` and
+    ``spec`` (args ``(f,)``: the deterministic ``d x d`` matrix ``f(Sigma)``, :func:`spectral`).
     """
 
     __slots__ = ("op", "args", "rows", "cols", "key", "_hash")
@@ -244,6 +271,8 @@ class MatExpr:
             return f"{a[0]}*({a[1]._str()})"
         if op == "inv":
             return f"inv({a[0]._str()})"
+        if op == "spec":
+            return f"f[{a[0]}](Sigma)"
         raise AssertionError(op)
 
 
@@ -275,6 +304,20 @@ def identity(space: Space, c: Any = 1) -> MatExpr:
     return MatExpr("eye", (c,), space, space)
 
 
+def spectral(f: Any) -> MatExpr:
+    """The deterministic ``d x d`` matrix ``f(Sigma)``, a function of the data covariance.
+
+    ``f`` is a sympy expression in :data:`S_NU` (e.g. ``sympy.sqrt(S_NU)`` for
+    ``Sigma^{1/2}``).  All such matrices commute; in the equations they act through the
+    eigenvalues ``s`` of ``Sigma``, and normalised traces over the ``d`` space become
+    averages over its spectral measure (:class:`SpectralMean`).
+    """
+    f = as_scalar(f)
+    if not f.has(S_NU):
+        return identity(D, f)
+    return MatExpr("spec", (f,), D, D)
+
+
 def zeros(rows: Space, cols: Space) -> MatExpr:
     """The zero matrix of the given shape."""
     return MatExpr("add", (), rows, cols)
@@ -287,7 +330,7 @@ def transpose(e: MatExpr) -> MatExpr:
         return MatExpr("gaussT", (e,), e.cols, e.rows)
     if op == "gaussT":
         return a[0]
-    if op == "eye":
+    if op in ("eye", "spec"):
         return e
     if op == "add":
         return _add([(c, transpose(t)) for c, t in a], e.cols, e.rows)
@@ -312,6 +355,8 @@ def inverse(e: MatExpr) -> MatExpr:
         return e.args[0]
     if e.op == "eye":
         return identity(e.rows, 1 / e.args[0])
+    if e.op == "spec":
+        return spectral(1 / e.args[0])
     if e.op == "scale":
         return _scale(1 / e.args[0], inverse(e.args[1]))
     if e.op in ("gauss", "gaussT"):

@@ -55,7 +55,7 @@ from typing import Any, Iterable
 import sympy
 
 from .cache import cached
-from .expr import MatExpr, Space, Trace
+from .expr import S_NU, MatExpr, Space, Trace
 
 __all__ = ["Pencil", "linearize", "describe"]
 
@@ -258,6 +258,11 @@ def _eliminable(r: _Real, k: int) -> int | None:
         for j, b in row.items():
             if not (_lc_is_det(a) or _lc_is_det(b)):
                 return None
+            # a Gaussian coefficient must stay free of the spectral variable s
+            if not (_lc_is_det(a) and _lc_is_det(b)) and (
+                    sympy.sympify(diag[None]).has(S_NU) or any(sympy.sympify(c).has(S_NU)
+                                                                for c in (*a.values(), *b.values()))):
+                return None
             fill += (i, j) not in r.L
     return fill
 
@@ -317,7 +322,9 @@ def _lin(e: MatExpr, memo: dict, reduce: bool = True) -> _Real:
     op, a = e.op, e.args
     if op in ("gauss", "gaussT"):
         r = _atom(e)
-    elif op == "eye":
+    elif op in ("eye", "spec"):
+        # f(Sigma) commutes with every other function of Sigma: on the d space it acts as the
+        # scalar f(s) per eigenvalue, so it is realised like c I with c = f(s_nu).
         r = _Real([], {}, {}, {}, a[0], e.rows, e.cols)
     elif op == "add":
         if not a:
@@ -458,6 +465,8 @@ def _to_pencil(r: _Real, atoms: dict, readout: dict | None, constant: Any, sourc
                 L0[i, j] = c
             else:
                 name, tr = b
+                if sympy.sympify(c).has(S_NU):  # pragma: no cover - guarded by _eliminable
+                    raise AssertionError("a Gaussian block with a spectral coefficient")
                 atom = atoms[name]
                 want = (atom.cols, atom.rows) if tr else (atom.rows, atom.cols)
                 if (r.spaces[i], r.spaces[j]) != want:  # pragma: no cover

@@ -49,6 +49,7 @@ import random
 import sympy
 
 from .cache import cached
+from .expr import S_NU, SpectralMean
 from .freeprob import FixedPointSystem, _tarjan
 from .linearize import describe
 
@@ -58,6 +59,9 @@ __all__ = ["ReducedSystem", "CoreStage", "reduce_systems"]
 MAX_SYMBOLIC_CORE = 6
 #: Random points and digits of the numeric identity test that merges copies.
 FINGERPRINT_POINTS, FINGERPRINT_DPS = 2, 40
+#: The spectral measure of the fingerprints: atoms and weights (any fixed generic choice).
+_FP_MEASURE = ((mpmath.mpf("0.3712"), mpmath.mpf("0.25")), (mpmath.mpf("1.2093"), mpmath.mpf("0.35")),
+               (mpmath.mpf("2.8471"), mpmath.mpf("0.4")))
 
 
 @dataclass(frozen=True)
@@ -109,15 +113,21 @@ class ReducedSystem:
         return tuple(rest[0] for kind, *rest in self.steps if kind == "let")
 
     def latex(self) -> str:
-        """The reduced equations: core fixed points, explicit read-outs, outputs."""
+        """The reduced equations: core fixed points (explicit in the core unknowns, with
+        the unknowns made explicit listed first), read-outs, outputs."""
         lines = []
         for kind, *rest in self.steps:
             if kind == "core":
                 st = rest[0]
+                env: dict = {}
+                for sym, expr in st.program:
+                    env[sym] = expr.xreplace(env)
+                    if sym in st.eliminated:
+                        lines.append(f"{sympy.latex(sym)} = {sympy.latex(env[sym])}"
+                                     + r"\qquad\left[" + self.meanings.get(sym, "") + r"\right]")
                 lines.append(r"\text{core (solved jointly by Newton):}")
-                for u, f, mean in zip(st.unknowns, st.maps, st.meaning):
-                    lines.append(f"{sympy.latex(u)} = {sympy.latex(f)}"
-                                 + r"\qquad\left[" + mean + r"\right]")
+                for u, f, mean in zip(st.unknowns, st.explicit_maps(), st.meaning):
+                    lines.append(f"{sympy.latex(u)} = {sympy.latex(f)}" + r"\qquad\left[" + mean + r"\right]")
             else:
                 sym, expr = rest
                 lines.append(f"{sympy.latex(sym)} = {sympy.latex(expr)}")
@@ -237,6 +247,31 @@ class _Inverse:
         self._g[key] = sym
         return sym
 
+    def is_spectral(self, g) -> bool:
+        """Whether the ``g`` symbol depends on the spectral variable ``s``."""
+        memo = self.__dict__.setdefault("_spec_memo", {})
+        if not isinstance(g, sympy.Symbol) or g not in self.defs:
+            return bool(sympy.sympify(g).has(S_NU))
+        if g not in memo:
+            d = self.defs[g]
+            memo[g] = d.has(S_NU) or any(self.is_spectral(h) for h in d.free_symbols if h in self.defs)
+        return memo[g]
+
+    def spectral_expand(self, expr):
+        """``expr`` with every spectral ``g`` symbol replaced by its definition (they are
+        functions of ``s``: they only exist inside a spectral mean)."""
+        memo = self.__dict__.setdefault("_expand_memo", {})
+
+        def full(s):
+            if s not in memo:
+                d = self.defs[s]
+                memo[s] = d.xreplace({h: full(h) for h in d.free_symbols
+                                      if h in self.defs and self.is_spectral(h)})
+            return memo[s]
+
+        expr = sympy.sympify(expr)
+        return expr.xreplace({h: full(h) for h in expr.free_symbols if h in self.defs and self.is_spectral(h)})
+
     def closure(self, syms: set) -> list:
         """The ``g`` symbols ``syms`` depend on (themselves included), dependencies first."""
         out, todo = set(), list(syms)
@@ -265,6 +300,8 @@ def _evaluate(expr, env: dict, memo: dict):
     elif expr.is_Pow:
         b, e = _evaluate(expr.base, env, memo), expr.exp
         v = b ** int(e) if e.is_Integer else b ** _evaluate(e, env, memo)
+    elif isinstance(expr, SpectralMean):  # a fixed random measure: the same for every expression
+        v = mpmath.fsum(w * _evaluate(expr.args[0], {**env, S_NU: s}, {}) for s, w in _FP_MEASURE)
     elif expr.is_number:
         v = mpmath.mpf(sympy.N(expr, FINGERPRINT_DPS))
     else:
@@ -311,8 +348,28 @@ def _eliminate_explicit(us: list, program: tuple, maps: tuple) -> tuple:
 
 
 def _form(W, inv: _Inverse) -> sympy.Expr:
-    return sum((W[i, j] * inv.entry(i, j) for i in range(W.shape[0]) for j in range(W.shape[1])
-                if W[i, j] != 0), sympy.Integer(0))
+    """``sum_ij W_ij g_ij``; the entries that depend on the spectrum of ``Sigma`` (the
+    ``d`` space of a structured model) are averaged over it: ``E_nu[sum W_ij g_ij(s)]``."""
+    plain, spectral = sympy.Integer(0), sympy.Integer(0)
+    for i in range(W.shape[0]):
+        for j in range(W.shape[1]):
+            if W[i, j] == 0:
+                continue
+            g = inv.entry(i, j)
+            if inv.is_spectral(g) or sympy.sympify(W[i, j]).has(S_NU):
+                spectral += W[i, j] * inv.spectral_expand(g)
+            else:
+                plain += W[i, j] * g
+    return plain + SpectralMean(spectral)
+
+
+def _spectral_constant(c) -> sympy.Expr:
+    """A read-out constant with bare ``s`` (a trace of ``f(Sigma)``) is its mean."""
+    c = sympy.sympify(c)
+    if not c.has(S_NU):
+        return c
+    bare = c.xreplace({m: sympy.Symbol(f"__mean{k}") for k, m in enumerate(c.atoms(SpectralMean))})
+    return SpectralMean(c) if bare.has(S_NU) else c
 
 
 def _meaning(S: FixedPointSystem, q: int) -> str:
@@ -387,7 +444,8 @@ class _Reducer:
         found = set()
         for S in systems:
             for obj in (S.L0, *S.P, *S.W, S.readout, sympy.sympify(S.constant)):
-                found |= {e.base for e in obj.atoms(sympy.Pow) if abs(e.exp) == sympy.S.Half}
+                found |= {e.base for e in obj.atoms(sympy.Pow)
+                          if abs(e.exp) == sympy.S.Half and not e.base.has(S_NU)}
         self.root_map = {}
         for k, base in enumerate(sorted(found, key=sympy.default_sort_key)):
             sym = sympy.Symbol(f"r_{k}", positive=True)
@@ -441,7 +499,7 @@ class _Reducer:
                 reps = self._core(S, comp, stage)
             self.canon[key] = reps
             value.update(zip(own, reps))
-        ro = self._plain(S.constant + _form(S.readout, inv))
+        ro = self._plain(_spectral_constant(S.constant) + _form(S.readout, inv))
         for g in inv.closure(ro.free_symbols & inv.defs.keys()):
             emit(g)
         return subst(ro)
@@ -556,7 +614,7 @@ def _reduce_uncached(systems: dict) -> ReducedSystem:
     red = _Reducer()
     red.roots(systems.values())
     outputs = {label: red.system(S) for label, S in systems.items()}
-    params = sorted(set().union(*(set(S.params) for S in systems.values())), key=lambda s: s.name)
+    params = sorted(set().union(*(set(S.params) for S in systems.values())) - {S_NU}, key=lambda s: s.name)
     sizes = dict(raw_unknowns={k: S.n_unknowns for k, S in systems.items()},
                  raw_blocks={k: S.size for k, S in systems.items()},
                  core=sum(len(s[1].unknowns) for s in red.steps if s[0] == "core"),
