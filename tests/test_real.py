@@ -153,6 +153,9 @@ def test_tiny_end_to_end_run_on_mnist(tmp_path):
     assert len(mem) == 2 * 2 and all(0 <= r.fraction <= 1 for r in mem if not r.diverged)
     if res["notes"]:
         assert "pending" in res["notes"][0] and all(math.isnan(r.rel_dev_dsm_test) for r in curves)
+    else:   # structured-data theory present: every point has a converged theory value
+        assert all(r.theory_converged and math.isfinite(r.rel_dev_dsm_test) and math.isfinite(r.rel_dev_train)
+                   for r in curves)
 
 
 @needs_mnist
