@@ -206,3 +206,16 @@ def test_command_line_rejects_missing_data(tmp_path, capsys):
 def test_dsm_floor_matches_isotropic_formula():
     # Σ = I: S_t = I, floor = 1 - Δ_t = a_t^2
     assert real.dsm_floor(np.ones(10), 0.4) == pytest.approx(math.exp(-0.8), rel=1e-14)
+
+
+@needs_mnist
+def test_spectrum_check_isotropic_row_matches_theory(mnist_pool):
+    theory, note = real.structured_theory("relu", mnist_pool.eigs)
+    if theory is None:
+        pytest.skip(note)
+    rows = real.spectrum_check(mnist_pool, _tiny_config(), m_values=(math.inf,), seeds=2, held_out=1000)
+    assert [r["spectrum"] for r in rows] == ["pool", "clipped at 3", "isotropic"]
+    iso = rows[-1]
+    assert iso["theory_converged"]
+    assert abs(iso["dsm_test"] - iso["theory_dsm_test"]) < 4 * iso["dsm_test_se"] + 0.05 * iso["theory_dsm_test"]
+    assert abs(iso["train"] - iso["theory_train"]) < 4 * iso["train_se"] + 0.05 * iso["theory_train"]
