@@ -112,27 +112,37 @@ class ReducedSystem:
     def readout_symbols(self) -> tuple:
         return tuple(rest[0] for kind, *rest in self.steps if kind == "let")
 
-    def latex(self) -> str:
-        """The reduced equations: core fixed points (explicit in the core unknowns, with
-        the unknowns made explicit listed first), read-outs, outputs."""
+    def latex(self, full: bool = False) -> str:
+        """The reduced equations.
+
+        Default: the core fixed points, explicit in the core unknowns (the unknowns made
+        explicit listed first), and the list of read-outs with the normalised trace each
+        one is.  ``full=True`` adds every straight-line step and the outputs.
+        """
         lines = []
         for kind, *rest in self.steps:
-            if kind == "core":
-                st = rest[0]
-                env: dict = {}
-                for sym, expr in st.program:
-                    env[sym] = expr.xreplace(env)
-                    if sym in st.eliminated:
-                        lines.append(f"{sympy.latex(sym)} = {sympy.latex(env[sym])}"
-                                     + r"\qquad\left[" + self.meanings.get(sym, "") + r"\right]")
-                lines.append(r"\text{core (solved jointly by Newton):}")
-                for u, f, mean in zip(st.unknowns, st.explicit_maps(), st.meaning):
-                    lines.append(f"{sympy.latex(u)} = {sympy.latex(f)}" + r"\qquad\left[" + mean + r"\right]")
-            else:
-                sym, expr = rest
-                lines.append(f"{sympy.latex(sym)} = {sympy.latex(expr)}")
-        for name, expr in self.outputs.items():
-            lines.append(r"\mathrm{" + name.replace("_", r"\_") + "} = " + sympy.latex(expr))
+            if kind != "core":
+                continue
+            st = rest[0]
+            lines.append(r"\text{core: %d unknown(s) solved jointly by Newton, %d made explicit}"
+                         % (len(st.unknowns), len(st.eliminated)))
+            for sym, expr in st.program:  # small steps: the core's own part of G
+                mean = (r"\qquad\left[" + self.meanings[sym] + r"\right]") if sym in self.meanings else ""
+                lines.append(f"{sympy.latex(sym)} = {sympy.latex(expr)}{mean}")
+            for u, f, mean in zip(st.unknowns, st.maps, st.meaning):
+                lines.append(f"{sympy.latex(u)} = {sympy.latex(f)}" + r"\qquad\left[" + mean + r"\right]")
+        lets = [rest for kind, *rest in self.steps if kind == "let"]
+        reads = [sym for sym, _ in lets if sym.name.startswith("v_")]
+        lines.append(r"\text{read-outs, explicit in the core (%d straight-line steps):}\ " % len(lets)
+                     + r",\ ".join(f"{sympy.latex(v)} = {self.meanings.get(v, '')}" for v in reads))
+        if full:
+            lines += [f"{sympy.latex(sym)} = {sympy.latex(expr)}" for sym, expr in lets]
+            for name, expr in self.outputs.items():
+                lines.append(r"\mathrm{" + name.replace("_", r"\_") + "} = " + sympy.latex(expr))
+        else:
+            lines.append(r"\text{outputs: } " + r",\ ".join(
+                r"\mathrm{" + name.replace("_", r"\_") + "}" for name in self.outputs)
+                + r"\text{ (explicit in the read-outs; \texttt{latex(full=True)})}")
         return " \\\\\n".join(lines)
 
     def __repr__(self) -> str:
