@@ -1,19 +1,21 @@
 """Figures of the structured-data theory (issue 8): learning curves and the memorisation phase diagram.
 
-``python -m validation.structured_figures [--out DIR] [--activation relu] [--grid 41]`` writes
+``python -m validation.structured_figures [--out DIR] [--activation relu] [--grid 25]`` writes
 
 * ``DIR/structured_curves.png``: test and train error against ``psi_p`` (200 points, log axes)
   for spectra at the same ``tau = 1`` -- isotropic, two-level ``0.8 delta_0.1 + 0.2 delta_4.6``,
   data on a subspace ``kappa = 0.25`` (``s = 4``) and the bounded power law of
-  :func:`validation.structured_table.power_law` -- for ``m = 1`` (top) and ``m = 4`` (bottom),
+  :func:`validation.structured_table.power_law` (:data:`FIGURE_ATOMS` atoms) -- for ``m = 1`` (top) and ``m = 4`` (bottom),
   with the lines ``p = n`` and ``p = nm``;
 * ``DIR/structured_phase.png``: ``log10(E_train / a_t^2)`` over a log grid of ``(psi_n, psi_p)``
-  in ``[0.1, 10]^2`` for the power-law spectrum, ``m = 1, 4, inf``; the solid black contour is
+  in ``[0.1, 10]^2`` (``--grid`` points a side) for the power-law spectrum, ``m = 1, 4, inf``; the solid black contour is
   ``E_train = a_t^2`` of the power law, the dashed green one that of isotropic data;
 * ``DIR/structured_curves.csv`` / ``structured_phase.npz``: the numbers behind them.
 
 Theory only (``pencils.build(act, covariance=...)``); points the solver flags as unconverged are
-drawn as gaps (curves) or grey (phase diagram).  A run takes well under a minute.
+drawn as gaps (curves) or grey (phase diagram); ``t = 0.5``, ``lam = 1e-2``, ``psi_n = 1``
+(curves).  A run takes about 5 minutes on one core: the points of the memorisation regime that
+double precision cannot resolve are re-solved in mpmath (``Errors.refined``), which dominates.
 """
 from __future__ import annotations
 
@@ -26,18 +28,22 @@ from pathlib import Path
 
 import numpy as np
 
-from validation.structured_table import measure
+from validation.structured_table import measure, power_law
+
+#: atoms of the power-law measure in the figures (the table uses 16384; at 256 atoms the
+#: midpoint rule moves the errors by less than the line width, see docs/structured.md)
+FIGURE_ATOMS = 256
 
 #: curve label -> covariance argument of pencils.build (all tau = 1)
 CURVE_SPECTRA = {
     "isotropic": None,
     "two-level 0.1 (80%) / 4.6 (20%)": measure("two-level 0.1/4.6"),
     "subspace κ = 0.25 (s = 4)": measure("subspace κ=0.25 s=4"),
-    "power law s(u) ∝ (u + 1/50)⁻¹": measure("power law"),
+    "power law s(u) ∝ (u + 1/50)⁻¹": power_law(FIGURE_ATOMS),
 }
 
 
-def curves(activation="relu", psi_n=1.0, t=0.5, lam=1e-3, ms=(1, 4), points=200) -> list[dict]:
+def curves(activation="relu", psi_n=1.0, t=0.5, lam=1e-2, ms=(1, 4), points=200) -> list[dict]:
     """Theory rows ``(spectrum, m, psi_p, test, train, converged)`` over ``psi_p`` in ``[0.1, 10] psi_n``."""
     import pencils
 
@@ -88,14 +94,14 @@ def plot_curves(rows, path: Path, *, activation, psi_n, t, lam) -> None:
     plt.close(fig)
 
 
-def phase(activation="relu", t=0.5, lam=1e-3, ms=(1, 4, math.inf), grid=41) -> dict:
+def phase(activation="relu", t=0.5, lam=1e-2, ms=(1, 4, math.inf), grid=25) -> dict:
     """``E_train`` over a ``grid x grid`` log grid of ``(psi_n, psi_p)``: power law and isotropic."""
     import pencils
 
     g = np.geomspace(0.1, 10.0, grid)
     Pn, Pp = np.meshgrid(g, g, indexing="xy")
     out = dict(psi_n=Pn, psi_p=Pp)
-    for name, cov in (("power", measure("power law")), ("iso", None)):
+    for name, cov in (("power", power_law(FIGURE_ATOMS)), ("iso", None)):
         th = pencils.build(activation, covariance=cov)
         for m in ms:
             e = th.errors(psi_n=Pn, psi_p=Pp, t=t, lam=lam, m=m, throw=False)
@@ -158,7 +164,7 @@ def main(argv=None) -> int:
     ap = Parser(prog="python -m validation.structured_figures", description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("results"), help="output folder (default ./results)")
     ap.add_argument("--activation", type=activation_name, default="relu", help="activation (default relu)")
-    ap.add_argument("--grid", type=int_in(5, 201), default=41, help="phase-diagram grid size (default 41)")
+    ap.add_argument("--grid", type=int_in(5, 201), default=25, help="phase-diagram grid size (default 25)")
     args = ap.parse_args(argv)
     try:
         args.out = writable_folder(args.out)
@@ -167,7 +173,7 @@ def main(argv=None) -> int:
     prog = "python -m validation.structured_figures"
     try:
         t0 = time.perf_counter()
-        par = dict(activation=args.activation, psi_n=1.0, t=0.5, lam=1e-3)
+        par = dict(activation=args.activation, psi_n=1.0, t=0.5, lam=1e-2)
         rows = curves(**par)
         with (args.out / "structured_curves.csv").open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -178,9 +184,9 @@ def main(argv=None) -> int:
         print(f"[figures] curves: {len(rows)} points, {bad} unconverged, {time.perf_counter() - t0:.1f} s",
               file=sys.stderr)
         t0 = time.perf_counter()
-        ph = phase(args.activation, t=0.5, lam=1e-3, grid=args.grid)
+        ph = phase(args.activation, t=0.5, lam=1e-2, grid=args.grid)
         np.savez(args.out / "structured_phase.npz", **ph)
-        plot_phase(ph, args.out / "structured_phase.png", activation=args.activation, t=0.5, lam=1e-3)
+        plot_phase(ph, args.out / "structured_phase.png", activation=args.activation, t=0.5, lam=1e-2)
         bad = sum(int((~ph[k]).sum()) for k in ph if k.startswith("converged"))
         print(f"[figures] phase diagram: {args.grid}x{args.grid} grid, {bad} unconverged points, "
               f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
