@@ -16,9 +16,11 @@ depend on which other points share the call):
 2. damped fixed-point steps ``u <- u + w (f(u) - u)`` until the relative residual is below
    ``fp_tol``: the map is a contraction towards the physical (Stieltjes) branch;
 3. Newton ``u <- u - s (I - f')^{-1} (u - f(u))`` with step halving ``s``;
-4. points still unconverged are re-solved by continuation in the ridge ``lam`` (when the
+4. the root must attract the damped map (spectral radius of ``(I + f')/2`` below 1; the
+   physical root does, checked on 4500 random points of the DSM systems); points that are
+   unconverged or repelling are re-solved by continuation in the ridge ``lam`` (when the
    system has one): from ``lam = max(lam, 1)`` down to the target, geometrically, Newton
-   at each step from the previous one.
+   at each step from the previous one, and stay flagged if that fails too.
 
 Each point gets a relative residual ``max|u - f(u)| / max(1, max|u|)``, an iteration
 count and ``converged``.  The outputs are explicit functions of the core, so their only
@@ -327,12 +329,17 @@ class ReducedSolver:
                 with np.errstate(all="ignore"):
                     u = _stack(fns[f"map_{k}"](E, np.zeros((K, size))), K, size)
             u, res = self._stage(fns, k, E, u, opts, its)
-            bad = ~(res <= opts["tol"])
+            stable = self._attracting(fns, k, E, u, K)
+            bad = ~(res <= opts["tol"]) | ~stable
             if bad.any() and "lam" in E and opts["continuation"]:
                 idx = np.nonzero(bad)[0]
-                u_c, res_c = self._lam_continuation(fns, k, _take(E, idx), K, opts, its, idx)
-                fix = res_c < res[idx]
+                Ei = _take(E, idx)
+                u_c, res_c = self._lam_continuation(fns, k, Ei, K, opts, its, idx)
+                stable_c = self._attracting(fns, k, Ei, u_c, K)
+                fix = stable_c & ((res_c < res[idx]) | ~stable[idx])
                 u[:, idx[fix]], res[idx[fix]] = u_c[:, fix], res_c[fix]
+                stable[idx[fix]] = True
+            res = np.where(stable, res, np.inf)  # a repelling root is not the physical one
             for j, s in enumerate(body.unknowns):
                 E[s.name] = u[j]
             if body.eliminated:
@@ -347,6 +354,21 @@ class ReducedSolver:
             vals = [np.broadcast_to(np.asarray(v, dtype=float), (size,)).copy() for v in fns["outputs"](E)]
         core = np.concatenate(cores, axis=0) if cores else np.zeros((0, size))
         return dict(zip(self.outputs, vals)), core, res_all, its
+
+    @staticmethod
+    def _attracting(fns, k, E, u, K) -> np.ndarray:
+        """Whether ``u`` attracts the damped map ``u + (f(u) - u)/2`` (spectral radius of
+        ``(I + f')/2`` below 1): the physical (Stieltjes) root does; other roots of the
+        same equations that Newton can reach from a poor start need not."""
+        size = u.shape[1]
+        with np.errstate(all="ignore"):
+            J = _stack(fns[f"jac_{k}"](E, u), K + K * K, size)[K:].reshape(K, K, size).transpose(2, 0, 1)
+            A = 0.5 * (np.eye(K)[None] + J)
+            ok = np.all(np.isfinite(A), axis=(1, 2))
+            rho = np.full(size, np.inf)
+            if ok.any():
+                rho[ok] = np.max(np.abs(np.linalg.eigvals(A[ok])), axis=1)
+        return rho < 1.0
 
     def _lam_continuation(self, fns, k, E, K, opts, its, idx):
         """Walk ``lam`` down from ``max(lam, 1)`` to the target (per point, geometric steps)."""
