@@ -312,7 +312,9 @@ def phase_diagram(theory, args, ms, clock) -> dict:
         e = theory.errors(psi_n=Pn, psi_p=Pp, t=args.t, lam=args.lam, m=m, throw=False)
         key = _m_text(m)
         out[f"test_m{key}"], out[f"train_m{key}"], out[f"converged_m{key}"] = e.test, e.train, e.converged
-        clock.say(f"phase diagram m={key}: {Pn.size} points, {int(e.converged.sum())} converged")
+        out[f"refined_m{key}"] = e.refined
+        clock.say(f"phase diagram m={key}: {Pn.size} points, {int(e.converged.sum())} converged "
+                  f"({int(e.refined.sum())} refined in 30-digit mpmath)")
     return out
 
 
@@ -412,9 +414,11 @@ def _plot_phase(ph, args, ms, name, path: Path) -> None:
         ax.set_ylabel(r"$\psi_p = p/d$")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
+    refined = sum(int(np.sum(v)) for k, v in ph.items() if k.startswith("refined_m"))
     fig.suptitle(rf"Memorisation phase diagram ({name}, $t = {args.t:g}$, $\lambda = {args.lam:g}$)" "\n"
                  r"red: train error below its generalising value $a_t^2$ (memorisation); "
-                 "grey: flagged, not resolved in double precision (use precision=)", fontsize=10)
+                 f"{refined} points that double precision cannot resolve were re-solved in 30-digit mpmath; "
+                 "grey: unresolved", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -473,6 +477,11 @@ def run(args: argparse.Namespace, command: str = "dsm-curves") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["real"]:  # `dsm-curves real --data PATH ...`: the real-data experiments
+        from .real import main as real_main
+
+        return real_main(argv[1:])
     args = parse_args(argv)
     try:
         run(args, command_line("dsm-curves", argv))
