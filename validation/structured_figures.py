@@ -14,8 +14,9 @@
 
 Theory only (``pencils.build(act, covariance=...)``); points the solver flags as unconverged are
 drawn as gaps (curves) or grey (phase diagram); ``t = 0.5``, ``lam = 1e-2``, ``psi_n = 1``
-(curves).  A run takes about 5 minutes on one core: the points of the memorisation regime that
-double precision cannot resolve are re-solved in mpmath (``Errors.refined``), which dominates.
+(curves).  A run takes about 4 CPU minutes (curves 2, phase diagram 6 minutes of wall-clock
+time on the shared two-core machine): the points of the memorisation regime that double
+precision cannot resolve are re-solved in mpmath (``Errors.refined``), which dominates.
 """
 from __future__ import annotations
 
