@@ -37,8 +37,9 @@ Spectra (MODEL.md "Structured data"; ``tau = E_nu[s] = tr Sigma / d``):
 ``--timing`` prints instead the seconds per 200-point curve of :func:`timing`.
 
 Writes ``DIR/structured_table.md`` and ``DIR/structured_table.csv`` with its JSON sidecar
-(``--out DIR``, default ``results``).  The default run (6 seeds) takes about 10 minutes on
-one core; ``--quick`` runs 3 points at ``d = 50, 100, 200`` with 4 seeds (about a minute).
+(``--out DIR``, default ``results``).  The default run (6 seeds) takes about 4 CPU minutes
+(13 minutes of wall-clock time on the shared two-core machine); ``--quick`` runs 3 points at
+``d = 50, 100, 200`` with 4 seeds (a few seconds).
 """
 from __future__ import annotations
 
