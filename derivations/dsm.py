@@ -47,7 +47,7 @@ import sympy
 from pencils.expr import S_NU, D, Space, SpectralMean, Trace, gaussian, inverse, spectral, trace
 from pencils.freeprob import FixedPointSystem, equations
 
-__all__ = ["SYMBOLS", "m_kind", "dsm_traces", "dsm_system", "DSMEquations", "dsm_equations"]
+__all__ = ["SYMBOLS", "m_kind", "dsm_matrices", "dsm_traces", "dsm_system", "DSMEquations", "dsm_equations"]
 
 psi_n, psi_p, lam, m_ = sympy.symbols("psi_n psi_p lam m", positive=True)
 a_, Delta_ = sympy.symbols("a Delta", positive=True)
@@ -69,8 +69,15 @@ def m_kind(m) -> str:
     return "1" if m == 1 else "finite"
 
 
-def dsm_traces(kind: str, structured: bool = False) -> dict[str, Trace]:
-    """``{"test": E_test, "train": E_train}`` as normalised traces (module docstring).
+def dsm_matrices(kind: str, structured: bool = False) -> tuple:
+    """``(K, C, U, V, constant)`` of the Gaussian-equivalent model (module docstring):
+    the ridge solution is ``B^T = -(K + lam)^{-1} C`` and
+
+        E_test  = constant + tr(B U B^T) + 2 sqrt(Delta) tr(B V),
+        E_train = 1 + tr(B K B^T) + 2 tr(B C),
+
+    with ``K = F^T F / N``, ``C = F^T Z / N`` (``m = inf``: their noise averages ``Ubar``,
+    ``Vbar``).  Shared with :mod:`derivations.training_time` (gradient flow: ``g_T(K) C``).
 
     ``structured``: data ``x = Sigma^{1/2} x0`` (MODEL.md, "Structured data"): the data
     matrix becomes ``X Sigma^{1/2}``, the test features have the linear covariance
@@ -93,10 +100,8 @@ def dsm_traces(kind: str, structured: bool = False) -> dict[str, Trace]:
     if kind == "inf":
         Xi = gaussian("Xi", n, p)
         Fbar = a_ * mu1_ * X @ W.T + mu_s_ * Xi
-        Ubar = Fbar.T @ Fbar / psi_n + mu1_**2 * Delta_ * W @ W.T + mu_f_**2
-        Vbar = mu1_ * sd * W
-        Bt = -inverse(Ubar + lam) @ Vbar
-        train = 1 + trace(Bt.T @ Ubar @ Bt) + 2 * trace(Bt.T @ Vbar)
+        K = Fbar.T @ Fbar / psi_n + mu1_**2 * Delta_ * W @ W.T + mu_f_**2
+        C = mu1_ * sd * W
     elif kind in ("1", "finite"):
         m = sympy.Integer(1) if kind == "1" else m_
         Z0, Xi, Xi0 = gaussian("Z0", n, D), gaussian("Xi", n, p), gaussian("Xi0", n, p)
@@ -108,11 +113,18 @@ def dsm_traces(kind: str, structured: bool = False) -> dict[str, Trace]:
             Fr = mu1_ * sd * Z1 @ W.T + mu_f_ * Xi1
             FtF, G = FtF + Fr.T @ Fr, G + Fr.T @ Z1
         N = psi_n * m
-        Bt = -inverse(FtF / N + lam) @ G / N
-        train = 1 + (trace(Bt.T @ FtF @ Bt) + 2 * trace(Bt.T @ G)) / N
+        K, C = FtF / N, G / N
     else:
         raise ValueError(f"unknown m kind {kind!r}; use '1', 'finite' or 'inf'")
-    test = constant + trace(Bt.T @ U @ Bt) + 2 * sd * trace(Bt.T @ V)
+    return K, C, U, V, constant
+
+
+def dsm_traces(kind: str, structured: bool = False) -> dict[str, Trace]:
+    """``{"test": E_test, "train": E_train}`` as normalised traces (:func:`dsm_matrices`)."""
+    K, C, U, V, constant = dsm_matrices(kind, structured)
+    Bt = -inverse(K + lam) @ C
+    train = 1 + trace(Bt.T @ K @ Bt) + 2 * trace(Bt.T @ C)
+    test = constant + trace(Bt.T @ U @ Bt) + 2 * sympy.sqrt(Delta_) * trace(Bt.T @ V)
     return {"test": test, "train": train}
 
 

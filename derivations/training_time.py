@@ -91,10 +91,10 @@ import numpy as np
 import sympy
 
 from numerics import ConvergenceError, Solver, compile as compile_system
-from pencils.expr import D, Space, Trace, gaussian, inverse, trace
+from pencils.expr import Trace, inverse, trace
 from pencils.freeprob import FixedPointSystem, equations
 
-from .dsm import Delta_, a_, m_, m_kind, mu1_, mu_f_, mu_s_, mu_star_, psi_n, psi_p
+from .dsm import dsm_matrices, m_kind
 from .theory import parse_m
 
 __all__ = ["flow_matrices", "time_traces", "time_system", "TimeErrors", "errors_at_time", "Timescale",
@@ -109,37 +109,10 @@ TRACES = ("s1", "s2", "q", "resolvent", "moment_test", "moment_train")
 # -- derivation ---------------------------------------------------------------------------
 
 def flow_matrices(kind: str):
-    """``(K, C, U, V)`` of the Gaussian-equivalent model (module docstring) as expressions.
-
-    This mirrors the feature/target construction of :func:`derivations.dsm.dsm_traces`
-    (same symbols, same Gaussians, same Helmert rotation); ``T = inf`` is checked against
-    :mod:`derivations.dsm`'s ridge curves by the tests.
-    """
-    n, p = Space("n", psi_n), Space("p", psi_p)
-    X, W = gaussian("X", n, D), gaussian("W", p, D)
-    U = mu1_**2 * W @ W.T + mu_star_**2
-    V = mu1_ * W
-    sd = sympy.sqrt(Delta_)
-    if kind == "inf":
-        Xi = gaussian("Xi", n, p)
-        Fbar = a_ * mu1_ * X @ W.T + mu_s_ * Xi
-        K = Fbar.T @ Fbar / psi_n + mu1_**2 * Delta_ * W @ W.T + mu_f_**2
-        C = mu1_ * sd * W
-    elif kind in ("1", "finite"):
-        m = sympy.Integer(1) if kind == "1" else m_
-        Z0, Xi, Xi0 = gaussian("Z0", n, D), gaussian("Xi", n, p), gaussian("Xi0", n, p)
-        F = mu1_ * (sympy.sqrt(m) * a_ * X + sd * Z0) @ W.T + sympy.sqrt(m) * mu_s_ * Xi + mu_f_ * Xi0
-        FtF, G = F.T @ F, F.T @ Z0
-        if kind == "finite":
-            r = Space("r", psi_n * (m_ - 1))
-            Z1, Xi1 = gaussian("Z1", r, D), gaussian("Xi1", r, p)
-            Fr = mu1_ * sd * Z1 @ W.T + mu_f_ * Xi1
-            FtF, G = FtF + Fr.T @ Fr, G + Fr.T @ Z1
-        N = psi_n * m
-        K, C = FtF / N, G / N
-    else:
-        raise ValueError(f"unknown m kind {kind!r}; use '1', 'finite' or 'inf'")
-    return K, C, U, V
+    """``(K, C, U, V)`` of the Gaussian-equivalent model: those of
+    :func:`derivations.dsm.dsm_matrices` (the ridge curves' construction), so ``T = inf``
+    is the ridge solution by construction (and checked by the tests)."""
+    return dsm_matrices(kind)[:4]
 
 
 def time_traces(K, C, U, V) -> dict[str, Trace]:

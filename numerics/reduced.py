@@ -45,7 +45,7 @@ from pencils.expr import S_NU, SpectralMean
 from pencils.linearize import describe
 from pencils.reduce import ReducedSystem
 
-from .fixedpoint import ConvergenceError
+from .fixedpoint import ConvergenceError, _safe_solve
 
 __all__ = ["ReducedSolver", "ReducedSolution", "compile_reduced"]
 
@@ -291,7 +291,7 @@ class ReducedSolver:
                 J = out[K:].reshape(K, K, len(idx)).transpose(2, 0, 1)
                 A = np.eye(K)[None] - J
                 rhs = (u[:, idx] - fa).T
-                step = _batched_solve(A, rhs).T
+                step = _safe_solve(A, rhs).T
                 r0 = residual(u[:, idx], fa)
                 s = np.ones(len(idx))
                 best_u, best_f, best_r = u[:, idx].copy(), fa.copy(), r0.copy()
@@ -511,19 +511,6 @@ def _take(E: dict, idx) -> dict:
 def _stack(values, rows: int, size: int) -> np.ndarray:
     """Generated functions return scalars where an entry is constant: broadcast them."""
     return np.array([np.broadcast_to(np.asarray(v, dtype=float), (size,)) for v in values]).reshape(rows, size)
-
-
-def _batched_solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
-    try:
-        return np.linalg.solve(A, b[..., None])[..., 0]
-    except np.linalg.LinAlgError:
-        out = np.full_like(b, np.nan)
-        for i in range(A.shape[0]):
-            try:
-                out[i] = np.linalg.solve(A[i], b[i])
-            except np.linalg.LinAlgError:
-                pass
-        return out
 
 
 def compile_reduced(reduced: ReducedSystem, key: str | None = None) -> ReducedSolver:

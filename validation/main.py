@@ -27,7 +27,6 @@ import csv
 import datetime
 import json
 import math
-import os
 import shlex
 import sys
 import tempfile
