@@ -398,7 +398,8 @@ class ReducedSolver:
     # -- public ------------------------------------------------------------------------
     def solve(self, params: dict, *, spectrum=None, tol: float = 1e-12, fp_tol: float = 1e-3, damping: float = 0.5,
               fp_maxiter: int = 300, maxiter: int = 60, continuation: bool = True, per_decade: int = 4,
-              init=None, estimate_error: bool = False, throw: bool = True) -> ReducedSolution:
+              init=None, estimate_error: bool = False, throw: bool = True,
+              chunk: int = 8192) -> ReducedSolution:
         """Solve at every point of the broadcast grid of ``params`` (name -> array).
 
         ``tol``: relative residual of the core; ``fp_tol``: switch from the damped fixed
@@ -406,7 +407,7 @@ class ReducedSolver:
         ``init``: warm start (core unknowns, shape ``(K,) + grid``; Newton only);
         ``estimate_error``: add ``error[name]``, the estimated absolute rounding error.
         ``spectrum``: ``(eigenvalues, weights)`` of the spectral measure, for systems with
-        spectral means (structured data).
+        spectral means (structured data).  ``chunk``: points solved at once (memory bound).
         """
         flat, shape = self._flat_params(params)
         flat.update(self._spectrum(spectrum, np.asarray))
@@ -416,11 +417,23 @@ class ReducedSolver:
         if init is not None:
             init = np.asarray(init, dtype=float).reshape(self.n_core, size)
             opts["fp_maxiter"] = 0
-        vals, core, res, its = self._solve_flat(flat, size, init, opts)
+        # Points are solved independently, so chunks change nothing but the memory: the
+        # program keeps one array per step (a few hundred) for the points of a chunk.
+        parts = []
+        for lo in range(0, size, chunk):
+            hi = min(size, lo + chunk)
+            fl = {k: (v if k.startswith("nu_") else v[lo:hi]) for k, v in flat.items()}
+            part = self._solve_flat(fl, hi - lo, None if init is None else init[:, lo:hi], opts)
+            err = self._rounding(fl, hi - lo, part[1], part[0], opts) if estimate_error else None
+            parts.append((*part, err))
+        vals = {name: np.concatenate([pt[0][name] for pt in parts]) for name in self.outputs}
+        core = np.concatenate([pt[1] for pt in parts], axis=1)
+        res = np.concatenate([pt[2] for pt in parts])
+        its = np.concatenate([pt[3] for pt in parts])
         conv = (res <= tol) & np.all([np.isfinite(v) for v in vals.values()], axis=0)
         error = None
         if estimate_error:
-            error = self._rounding(flat, size, core, vals, opts)
+            error = {name: np.concatenate([pt[4][name] for pt in parts]) for name in self.outputs}
         for name in vals:
             vals[name] = np.where(conv, vals[name], np.nan).reshape(shape)
         sol = ReducedSolution(values=vals, core=core.T.reshape(shape + (self.n_core,)),
