@@ -402,15 +402,7 @@ def _plot_phase(ph, args, ms, name, path: Path) -> None:
         mesh = ax.pcolormesh(ph["psi_n"], ph["psi_p"], np.ma.masked_invalid(z), norm=norm, cmap=cmap,
                              shading="auto")
         fig.colorbar(mesh, ax=ax)
-        ax.plot([0.1, 10], [0.1, 10], color="k", ls=":", lw=1, label="$p = n$")
-        if math.isfinite(m) and m > 1:  # p = nm: as many features as noisy training inputs
-            ax.plot([0.1, 10 / m], [0.1 * m, 10], color="k", ls="--", lw=0.8, label=f"$p = {int(m)}n$")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlim(0.1, 10)
-        ax.set_ylim(0.1, 10)
-        ax.set_xlabel(r"$\psi_n = n/d$")
-        ax.set_ylabel(r"$\psi_p = p/d$")
+        phase_axes(ax, m)
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
     refined = sum(int(np.sum(v)) for k, v in ph.items() if k.startswith("refined_m"))
@@ -421,6 +413,20 @@ def _plot_phase(ph, args, ms, name, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def phase_axes(ax, m) -> None:
+    """The axes of a memorisation phase diagram over ``(psi_n, psi_p)`` in ``[0.1, 10]^2``:
+    log scales, labels, the line ``p = n`` and, for finite ``m > 1``, ``p = mn``."""
+    ax.plot([0.1, 10], [0.1, 10], color="k", ls=":", lw=1, label="$p = n$")
+    if math.isfinite(m) and m > 1:  # p = nm: as many features as noisy training inputs
+        ax.plot([0.1, 10 / m], [0.1 * m, 10], color="k", ls="--", lw=0.8, label=f"$p = {int(m)}n$")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(0.1, 10)
+    ax.set_ylim(0.1, 10)
+    ax.set_xlabel(r"$\psi_n = n/d$")
+    ax.set_ylabel(r"$\psi_p = p/d$")
 
 
 def _range(z, log: bool = False) -> tuple[float, float]:

@@ -20,7 +20,6 @@ precision cannot resolve are re-solved in mpmath (``Errors.refined``), which dom
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from validation.main import phase_axes
 from validation.structured_table import measure, power_law
 
 #: atoms of the power-law measure in the figures (the table uses 16384; at 256 atoms the
@@ -138,15 +138,7 @@ def plot_phase(ph, path: Path, *, activation, t, lam, ms=(1, 4, math.inf)) -> No
             zz = z[name]
             if np.isfinite(zz).any() and np.nanmin(zz) < 0 < np.nanmax(zz):
                 ax.contour(ph["psi_n"], ph["psi_p"], zz, levels=[0.0], linewidths=1.2, **style)
-        ax.plot([0.1, 10], [0.1, 10], color="k", ls=":", lw=1)
-        if math.isfinite(m) and m > 1:
-            ax.plot([0.1, 10 / m], [0.1 * m, 10], color="k", ls="--", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlim(0.1, 10)
-        ax.set_ylim(0.1, 10)
-        ax.set_xlabel(r"$\psi_n = n/d$")
-        ax.set_ylabel(r"$\psi_p = p/d$")
+        phase_axes(ax, m)
         mtex = r"\infty" if math.isinf(m) else str(m)
         ax.set_title(rf"$\log_{{10}}(E_{{\mathrm{{train}}}}/a_t^2)$, power law, $m = {mtex}$",
                      fontsize=10)
