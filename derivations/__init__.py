@@ -5,12 +5,35 @@
 * the DSM learning curves for any ``m`` (:mod:`derivations.dsm`: traces and derived
   equations; :mod:`derivations.theory`: the object returned by :func:`pencils.build`;
   :mod:`derivations.peaks`: interpolation peaks and the ridgeless limit).
+
+The public names are imported on first access (PEP 562): importing one submodule, say
+:mod:`derivations.theory` through :func:`pencils.build`, does not import the others.
 """
-from . import closed_forms
-from .classic import (marchenko_pastur_stieltjes, random_features_risk, ridge_risk, solver,
-                      system)
-from .dsm import dsm_equations, dsm_system, dsm_traces
-from .theory import DSMTheory, Errors, parse_m
+import importlib
+
+#: public name -> submodule that defines it (``closed_forms`` is the submodule itself)
+_LAZY = {
+    "closed_forms": None,
+    **dict.fromkeys(["marchenko_pastur_stieltjes", "random_features_risk", "ridge_risk", "solver",
+                     "system"], "classic"),
+    **dict.fromkeys(["dsm_equations", "dsm_system", "dsm_traces"], "dsm"),
+    **dict.fromkeys(["DSMTheory", "Errors", "parse_m"], "theory"),
+}
 
 __all__ = ["marchenko_pastur_stieltjes", "ridge_risk", "random_features_risk", "system", "solver",
            "closed_forms", "dsm_traces", "dsm_system", "dsm_equations", "DSMTheory", "Errors", "parse_m"]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY[name]
+    if module is None:
+        return importlib.import_module(f"{__name__}.{name}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -4,10 +4,32 @@
   grids, damping / Anderson / Newton / warm starts, per-point diagnostics);
 * :func:`solve_mp` (mpmath at a chosen precision, verified residual);
 * :func:`build_function` / :func:`generate_source` (the cached code generation).
+
+Every submodule here builds on sympy (about 0.35 s to import), so the public names are
+imported on first access (PEP 562): ``import numerics`` alone loads nothing heavy.
 """
-from .codegen import build_function, generate_source
-from .fixedpoint import ConvergenceError, Solution, Solver, compile
-from .mp import MPSolution, solve_mp
+import importlib
+
+#: public name -> submodule that defines it
+_LAZY = {
+    "compile": "fixedpoint", "Solver": "fixedpoint", "Solution": "fixedpoint",
+    "ConvergenceError": "fixedpoint",
+    "solve_mp": "mp", "MPSolution": "mp",
+    "build_function": "codegen", "generate_source": "codegen",
+}
 
 __all__ = ["compile", "Solver", "Solution", "ConvergenceError", "solve_mp", "MPSolution",
            "build_function", "generate_source"]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

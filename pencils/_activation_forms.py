@@ -24,19 +24,74 @@ factorial is ever formed before the final rescaling.
 """
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass, fields
-from typing import Callable
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Callable
 
 import mpmath
 import numpy as np
-import sympy
-from scipy import special
 
-#: The symbol of every activation expression (``Activation.expr``).
-X = sympy.Symbol("x")
-#: The correlation symbol of every symbolic kernel (``Activation.symbolic.kernel``).
-C = sympy.Symbol("c")
+if TYPE_CHECKING:  # annotations only
+    import sympy
+
+# sympy (0.35 s) and scipy.special (0.25 s) are imported on first use only: a named
+# activation's numbers come from the numpy/mpmath closed forms below, and its sympy
+# expression and symbolic forms are built when first asked for.
+
+
+@functools.lru_cache(maxsize=None)
+def symbols():
+    """``(X, C)``: the sympy symbols ``x`` of every activation expression (``Activation.expr``)
+    and ``c`` of every symbolic kernel (``Activation.symbolic.kernel``)."""
+    import sympy
+
+    return sympy.Symbol("x"), sympy.Symbol("c")
+
+
+def __getattr__(name: str):
+    # PEP 562: X and C exist as module attributes without importing sympy at import time
+    if name == "X":
+        return symbols()[0]
+    if name == "C":
+        return symbols()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"X", "C"})
+
+
+def _special():
+    """``scipy.special``, imported on first use."""
+    from scipy import special
+
+    return special
+
+
+def ndtr(z):
+    """``Phi(z)`` elementwise (scipy's ``ndtr``); ``Phi(0) = 1/2`` exactly needs no library,
+    and the centred moments (mean 0, the structured-data constants) only ever ask for it."""
+    z = np.asarray(z, dtype=float)
+    if not z.any():
+        return np.full(z.shape, 0.5)
+    return _special().ndtr(z)
+
+
+def erf(z):
+    """``erf(z)`` elementwise (scipy's ``erf``); ``erf(+-0) = +-0`` exactly needs no library."""
+    z = np.asarray(z, dtype=float)
+    if not z.any():
+        return z * 1.0  # keeps the sign of zero, as scipy does
+    return _special().erf(z)
+
+
+def _owens_t(h, a):
+    return _special().owens_t(h, a)
+
+
+def _expit(u):
+    return _special().expit(u)
 
 _SQRT2 = math.sqrt(2.0)
 _SQRT2PI = math.sqrt(2.0 * math.pi)
@@ -52,6 +107,8 @@ class SymbolicForms:
     ``kernel`` is an expression in the symbol ``c`` (:data:`C`).  Also readable as a
     mapping: ``forms["mu0"]``.
 
+    >>> import sympy
+    >>> C = sympy.Symbol("c")
     >>> f = SymbolicForms(mu0=sympy.Integer(0), mu1=sympy.Integer(1),
     ...                   second_moment=sympy.Integer(1), kernel=C)
     >>> f["kernel"], f.mu_star_sq
@@ -79,6 +136,8 @@ class SymbolicForms:
         """``E rho^2 - mu0^2 - mu1^2`` when all three are known."""
         if None in (self.mu0, self.mu1, self.second_moment):
             return None
+        import sympy
+
         return sympy.simplify(self.second_moment - self.mu0**2 - self.mu1**2)
 
 
@@ -149,7 +208,7 @@ def relu_moments(m: np.ndarray, s: np.ndarray, order: int) -> np.ndarray:
     """
     z = m / s
     out = np.empty((order + 1,) + m.shape)
-    cdf = special.ndtr(z)
+    cdf = ndtr(z)
     out[0] = m * cdf + s * np.exp(-0.5 * z * z) / _SQRT2PI
     if order >= 1:
         out[1] = s * cdf
@@ -168,7 +227,7 @@ def abs_moments(m: np.ndarray, s: np.ndarray, order: int) -> np.ndarray:
     """
     z = m / s
     out = np.empty((order + 1,) + m.shape)
-    e = special.erf(z / _SQRT2)
+    e = erf(z / _SQRT2)
     out[0] = m * e + 2.0 * s * np.exp(-0.5 * z * z) / _SQRT2PI
     if order >= 1:
         out[1] = s * e
@@ -189,7 +248,7 @@ def erf_moments(m: np.ndarray, s: np.ndarray, order: int) -> np.ndarray:
     """
     sigma = np.sqrt(1.0 + 2.0 * s * s)
     out = np.empty((order + 1,) + m.shape)
-    out[0] = special.erf(m / sigma)
+    out[0] = erf(m / sigma)
     if order >= 1:
         hermite_functions(_SQRT2 * m / sigma, order - 1, out=out[1:])
         out[1:] *= _column(sqrt_factorials(order - 1), m.ndim) * (2.0 * _SQRT2 * s / sigma)
@@ -209,7 +268,7 @@ def gelu_moments(m: np.ndarray, s: np.ndarray, order: int) -> np.ndarray:
     """
     tau = np.sqrt(1.0 + s * s)
     z = m / tau
-    cdf = special.ndtr(z)
+    cdf = ndtr(z)
     pdf = np.exp(-0.5 * z * z) / _SQRT2PI
     out = np.empty((order + 1,) + m.shape)
     out[0] = m * cdf + s * s * pdf / tau
@@ -227,7 +286,7 @@ def gelu_moments(m: np.ndarray, s: np.ndarray, order: int) -> np.ndarray:
 def relu_second_moment(m: np.ndarray, s: np.ndarray) -> np.ndarray:
     """``E relu(m + s xi)^2 = (m^2 + s^2) Phi(m/s) + m s phi(m/s)``."""
     z = m / s
-    return (m * m + s * s) * special.ndtr(z) + m * s * np.exp(-0.5 * z * z) / _SQRT2PI
+    return (m * m + s * s) * ndtr(z) + m * s * np.exp(-0.5 * z * z) / _SQRT2PI
 
 
 def abs_second_moment(m: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -242,7 +301,7 @@ def erf_second_moment(m: np.ndarray, s: np.ndarray) -> np.ndarray:
     ``E Phi(a + b xi)^2 = Phi(h) - 2 T(h, 1 / sqrt(1 + 2 b^2))`` with ``h = a / sqrt(1 + b^2)``
     (Owen 1980, "A table of normal integrals", eq. 20,010.3); ``T`` is Owen's T function.
     """
-    return 1.0 - 8.0 * special.owens_t(_SQRT2 * m / np.sqrt(1.0 + 2.0 * s * s),
+    return 1.0 - 8.0 * _owens_t(_SQRT2 * m / np.sqrt(1.0 + 2.0 * s * s),
                                        1.0 / np.sqrt(1.0 + 4.0 * s * s))
 
 
@@ -260,14 +319,14 @@ def gelu_second_moment(m: np.ndarray, s: np.ndarray) -> np.ndarray:
     tau = np.sqrt(1.0 + s2)
     rho2 = np.sqrt(1.0 + 2.0 * s2)
     h = m / tau
-    e_phi2 = special.ndtr(h) - 2.0 * special.owens_t(h, 1.0 / rho2)
+    e_phi2 = ndtr(h) - 2.0 * _owens_t(h, 1.0 / rho2)
     e_pdf2 = np.exp(-m * m / (rho2 * rho2)) / (2.0 * np.pi * rho2)
     weight = np.exp(-0.5 * h * h) / (_SQRT2PI * tau)
     mean, var = m / (tau * tau), s2 / (tau * tau)
     spread = rho2 / tau  # sqrt(1 + var)
     kappa = mean / spread
-    e_Phi_phi = weight * special.ndtr(kappa)
-    e_u_Phi_phi = weight * (mean * special.ndtr(kappa) + var * np.exp(-0.5 * kappa * kappa) / (_SQRT2PI * spread))
+    e_Phi_phi = weight * ndtr(kappa)
+    e_u_Phi_phi = weight * (mean * ndtr(kappa) + var * np.exp(-0.5 * kappa * kappa) / (_SQRT2PI * spread))
     return ((m * m + s2) * e_phi2 + 4.0 * m * s2 * e_Phi_phi
             + 2.0 * s2 * s2 * (e_pdf2 - e_u_Phi_phi))
 
@@ -369,79 +428,161 @@ def _mp_gelu(x):
     return x * mpmath.ncdf(x)
 
 
+# --------------------------------------------------------------------------- exact numbers (mpmath)
+# The same closed forms as the sympy ``SymbolicForms`` of the catalogue, evaluated directly in
+# mpmath (no sympy): guard bits then one rounding, so the result is the correctly rounded value
+# in practice, as ``sympy.N`` gives it.
+
+_GUARD_BITS = 40
+
+
+def _exact(f: Callable[[], mpmath.mpf]) -> Callable[[], mpmath.mpf]:
+    """``f()`` at the current mpmath precision, evaluated with guard bits and rounded once."""
+    def value():
+        with mpmath.workprec(mpmath.mp.prec + _GUARD_BITS):
+            v = f()
+        return +v
+    return value
+
+
+def _exact_kernel(f: Callable) -> Callable:
+    """``K(c)`` at the current mpmath precision (``c`` an mpf in ``[-1, 1]``), with guard bits."""
+    def value(c):
+        with mpmath.workprec(mpmath.mp.prec + _GUARD_BITS):
+            v = f(c)
+        return +v
+    return value
+
+
+def _const(p: int, q: int = 1):
+    return _exact(lambda: mpmath.mpf(p) / q)
+
+
+_PI = mpmath.pi
+
+
 # --------------------------------------------------------------------------- the catalogue
 
 @dataclass(frozen=True)
 class NamedForm:
-    """Everything known in closed form about one named activation."""
+    """Everything known in closed form about one named activation.
+
+    ``exact`` maps some of ``mu0, mu1, second_moment`` to a function giving the number at
+    the current mpmath precision, ``kernel_mp`` gives ``K(c)`` likewise; ``poly`` holds the
+    Hermite coefficients ``a_k`` of a polynomial.  ``expr`` (``rho`` in the symbol ``x``) and
+    ``symbolic`` (the same numbers as sympy expressions) are built, with sympy, on first access.
+    """
 
     name: str
-    expr: sympy.Expr
     fn: Callable[[np.ndarray], np.ndarray]
     fn_mp: Callable
     parity: int  # +1 even, -1 odd, 0 neither
-    symbolic: SymbolicForms
+    exact: dict = field(default_factory=dict)
+    kernel_mp: Callable | None = None
     kernel: Callable | None = None
     hermite_mp: Callable[[int], list] | None = None
     moments: Callable | None = None
     second_moment: Callable | None = None
     degree: int | None = None  # polynomials only
+    poly: tuple[int, ...] | None = None  # polynomials only: a_k = E[rho(g) He_k(g)]
     kinks: tuple[float, ...] = ()
     reference: str = ""
     #: half-width ``a`` of the strip ``|Im x| < a`` where ``rho`` is analytic (nearest
     #: complex singularity); sets the convergence rate of the trapezoidal rules
     strip: float | None = None
 
+    @property
+    def expr(self):
+        """``rho`` as a sympy expression in ``x`` (imports sympy)."""
+        return _sympy_forms()[self.name][0]
 
-def _forms() -> dict[str, NamedForm]:
-    x, c, pi = X, C, sympy.pi
+    @property
+    def symbolic(self) -> SymbolicForms:
+        """The exact numbers as sympy expressions (imports sympy)."""
+        return _sympy_forms()[self.name][1]
+
+
+@functools.lru_cache(maxsize=None)
+def _sympy_forms() -> dict:
+    """``name -> (expr, SymbolicForms)`` for the catalogue (the only place sympy enters it)."""
+    import sympy
+
+    x, c = symbols()
+    pi = sympy.pi
     half = sympy.Rational(1, 2)
     sqrt = sympy.sqrt
     return {
+        "relu": (sympy.Max(0, x),
+                 SymbolicForms(1 / sqrt(2 * pi), half, half,
+                               (sqrt(1 - c**2) + (pi - sympy.acos(c)) * c) / (2 * pi))),
+        "abs": (sympy.Abs(x),
+                SymbolicForms(sqrt(2 / pi), sympy.Integer(0), sympy.Integer(1),
+                              2 / pi * (sqrt(1 - c**2) + c * sympy.asin(c)))),
+        "linear": (x, SymbolicForms(sympy.Integer(0), sympy.Integer(1), sympy.Integer(1), c)),
+        "quadratic": (x**2, SymbolicForms(sympy.Integer(1), sympy.Integer(0), sympy.Integer(3), 1 + 2 * c**2)),
+        "erf": (sympy.erf(x),
+                SymbolicForms(sympy.Integer(0), 2 / sqrt(3 * pi), 2 / pi * sympy.asin(sympy.Rational(2, 3)),
+                              2 / pi * sympy.asin(2 * c / 3))),
+        "tanh": (sympy.tanh(x), SymbolicForms(mu0=sympy.Integer(0))),
+        "sigmoid": (1 / (1 + sympy.exp(-x)), SymbolicForms(mu0=half)),
+        "softplus": (sympy.log(1 + sympy.exp(x)), SymbolicForms(mu1=half)),
+        "gelu": (x * (1 + sympy.erf(x / sqrt(2))) / 2,
+                 SymbolicForms(1 / (2 * sqrt(pi)), half, sympy.Rational(1, 3) + 1 / (2 * sqrt(3) * pi),
+                               c / 4 + (c * sympy.asin(c / 2) + 1 / sqrt(4 - c**2)) / (2 * pi))),
+        "silu": (x / (1 + sympy.exp(-x)), SymbolicForms(mu1=half)),
+    }
+
+
+def _forms() -> dict[str, NamedForm]:
+    sqrt, asin = mpmath.sqrt, mpmath.asin
+    return {
         "relu": NamedForm(
-            "relu", sympy.Max(0, x), lambda u: np.maximum(u, 0.0), _mp_relu, 0,
-            SymbolicForms(1 / sqrt(2 * pi), half, half,
-                          (sqrt(1 - c**2) + (pi - sympy.acos(c)) * c) / (2 * pi)),
+            "relu", lambda u: np.maximum(u, 0.0), _mp_relu, 0,
+            dict(mu0=_exact(lambda: 1 / sqrt(2 * _PI)), mu1=_const(1, 2), second_moment=_const(1, 2)),
+            _exact_kernel(lambda c: (sqrt(1 - c * c) + (_PI - mpmath.acos(c)) * c) / (2 * _PI)),
             _relu_kernel, _relu_hermite_mp, relu_moments, relu_second_moment, kinks=(0.0,),
             reference="arc-cosine kernel of degree 1, Cho & Saul (2009)"),
         "abs": NamedForm(
-            "abs", sympy.Abs(x), np.abs, mpmath.fabs, 1,
-            SymbolicForms(sqrt(2 / pi), sympy.Integer(0), sympy.Integer(1),
-                          2 / pi * (sqrt(1 - c**2) + c * sympy.asin(c))),
+            "abs", np.abs, mpmath.fabs, 1,
+            dict(mu0=_exact(lambda: sqrt(2 / _PI)), mu1=_const(0), second_moment=_const(1)),
+            _exact_kernel(lambda c: 2 / _PI * (sqrt(1 - c * c) + c * asin(c))),
             _abs_kernel, _abs_hermite_mp, abs_moments, abs_second_moment, kinks=(0.0,),
             reference="|x| = 2 relu(x) - x and the arc-cosine kernel"),
         "linear": NamedForm(
-            "linear", x, lambda u: np.asarray(u, dtype=float) * 1.0, mpmath.mpf, -1,
-            SymbolicForms(sympy.Integer(0), sympy.Integer(1), sympy.Integer(1), c),
-            lambda u: np.asarray(u, dtype=float) * 1.0, _poly_hermite_mp((0, 1)), degree=1),
+            "linear", lambda u: np.asarray(u, dtype=float) * 1.0, mpmath.mpf, -1,
+            dict(mu0=_const(0), mu1=_const(1), second_moment=_const(1)),
+            _exact_kernel(lambda c: +c),
+            lambda u: np.asarray(u, dtype=float) * 1.0, _poly_hermite_mp((0, 1)), degree=1, poly=(0, 1)),
         "quadratic": NamedForm(
-            "quadratic", x**2, lambda u: np.asarray(u, dtype=float) ** 2, lambda u: mpmath.mpf(u) ** 2, 1,
-            SymbolicForms(sympy.Integer(1), sympy.Integer(0), sympy.Integer(3), 1 + 2 * c**2),
-            lambda u: 1.0 + 2.0 * u * u, _poly_hermite_mp((1, 0, 2)), degree=2),
+            "quadratic", lambda u: np.asarray(u, dtype=float) ** 2, lambda u: mpmath.mpf(u) ** 2, 1,
+            dict(mu0=_const(1), mu1=_const(0), second_moment=_const(3)),
+            _exact_kernel(lambda c: 1 + 2 * c * c),
+            lambda u: 1.0 + 2.0 * u * u, _poly_hermite_mp((1, 0, 2)), degree=2, poly=(1, 0, 2)),
         "erf": NamedForm(
-            "erf", sympy.erf(x), special.erf, mpmath.erf, -1,
-            SymbolicForms(sympy.Integer(0), 2 / sqrt(3 * pi), 2 / pi * sympy.asin(sympy.Rational(2, 3)),
-                          2 / pi * sympy.asin(2 * c / 3)),
+            "erf", erf, mpmath.erf, -1,
+            dict(mu0=_const(0), mu1=_exact(lambda: 2 / sqrt(3 * _PI)),
+                 second_moment=_exact(lambda: 2 / _PI * asin(mpmath.mpf(2) / 3))),
+            _exact_kernel(lambda c: 2 / _PI * asin(2 * c / 3)),
             _erf_kernel, _erf_hermite_mp, erf_moments, erf_second_moment,
             reference="arcsine kernel, Williams (1997)"),
         "tanh": NamedForm(
-            "tanh", sympy.tanh(x), np.tanh, mpmath.tanh, -1,
-            SymbolicForms(mu0=sympy.Integer(0)), strip=math.pi / 2),  # poles at i pi/2
+            "tanh", np.tanh, mpmath.tanh, -1, dict(mu0=_const(0)), strip=math.pi / 2),  # poles at i pi/2
         "sigmoid": NamedForm(
-            "sigmoid", 1 / (1 + sympy.exp(-x)), special.expit, _mp_sigmoid, 0,
-            SymbolicForms(mu0=half), strip=math.pi),  # sigmoid - 1/2 is odd; poles at i pi
+            "sigmoid", _expit, _mp_sigmoid, 0,
+            dict(mu0=_const(1, 2)), strip=math.pi),  # sigmoid - 1/2 is odd; poles at i pi
         "softplus": NamedForm(
-            "softplus", sympy.log(1 + sympy.exp(x)), lambda u: np.logaddexp(0.0, u), _mp_softplus, 0,
-            SymbolicForms(mu1=half), strip=math.pi),  # Stein: E[g softplus(g)] = E[sigmoid(g)] = 1/2
+            "softplus", lambda u: np.logaddexp(0.0, u), _mp_softplus, 0,
+            dict(mu1=_const(1, 2)), strip=math.pi),  # Stein: E[g softplus(g)] = E[sigmoid(g)] = 1/2
         "gelu": NamedForm(
-            "gelu", x * (1 + sympy.erf(x / sqrt(2))) / 2, lambda u: u * special.ndtr(u), _mp_gelu, 0,
-            SymbolicForms(1 / (2 * sqrt(pi)), half, sympy.Rational(1, 3) + 1 / (2 * sqrt(3) * pi),
-                          c / 4 + (c * sympy.asin(c / 2) + 1 / sqrt(4 - c**2)) / (2 * pi)),
+            "gelu", lambda u: u * ndtr(u), _mp_gelu, 0,
+            dict(mu0=_exact(lambda: 1 / (2 * sqrt(_PI))), mu1=_const(1, 2),
+                 second_moment=_exact(lambda: mpmath.mpf(1) / 3 + 1 / (2 * sqrt(3) * _PI))),
+            _exact_kernel(lambda c: c / 4 + (c * asin(c / 2) + 1 / sqrt(4 - c * c)) / (2 * _PI)),
             _gelu_kernel, _gelu_hermite_mp, gelu_moments, gelu_second_moment,
             reference="Price's theorem: K'' = E[(2-g^2)phi(g)(2-g'^2)phi(g')] integrated twice"),
         "silu": NamedForm(
-            "silu", x / (1 + sympy.exp(-x)), lambda u: u * special.expit(u), _mp_silu, 0,
-            SymbolicForms(mu1=half), strip=math.pi),  # E[g^2 sigmoid(g)] = 1/2 (g^2 (sigmoid - 1/2) is odd)
+            "silu", lambda u: u * _expit(u), _mp_silu, 0,
+            dict(mu1=_const(1, 2)), strip=math.pi),  # E[g^2 sigmoid(g)] = 1/2 (g^2 (sigmoid - 1/2) is odd)
     }
 
 

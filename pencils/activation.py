@@ -61,26 +61,42 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import sys
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import mpmath
 import numpy as np
-import sympy
 from numpy.polynomial.hermite_e import hermegauss
+
+if TYPE_CHECKING:  # annotations only
+    import sympy
 
 from . import cache as _cache
 from ._activation_forms import (
     ALIASES,
-    C,
     MAX_ORDER,
     NAMED,
-    X,
     SymbolicForms,
     hermite_functions,
     sqrt_factorials,
+    symbols as _symbols,
 )
+
+# sympy is imported inside the functions that handle sympy expressions: a named activation
+# (and a Python callable) never needs it, and ``import sympy`` costs about 0.35 s.
+
+
+def __getattr__(name: str):
+    # PEP 562: the symbols X and C without importing sympy at import time
+    if name in ("X", "C"):
+        return _symbols()[name == "C"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"X", "C"})
 
 __all__ = [
     "Activation", "activation", "KNOWN_ACTIVATIONS", "MpCoefficients", "SymbolicForms",
@@ -770,6 +786,9 @@ def _check_growth(fn_mp: Callable, name: str) -> None:
 def _real_roots(f: sympy.Expr) -> set[float]:
     """Real zeros of ``f(x)`` in ``(-60, 60)``: exact for polynomials of degree <= 4, else the
     sign changes on a fine grid refined by bisection in mpmath."""
+    import sympy
+
+    X = _symbols()[0]
     f = sympy.sympify(f)
     if not f.has(X):
         return set()
@@ -807,6 +826,8 @@ def _sympy_kinks(expr: sympy.Expr) -> tuple[tuple[float, ...], bool]:
     Max/Min/Piecewise contribute the boundaries of the ``Piecewise`` rewrite, Abs, sign
     and Heaviside the zeros of their arguments.
     """
+    import sympy
+
     args = [atom.args[0] for atom in expr.atoms(sympy.Abs, sympy.sign, sympy.Heaviside)]
     if expr.has(sympy.Max, sympy.Min, sympy.Piecewise):
         try:
@@ -827,6 +848,9 @@ def _sympy_kinks(expr: sympy.Expr) -> tuple[tuple[float, ...], bool]:
 
 
 def _confirm_equal(e: sympy.Expr, known: sympy.Expr) -> bool:
+    import sympy
+
+    X = _symbols()[0]
     xr = sympy.Symbol("x", real=True)
     diff = (e - known).xreplace({X: xr})
     for candidate in (diff, diff.rewrite(sympy.Piecewise)):
@@ -842,6 +866,9 @@ def _confirm_equal(e: sympy.Expr, known: sympy.Expr) -> bool:
 
 def _match_named(e: sympy.Expr) -> str | None:
     """The named activation equal to ``e`` (structurally, or numerically and then symbolically)."""
+    import sympy
+
+    X = _symbols()[0]
     for name, form in NAMED.items():
         if e == form.expr:
             return name
@@ -863,6 +890,9 @@ def _match_named(e: sympy.Expr) -> str | None:
 
 def _polynomial_hermite(e: sympy.Expr) -> tuple[sympy.Expr, ...] | None:
     """Exact Hermite coefficients ``a_k`` of a polynomial in ``x`` (``None`` if not a polynomial)."""
+    import sympy
+
+    X = _symbols()[0]
     if not e.is_polynomial(X):
         return None
     poly = sympy.Poly(sympy.expand(e), X)
@@ -894,8 +924,11 @@ class Activation:
         ``"relu"``, ``str(expr)`` or the callable's ``__name__``.
     expr : sympy.Expr or None
         ``rho`` as an expression in the symbol ``x`` (:data:`X`); ``None`` for a callable.
+        Built on first access for a named activation (importing sympy).
     symbolic : SymbolicForms
         Exact sympy ``mu0``, ``mu1``, ``second_moment``, ``kernel`` (in ``c``), ``None`` where unknown.
+        Built on first access for a named activation, whose numbers come from the same closed
+        forms evaluated in numpy and mpmath.
     mu0, mu1, second_moment, mu_star_sq : float
         ``E rho(g)``, ``E[g rho(g)]``, ``E rho(g)^2``, ``E rho(g)^2 - mu0^2 - mu1^2``.
     method : str
@@ -910,7 +943,7 @@ class Activation:
         Estimated absolute error of the high-precision coefficients (0 for closed forms).
     """
 
-    __slots__ = ("name", "expr", "symbolic", "method", "parity", "kinks", "dps", "accuracy",
+    __slots__ = ("name", "_expr", "_symbolic", "method", "parity", "kinks", "dps", "accuracy",
                  "_fn", "_fn_mp", "_mp_exact", "_form", "_poly", "_smooth", "_key", "_scale", "_strip",
                  "_coeffs", "_memo", "_frozen")
 
@@ -918,8 +951,8 @@ class Activation:
                  form=None, poly=None, smooth=True, key=None):
         object.__setattr__(self, "_frozen", False)
         self.name = name
-        self.expr = expr
-        self.symbolic = symbolic
+        self._expr = expr  # None with a form: built from the form on first access
+        self._symbolic = symbolic
         self.method = method
         self.parity = parity
         self.kinks = tuple(kinks)
@@ -939,6 +972,39 @@ class Activation:
         self._coeffs = coeffs
         self._scale = math.sqrt(max(float(coeffs.second_moment), 1e-300))
         object.__setattr__(self, "_frozen", True)
+
+    @property
+    def expr(self):
+        # documented in the class docstring (a docstring here would describe it twice in the API pages)
+        if self._expr is None and self._form is not None:
+            return self._form.expr
+        return self._expr
+
+    @property
+    def symbolic(self) -> SymbolicForms:
+        # documented in the class docstring
+        if self._symbolic is None and self._form is not None:
+            return self._form.symbolic
+        return self._symbolic
+
+    @property
+    def _from_callable(self) -> bool:
+        """A Python callable: no expression, so kinks were located numerically (if at all)."""
+        return self._expr is None and self._form is None
+
+    def _exact_mp(self, key: str, dps: int):
+        """The exact ``mu0``, ``mu1`` or ``second_moment`` as an mpf at ``dps`` digits, ``None`` if unknown.
+
+        Named activations evaluate their closed forms in mpmath; others evaluate ``symbolic``.
+        """
+        if self._form is not None:
+            f = self._form.exact.get(key)
+            if f is None:
+                return None
+            with mpmath.workdps(dps):
+                return f()
+        value = getattr(self.symbolic, key)
+        return None if value is None else _sympy_to_mp(value, dps)
 
     def __setattr__(self, key, value):
         if getattr(self, "_frozen", False):
@@ -984,24 +1050,20 @@ class Activation:
     def coefficients_mp(self, dps: int | None = None) -> MpCoefficients:
         """``mu0, mu1, E rho^2, mu_*^2`` as mpmath numbers at ``dps`` digits (default ``self.dps``).
 
-        Closed forms are evaluated with ``evalf``; otherwise adaptive Gauss--Legendre
-        quadrature (cached on disk for named and sympy activations).
+        Closed forms are evaluated exactly (mpmath for named activations, ``evalf`` for sympy
+        ones); otherwise adaptive Gauss--Legendre quadrature (cached on disk for named and
+        sympy activations).
         """
         dps = self.dps if dps is None else _check_dps(dps)
         memo_key = ("coeffs", dps)
         if memo_key in self._memo:
             return self._memo[memo_key]
-        sym = self.symbolic
         with mpmath.workdps(dps + 10):
-            if None not in (sym.mu0, sym.mu1, sym.second_moment):
-                mu0, mu1, sec = (_sympy_to_mp(v, dps + 10) for v in (sym.mu0, sym.mu1, sym.second_moment))
-            else:
+            mu0, mu1, sec = (self._exact_mp(k, dps + 10) for k in ("mu0", "mu1", "second_moment"))
+            if sec is None or mu0 is None or mu1 is None:
                 n, sec, _ = self._quadrature_moments(1, dps)
-                mu0, mu1 = n[0], n[1]
-                if sym.mu0 is not None:
-                    mu0 = _sympy_to_mp(sym.mu0, dps + 10)
-                if sym.mu1 is not None:
-                    mu1 = _sympy_to_mp(sym.mu1, dps + 10)
+                mu0 = n[0] if mu0 is None else mu0
+                mu1 = n[1] if mu1 is None else mu1
             result = MpCoefficients(+mu0, +mu1, +sec, sec - mu0**2 - mu1**2, dps)
         self._memo[memo_key] = result
         return result
@@ -1064,7 +1126,13 @@ class Activation:
             if abs(c) > 1 + RANGE_SLACK:
                 raise ValueError(f"c must lie in [-1, 1], got {mpmath.nstr(c, 17)}")
             c = max(min(c, mpmath.mpf(1)), mpmath.mpf(-1))
-            if self.symbolic.kernel is not None:
+            if self._form is not None:
+                if self._form.kernel_mp is not None:
+                    return +self._form.kernel_mp(c)
+            elif self.symbolic.kernel is not None:
+                import sympy
+
+                C = _symbols()[1]
                 return +_sympy_to_mp(self.symbolic.kernel.subs(C, sympy.Float(c, dps + 10)), dps + 10)
             key = ("kernel_mp", mpmath.nstr(c, dps + 10), dps)
             if key not in self._memo:
@@ -1200,7 +1268,7 @@ class Activation:
                 kern = float(np.polynomial.polynomial.polyval(r, norm2))
                 err = abs(r) ** (order + 1) * max(second - float(np.sum(norm2)), 0.0) + 1e-16 * second
             else:
-                fine, error = _gl_pair_with_error(self._fn, self.kinks, v, c, robust=self.expr is None)
+                fine, error = _gl_pair_with_error(self._fn, self.kinks, v, c, robust=self._from_callable)
                 mean, first, second, kern = (float(q) for q in fine)
                 err = float(error[3] + 2 * abs(mean) * error[0] + 2 * abs(first) * error[1] * abs(c) / v**2)
                 mu0, mu1 = mean, first / v
@@ -1277,12 +1345,12 @@ class Activation:
         """The float kernel uses piecewise Gauss--Legendre: quadrature activations with known
         kinks, non-smooth ones, and callables (kinks unknown; the error estimate is honest)."""
         return (self._form is None or self._form.kernel is None) and self._poly is None and (
-            bool(self.kinks) or not self._smooth or self.expr is None)
+            bool(self.kinks) or not self._smooth or self._from_callable)
 
     def _kernel_error_at(self, c: float) -> float:
         key = ("kernel-gl", c)
         if key not in self._memo:
-            fine, error = _gl_pair_with_error(self._fn, self.kinks, 1.0, c, robust=self.expr is None)
+            fine, error = _gl_pair_with_error(self._fn, self.kinks, 1.0, c, robust=self._from_callable)
             self._memo[key] = (float(fine[3]), float(error[3]))
         return self._memo[key][1]
 
@@ -1534,7 +1602,7 @@ class Activation:
         if not np.all(np.isfinite(A)) or not np.all(np.isfinite(S)):
             raise ValueError("rho(mean + std*xi) is not finite: the Gaussian moments are not finite "
                              "(or rho overflows in double precision)")
-        if self.expr is None:  # kinks located numerically: check against a coarser rule
+        if self._from_callable:  # kinks located numerically: check against a coarser rule
             Ac, Sc = _gl_shifted_moments(self._fn, self.kinks, m, s, order, q - 6)
             norm = self._scale + np.abs(A[0]) + np.sqrt(np.maximum(S, 0.0))
             err = np.maximum(np.max(np.abs(A - Ac), axis=0), np.abs(S - Sc) / norm) / norm
@@ -1596,6 +1664,8 @@ def _gauss_hermite(q: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _sympy_to_mp(value: sympy.Expr, dps: int):
     """A real sympy number as an mpf with ``dps`` correct digits."""
+    import sympy
+
     re, im = sympy.N(value, dps).as_real_imag()
     if im != 0:
         raise ValueError(f"rho must be real-valued; a coefficient evaluated to {value} = {re} + {im} I")
@@ -1692,15 +1762,18 @@ def _mp_kernel_trapezoid(fn_mp, c, dps: int, scale: float, name: str, strip: flo
 @functools.lru_cache(maxsize=None)
 def _named(name: str, dps: int) -> Activation:
     form = NAMED[name]
-    return Activation(name=name, expr=form.expr, symbolic=form.symbolic,
+    # expr and symbolic stay None: the Activation reads them from the form on first access
+    return Activation(name=name, expr=None, symbolic=None,
                       method="polynomial" if form.degree is not None else
                       ("closed-form" if form.kernel is not None else "quadrature"),
                       parity=form.parity, kinks=form.kinks, dps=dps, fn=form.fn, fn_mp=form.fn_mp,
-                      mp_exact=True, form=form, key=f"named:{name}",
-                      poly=_polynomial_hermite(form.expr) if form.degree is not None else None)
+                      mp_exact=True, form=form, key=f"named:{name}", poly=form.poly)
 
 
 def _from_sympy(spec: sympy.Basic, dps: int) -> Activation:
+    import sympy
+
+    X = _symbols()[0]
     expr = sympy.sympify(spec)
     free = expr.free_symbols
     if len(free) != 1:
@@ -1755,6 +1828,9 @@ def _from_sympy(spec: sympy.Basic, dps: int) -> Activation:
 
 
 def _polynomial(e: sympy.Expr, coeffs: tuple, dps: int) -> Activation:
+    import sympy
+
+    X, C = _symbols()
     a = list(coeffs)
     mu0 = a[0]
     mu1 = a[1] if len(a) > 1 else sympy.Integer(0)
@@ -1838,6 +1914,7 @@ def activation(spec, *, dps: int = 30) -> Activation:
 
     >>> activation("ReLU").name
     'relu'
+    >>> import sympy
     >>> y = sympy.Symbol("y")
     >>> activation(sympy.Max(y, 0)) is activation("relu")
     True
@@ -1854,9 +1931,10 @@ def activation(spec, *, dps: int = 30) -> Activation:
             raise ValueError(f"unknown activation {spec!r}; known names: {', '.join(KNOWN_ACTIVATIONS)} "
                              "(pass a sympy expression or a callable for other activations)")
         return _named(key, dps)
-    if isinstance(spec, sympy.FunctionClass):
-        return _from_sympy(spec(X), dps)
-    if isinstance(spec, sympy.Basic):
+    sympy = sys.modules.get("sympy")  # a sympy object means sympy is imported already
+    if sympy is not None and isinstance(spec, sympy.FunctionClass):
+        return _from_sympy(spec(_symbols()[0]), dps)
+    if sympy is not None and isinstance(spec, sympy.Basic):
         return _from_sympy(spec, dps)
     if callable(spec):
         return _from_callable(spec, dps)

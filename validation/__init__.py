@@ -3,24 +3,57 @@
 * :func:`simulate` -- seed-averaged test/train errors of the true activation or of its
   Gaussian-equivalent surrogate, any ``m >= 1`` and ``m = inf`` (:mod:`validation.montecarlo`);
 * :func:`extrapolate` -- ``d -> inf`` estimates from several ``d`` (:mod:`validation.extrapolate`);
-* :mod:`validation.moments` -- exact feature moments used for test errors and ``m = inf``.
+* :mod:`validation.moments` -- exact feature moments used for test errors and ``m = inf``;
+* real image data (:mod:`validation.data`), the memorised fraction of generated samples
+  (:mod:`validation.memorization`) and sampling with a learned score (:mod:`validation.sampling`).
+
+The public names are imported on first access (PEP 562), so ``import validation`` (and
+``python -m validation.<tool>``) loads only what is used.
 """
-from .extrapolate import Extrapolation, LinearFit, extrapolate, fit_inverse_d
-from .montecarlo import FittedScore, Problem, SimulationResult, fit_score, make_problem, parse_m, simulate
+import importlib
+import sys
+import types
+
+#: public name -> submodule that defines it
+_LAZY = {
+    **dict.fromkeys(["Extrapolation", "LinearFit", "extrapolate", "fit_inverse_d"], "extrapolate"),
+    **dict.fromkeys(["FittedScore", "Problem", "SimulationResult", "fit_score", "make_problem",
+                     "parse_m", "simulate"], "montecarlo"),
+    **dict.fromkeys(["load_images", "load_dataset", "spectrum"], "data"),
+    **dict.fromkeys(["Memorization", "memorized_fraction"], "memorization"),
+    **dict.fromkeys(["ScoreGrid", "sample_ode", "sample_sde", "train_score_grid", "tweedie"], "sampling"),
+}
 
 __all__ = [
     "simulate", "extrapolate", "fit_score", "make_problem", "parse_m",
     "SimulationResult", "Extrapolation", "LinearFit", "FittedScore", "Problem", "fit_inverse_d",
+    "load_images", "load_dataset", "spectrum",
+    "memorized_fraction", "Memorization",
+    "sample_sde", "sample_ode", "train_score_grid", "ScoreGrid", "tweedie",
 ]
 
-# Real image data (validation/data.py)
-from .data import load_images, load_dataset, spectrum  # noqa: E402
-__all__ += ["load_images", "load_dataset", "spectrum"]
 
-# Memorised fraction of generated samples (validation/memorization.py)
-from .memorization import Memorization, memorized_fraction  # noqa: E402
-__all__ += ["memorized_fraction", "Memorization"]
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
-# Sampling with a (learned) score (validation/sampling.py)
-from .sampling import ScoreGrid, sample_ode, sample_sde, train_score_grid, tweedie  # noqa: E402
-__all__ += ["sample_sde", "sample_ode", "train_score_grid", "ScoreGrid", "tweedie"]
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``validation.extrapolate`` the function: importing the submodule of the same name
+    would otherwise bind the module over the lazy name (as the eager imports used to prevent)."""
+
+    def __setattr__(self, name, value):
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
