@@ -126,7 +126,9 @@ def main() -> None:
             theory.errors(psi_n=1.3, psi_p=2.7, t=t, lam=lam, m=m)
         single = (time.perf_counter() - t0) / reps
         print(f"m={label:>3}: 100x100 both errors {checked / 1e4 * 1e6:7.1f} us/point with the check "
-              f"({int(e.converged.sum())}/10000 resolved, {int(e.refined.sum())} refined in mpmath), "
+              f"({int(e.converged.sum())}/10000 resolved, {int(e.refined.sum())} refined: "
+              f"{int(e.refined.sum() - e.refined_mpmath.sum())} in double-double, "
+              f"{int(e.refined_mpmath.sum())} in mpmath), "
               f"{plain / 1e4 * 1e6:6.1f} us/point without | previous engine {old / 1e4 * 1e6:7.1f} us/point "
               f"({old / checked:5.1f}x slower) | fsolve loop on the reduced core {loop / 1e4 * 1e6:7.1f} us/point "
               f"({loop / checked:6.1f}x slower) | single point {single * 1e3:5.2f} ms")

@@ -38,7 +38,6 @@ curves; the Helmert rotation is the classical orthogonal contrast matrix (Helmer
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -46,6 +45,8 @@ import sympy
 
 from pencils.expr import S_NU, D, Space, SpectralMean, Trace, gaussian, inverse, spectral, trace
 from pencils.freeprob import FixedPointSystem, equations
+
+from .kinds import QUANTITIES, m_kind
 
 __all__ = ["SYMBOLS", "m_kind", "dsm_matrices", "dsm_traces", "dsm_system", "DSMEquations", "dsm_equations"]
 
@@ -56,18 +57,6 @@ mu_s_, mu_f_, mu_star_ = sympy.symbols("mu_s mu_f mu_star", nonnegative=True)
 
 #: The parameters of the derived equations, by name.
 SYMBOLS = {s.name: s for s in (psi_n, psi_p, lam, m_, a_, Delta_, mu1_, mu_s_, mu_f_, mu_star_)}
-
-QUANTITIES = ("test", "train")
-
-
-def m_kind(m) -> str:
-    """``"1"``, ``"finite"`` (any integer ``m >= 2``, one symbolic system) or ``"inf"``."""
-    if isinstance(m, str) and m in ("1", "finite", "inf"):
-        return m
-    if math.isinf(m):
-        return "inf"
-    return "1" if m == 1 else "finite"
-
 
 def dsm_matrices(kind: str, structured: bool = False) -> tuple:
     """``(K, C, U, V, constant)`` of the Gaussian-equivalent model (module docstring):

@@ -24,12 +24,14 @@ from functools import lru_cache
 import mpmath
 import numpy as np
 
-from numerics import ConvergenceError
-from numerics.reduced import ReducedSolver, compile_reduced
+from numerics._errors import ConvergenceError
+from numerics.reduced import ReducedSolver, solver_layout
 from pencils.cache import cached
-from pencils.reduce import ReducedSystem, reduce_systems
 
-from .dsm import QUANTITIES, DSMEquations, dsm_equations, dsm_system, m_kind
+from .kinds import QUANTITIES, m_kind
+
+# The symbolic side (derivations.dsm, pencils.reduce: sympy) is imported where it is used,
+# so that a warm start -- cached layout and compiled kernel -- loads no sympy.
 
 __all__ = ["DSMTheory", "Errors", "Coefficients", "parse_m"]
 
@@ -72,19 +74,34 @@ REFINE_DPS = 30
 MAX_PRECISION = 1000
 
 
-def reduced_system(kind: str, structured: bool = False) -> ReducedSystem:
-    """The reduced system of both errors for one kind of ``m`` (shared core), disk-cached
-    under a cheap key so that a warm start does not touch the raw systems.
-    ``structured``: data with a covariance ``Sigma`` (spectral means over its eigenvalues)."""
-    name = f"dsm:{kind}:{','.join(QUANTITIES)}" + (":structured" if structured else "")
-    return cached("dsm-reduced", name, lambda: reduce_systems(
-        {q: dsm_system(kind, q, structured) for q in QUANTITIES}, cache=False))
+def _system_name(kind: str, structured: bool) -> str:
+    return f"dsm:{kind}:{','.join(QUANTITIES)}" + (":structured" if structured else "")
+
+
+def reduced_system(kind: str, structured: bool = False):
+    """The reduced system (:class:`pencils.reduce.ReducedSystem`) of both errors for one
+    kind of ``m`` (shared core), disk-cached under a cheap key so that a warm start does
+    not touch the raw systems.  ``structured``: data with a covariance ``Sigma``
+    (spectral means over its eigenvalues)."""
+    def derive():
+        from pencils.reduce import reduce_systems
+
+        from .dsm import dsm_system
+
+        return reduce_systems({q: dsm_system(kind, q, structured) for q in QUANTITIES}, cache=False)
+
+    return cached("dsm-reduced", _system_name(kind, structured), derive)
 
 
 @lru_cache(maxsize=None)
 def reduced_solver(kind: str, structured: bool = False) -> ReducedSolver:
-    """The compiled solver of :func:`reduced_system` (one per process)."""
-    return compile_reduced(reduced_system(kind, structured), key=f"dsm:{kind}" + (":structured" if structured else ""))
+    """The compiled solver of :func:`reduced_system` (one per process).  It is made from
+    the system's layout (plain data, cached apart), so a warm start that finds the
+    compiled kernel on disk never unpickles the sympy system."""
+    layout = cached("dsm-layout", _system_name(kind, structured),
+                    lambda: solver_layout(reduced_system(kind, structured)), expected=dict)
+    return ReducedSolver(key=f"dsm:{kind}" + (":structured" if structured else ""), layout=layout,
+                         loader=lambda: reduced_system(kind, structured))
 
 
 def spectral_measure(covariance) -> tuple[np.ndarray, np.ndarray] | None:
@@ -203,8 +220,11 @@ class Errors:
     iterations: np.ndarray
     rounding_error: np.ndarray
     precision: int | None = None
-    #: points re-solved in mpmath because double precision could not resolve them
+    #: points re-solved in higher precision because double precision could not resolve them:
+    #: in double-double by the compiled kernel, else (or where that fails) in mpmath
     refined: np.ndarray | None = None
+    #: the subset of ``refined`` solved in ``REFINE_DPS``-digit mpmath
+    refined_mpmath: np.ndarray | None = None
 
 
 def _check_precision(precision) -> None:
@@ -254,7 +274,7 @@ class DSMTheory:
         return delta * np.sum(w / (a_sq[..., None] * s + delta[..., None]), axis=-1)
 
     # -- equations -------------------------------------------------------------
-    def equations(self, m=1, raw: bool = False) -> ReducedSystem | DSMEquations:
+    def equations(self, m=1, raw: bool = False):
         """The derived equations of ``E_test`` and ``E_train`` for this ``m``.
 
         Default: the reduced system (:mod:`pencils.reduce`) -- a few core unknowns solved
@@ -263,6 +283,8 @@ class DSMTheory:
         All finite ``m >= 2`` share one system with ``m`` as a parameter; ``m = 1`` and
         ``m = inf`` have their own (smaller) systems.
         """
+        from .dsm import dsm_equations, dsm_system
+
         m = parse_m(m)
         if raw and self.structured:
             return {q: dsm_system(m_kind(m), q, True) for q in QUANTITIES}
@@ -289,8 +311,10 @@ class DSMTheory:
         re-solves with the parameters moved by a few ulps); ``refine``: a point whose
         estimate exceeds ``rtol |value| + atol`` -- near the interpolation peak and deep in
         the memorisation regime, where the traces are large and the errors are small
-        differences of them -- is re-solved in mpmath at ``REFINE_DPS`` digits
-        (``Errors.refined``); with ``refine=False`` it is flagged instead.
+        differences of them -- is re-solved in double-double arithmetic (about 32 digits,
+        by the compiled kernel, with its own rounding check) and, where that is unavailable
+        or fails, in mpmath at ``REFINE_DPS`` digits (``Errors.refined``,
+        ``Errors.refined_mpmath``); with ``refine=False`` it is flagged instead.
         ``throw``: raise :class:`numerics.ConvergenceError` if any point is left unresolved
         (else those points are NaN in every field and ``converged`` is False).
         ``train_time``: the errors along gradient flow at time ``T``
@@ -323,7 +347,8 @@ class DSMTheory:
         iters = np.zeros(size, dtype=int)
         rounding = np.zeros(size)
         refined = np.zeros(size, dtype=bool)
-        kinds = np.array([m_kind(v) for v in flat[4]])
+        refined_mp = np.zeros(size, dtype=bool)
+        kinds = np.where(flat[4] == 1, "1", np.where(np.isinf(flat[4]), "inf", "finite"))
         for kind in ("1", "finite", "inf"):
             sel = np.nonzero(kinds == kind)[0]
             if not len(sel):
@@ -350,6 +375,9 @@ class DSMTheory:
                 todo = ()
             for q in QUANTITIES:
                 out[q][sel] = np.where(good, sol.values[q], np.nan) if not exact else out[q][sel]
+            if len(todo) and not exact:
+                todo = self._refine_dd(solver, params, sol, todo, sel, rtol, atol, good, out, rounding, resid,
+                                       refined)
             for k in todo:
                 point = [float(r[k]) for r in raw]
                 init = list(sol.core[k]) if sol.converged[k] else None
@@ -363,6 +391,7 @@ class DSMTheory:
                     out[q][sel[k]] = v if exact else float(v)
                 good[k] = True
                 refined[sel[k]] = not exact
+                refined_mp[sel[k]] = not exact
                 rounding[sel[k]] = 0.0 if exact else float(
                     np.finfo(float).eps * max(abs(float(res["values"][q])) for q in QUANTITIES))
                 resid[sel[k]] = float(res["residual"])
@@ -389,7 +418,33 @@ class DSMTheory:
                       dsm_test_loss=loss.reshape(shape), converged=conv.reshape(shape),
                       residual=resid.reshape(shape), iterations=iters.reshape(shape),
                       rounding_error=rounding.reshape(shape), precision=int(precision) if exact else None,
-                      refined=refined.reshape(shape))
+                      refined=refined.reshape(shape), refined_mpmath=refined_mp.reshape(shape))
+
+    def _refine_dd(self, solver, params, sol, todo, sel, rtol, atol, good, out, rounding, resid, refined):
+        """Re-solve the points ``todo`` (converged in double precision, rounding estimate too
+        large) in double-double arithmetic (compiled kernel, :meth:`ReducedSolver.refine_dd`);
+        accept those whose double-double estimate meets ``rtol |value| + atol``.  Returns the
+        points left for mpmath."""
+        cand = np.asarray([k for k in todo if sol.converged[k]], dtype=int)
+        if not len(cand):
+            return todo
+        n = len(sel)
+        sub = {k: (np.broadcast_to(np.asarray(v, dtype=float), (n,))[cand] if np.ndim(v) else v)
+               for k, v in params.items()}
+        rd = solver.refine_dd(sub, sol.core[cand], spectrum=self.spectrum)
+        if rd is None:  # no compiled kernel: mpmath does it all
+            return todo
+        ok = rd.converged.copy()
+        for q in QUANTITIES:
+            ok &= rd.error[q] <= rtol * np.abs(rd.values[q]) + atol
+        idx = cand[ok]
+        for q in QUANTITIES:
+            out[q][sel[idx]] = rd.values[q][ok]
+        good[idx] = True
+        refined[sel[idx]] = True
+        rounding[sel[idx]] = np.max([rd.error[q][ok] for q in QUANTITIES], axis=0)
+        resid[sel[idx]] = rd.residual[ok]
+        return np.setdiff1d(np.asarray(todo, dtype=int), idx)
 
     def _errors_at_time(self, psi_n, psi_p, t, lam, m, train_time, precision, throw, solve_options) -> Errors:
         """``errors(..., train_time=T)``: gradient-flow errors (:mod:`derivations.training_time`)."""

@@ -13,7 +13,7 @@ import importlib
 #: public name -> submodule that defines it
 _LAZY = {
     "compile": "fixedpoint", "Solver": "fixedpoint", "Solution": "fixedpoint",
-    "ConvergenceError": "fixedpoint",
+    "ConvergenceError": "_errors",
     "solve_mp": "mp", "MPSolution": "mp",
     "build_function": "codegen", "generate_source": "codegen",
 }

@@ -52,19 +52,12 @@ import sympy
 
 from pencils.freeprob import FixedPointSystem
 
+from ._errors import ConvergenceError
 from .codegen import build_function, layout
 
 __all__ = ["Solver", "Solution", "ConvergenceError", "compile"]
 
 _METHODS = ("newton", "fixed_point")
-
-
-class ConvergenceError(RuntimeError):
-    """Raised when a fixed point is not found to the requested residual."""
-
-    def __init__(self, message: str, solution: "Solution"):
-        super().__init__(message)
-        self.solution = solution
 
 
 @dataclass(frozen=True)

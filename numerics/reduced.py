@@ -34,20 +34,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import mpmath
 import numpy as np
-import sympy
-from sympy.printing.numpy import NumPyPrinter
-from sympy.printing.pycode import MpmathPrinter
 
 from pencils.cache import cached
-from pencils.expr import S_NU, SpectralMean
-from pencils.linearize import describe
-from pencils.reduce import ReducedSystem
 
-from .fixedpoint import ConvergenceError, _safe_solve
+from ._errors import ConvergenceError
+from .kernel import DD_EPS, KERNEL_CFG, kernel_enabled, kernel_source, load_kernel, rounding_signs
 
-__all__ = ["ReducedSolver", "ReducedSolution", "compile_reduced"]
+__all__ = ["ReducedSolver", "ReducedSolution", "compile_reduced", "solver_layout"]
 
 #: Relative size of the parameter moves of the rounding check, in units of machine epsilon.
 ROUNDING_ULPS = 4.0
@@ -55,6 +49,12 @@ ROUNDING_ULPS = 4.0
 #: the true error by up to 2.5x deep in the memorisation regime; 16 bounded it at every
 #: point checked against 30-digit mpmath, tests/test_reduce.py).
 ROUNDING_SAFETY = 16.0
+#: Newton's target residual in double-double (the kernel's refinement).
+DD_POLISH = 1e-30
+#: Sign patterns of the double-double rounding check.  One: the estimates it gives are
+#: 1e-19 relative or smaller where the acceptance threshold is 1e-8, and a second pattern
+#: changes an estimate by a factor of 2.5 at most (as in double precision).
+DD_PATTERNS = 1
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,9 @@ class ReducedSolution:
 
 
 def _printer(backend: str):
+    from sympy.printing.numpy import NumPyPrinter
+    from sympy.printing.pycode import MpmathPrinter
+
     if backend == "numpy":
         return NumPyPrinter({"fully_qualified_modules": True, "allow_unknown_functions": False})
     if backend == "mpmath":
@@ -87,6 +90,10 @@ def _function(name: str, reads: list, assigns: list, returns: list | None, backe
     """Source of ``def name(E, u=None)``: reads symbols from the environment ``E`` (and the
     unknowns from ``u[j]``), computes ``assigns`` (``(symbol, expr)``, in order; stored
     back into ``E`` when ``store``) and returns the list ``returns``."""
+    import sympy
+
+    from pencils.expr import S_NU, SpectralMean
+
     pr = _printer(backend)
     lines = [f"def {name}(E, u=None):"]
     lines += [f"    {s.name} = E[{s.name!r}]" for s in reads]
@@ -127,7 +134,7 @@ def _function(name: str, reads: list, assigns: list, returns: list | None, backe
     return "\n".join(lines) + "\n"
 
 
-def _segments(R: ReducedSystem) -> list:
+def segments_of(R) -> list:
     """The program as segments: ``("let", [(sym, expr)...])`` and ``("core", stage)``."""
     out: list = []
     for kind, *rest in R.steps:
@@ -142,13 +149,17 @@ def _segments(R: ReducedSystem) -> list:
 
 
 def _reads(exprs, defined: set) -> list:
+    import sympy
+
+    from pencils.expr import S_NU
+
     syms = set().union(*(sympy.sympify(e).free_symbols for e in exprs)) if exprs else set()
     return sorted(syms - defined - {S_NU}, key=lambda s: s.name)
 
 
-def _source(R: ReducedSystem, backend: str) -> str:
+def _source(R, backend: str) -> str:
     parts = []
-    for k, (kind, body) in enumerate(_segments(R)):
+    for k, (kind, body) in enumerate(segments_of(R)):
         if kind == "let":
             parts.append(_function(f"seg_{k}", _reads([e for _, e in body], {s for s, _ in body}), body,
                                    None, backend))
@@ -166,9 +177,11 @@ def _source(R: ReducedSystem, backend: str) -> str:
     return "\n".join(parts)
 
 
-def generate_reduced_source(R: ReducedSystem, backend: str = "numpy", key: str | None = None) -> str:
+def generate_reduced_source(R, backend: str = "numpy", key: str | None = None) -> str:
     """Python source of the compiled program for ``backend``, cached on disk under
     ``key`` (a cheap name fixed by the caller) or, by default, the system itself."""
+    from pencils.linearize import describe
+
     desc = key if key is not None else describe((R.steps, tuple(R.outputs.items())))
     return cached(f"reduced-codegen-{backend}", desc, lambda: _source(R, backend))
 
@@ -179,10 +192,14 @@ def _spectral_mean_numpy(E, f):
 
 
 def _spectral_mean_mpmath(E, f):
+    import mpmath
+
     return mpmath.fsum(w * f(s) for s, w in zip(E["nu_s"], E["nu_w"]))
 
 
-def _namespace(R: ReducedSystem, backend: str, key: str | None) -> dict:
+def _namespace(R, backend: str, key: str | None) -> dict:
+    import mpmath
+
     ns: dict = {"numpy": np, "mpmath": mpmath,
                 "spectral_mean": _spectral_mean_numpy if backend == "numpy" else _spectral_mean_mpmath}
     exec(compile(generate_reduced_source(R, backend, key), f"<reduced-{backend}>", "exec"), ns)
@@ -207,16 +224,37 @@ class ReducedSolver:
     (True, (2,))
     """
 
-    def __init__(self, reduced: ReducedSystem, key: str | None = None):
-        if not isinstance(reduced, ReducedSystem):
-            raise ValueError("compile_reduced needs a pencils.reduce.ReducedSystem")
-        self.reduced = reduced
-        self.param_names = tuple(p.name for p in reduced.params)
-        self.outputs = tuple(reduced.outputs)
-        self._segments = _segments(reduced)
+    def __init__(self, reduced=None, key: str | None = None, *, layout: dict | None = None, loader=None):
+        if reduced is not None:
+            from pencils.reduce import ReducedSystem
+
+            if not isinstance(reduced, ReducedSystem):
+                raise ValueError("compile_reduced needs a pencils.reduce.ReducedSystem")
+            layout = solver_layout(reduced)
+        elif layout is None or loader is None:
+            raise ValueError("ReducedSolver needs a reduced system, or its layout and a loader")
+        self._reduced, self._loader = reduced, loader
+        self.param_names = tuple(layout["params"])
+        self.outputs = tuple(layout["outputs"])
+        self.n_core = int(layout["n_core"])
+        self._seg = None
         self._ns = {b: None for b in ("numpy", "mpmath")}
-        self.n_core = len(reduced.core_unknowns)
         self._key = key
+        self._kernel_module = None
+
+    @property
+    def reduced(self):
+        """The :class:`~pencils.reduce.ReducedSystem` (loaded on first use when the solver
+        was made from its layout: the compiled kernel alone needs no sympy)."""
+        if self._reduced is None:
+            self._reduced = self._loader()
+        return self._reduced
+
+    @property
+    def _segments(self) -> list:
+        if self._seg is None:
+            self._seg = segments_of(self.reduced)
+        return self._seg
 
     def _fns(self, backend: str) -> dict:
         if self._ns[backend] is None:
@@ -251,6 +289,8 @@ class ReducedSolver:
 
     def _stage(self, fns, k, E, u, opts, its):
         """Solve stage ``k`` at every point of the batch ``E``: ``u`` (K, size) is the start."""
+        from .fixedpoint import _safe_solve
+
         fmap, fjac = fns[f"map_{k}"], fns[f"jac_{k}"]
         size = u.shape[1]
         K = u.shape[0]
@@ -399,7 +439,7 @@ class ReducedSolver:
     def solve(self, params: dict, *, spectrum=None, tol: float = 1e-12, fp_tol: float = 1e-3, damping: float = 0.5,
               fp_maxiter: int = 300, maxiter: int = 60, continuation: bool = True, per_decade: int = 4,
               init=None, estimate_error: bool = False, throw: bool = True,
-              chunk: int = 8192) -> ReducedSolution:
+              chunk: int = 8192, backend: str | None = None) -> ReducedSolution:
         """Solve at every point of the broadcast grid of ``params`` (name -> array).
 
         ``tol``: relative residual of the core; ``fp_tol``: switch from the damped fixed
@@ -408,7 +448,17 @@ class ReducedSolver:
         ``estimate_error``: add ``error[name]``, the estimated absolute rounding error.
         ``spectrum``: ``(eigenvalues, weights)`` of the spectral measure, for systems with
         spectral means (structured data).  ``chunk``: points solved at once (memory bound).
+        ``backend``: ``"kernel"`` (compiled per-point code, :mod:`numerics.kernel`; the
+        default when numba is installed and ``DSM_KERNEL`` is not ``numpy``) or ``"numpy"``
+        (vectorised arrays; the reference implementation of the same algorithm).
         """
+        if backend not in (None, "kernel", "numpy"):
+            raise ValueError(f"backend must be 'kernel' or 'numpy', got {backend!r}")
+        kernel = None
+        if backend == "kernel" or (backend is None and kernel_enabled()):
+            kernel = self._kernel()
+            if kernel is None and backend == "kernel":
+                raise ValueError("backend='kernel': the compiled kernel is not available (see the KernelWarning)")
         flat, shape = self._flat_params(params)
         flat.update(self._spectrum(spectrum, np.asarray))
         size = int(np.prod(shape))
@@ -419,6 +469,9 @@ class ReducedSolver:
             opts["fp_maxiter"] = 0
         # Points are solved independently, so chunks change nothing but the memory: the
         # program keeps one array per step (a few hundred) for the points of a chunk.
+        if kernel is not None:
+            vals, core, res, its, error = self._solve_kernel(kernel, flat, size, init, opts, estimate_error)
+            return self._finish(vals, core, res, its, error, shape, tol, throw)
         parts = []
         for lo in range(0, size, chunk):
             hi = min(size, lo + chunk)
@@ -430,10 +483,15 @@ class ReducedSolver:
         core = np.concatenate([pt[1] for pt in parts], axis=1)
         res = np.concatenate([pt[2] for pt in parts])
         its = np.concatenate([pt[3] for pt in parts])
-        conv = (res <= tol) & np.all([np.isfinite(v) for v in vals.values()], axis=0)
         error = None
         if estimate_error:
             error = {name: np.concatenate([pt[4][name] for pt in parts]) for name in self.outputs}
+        return self._finish(vals, core, res, its, error, shape, tol, throw)
+
+    def _finish(self, vals, core, res, its, error, shape, tol, throw) -> ReducedSolution:
+        """Flag, NaN and reshape the flat results (shared by the numpy and kernel paths)."""
+        size = res.size
+        conv = (res <= tol) & np.all([np.isfinite(v) for v in vals.values()], axis=0)
         for name in vals:
             vals[name] = np.where(conv, vals[name], np.nan).reshape(shape)
         sol = ReducedSolution(values=vals, core=core.T.reshape(shape + (self.n_core,)),
@@ -445,6 +503,54 @@ class ReducedSolver:
             raise ConvergenceError(f"{bad} of {size} points did not converge (residual up to "
                                    f"{np.nanmax(np.where(conv, 0, res)):.2e})", sol)
         return sol
+
+    def _kernel(self):
+        """The compiled per-point kernel (:mod:`numerics.kernel`), built on first use;
+        ``None`` when it cannot be built (then the numpy path runs)."""
+        if self._kernel_module is None:
+            if self._key is None:  # named by the system itself
+                from pencils.linearize import describe
+
+                self._key = "system:" + describe((self.reduced.steps, tuple(self.reduced.outputs.items())))
+            self._kernel_module = load_kernel(self._key, self.param_names, self.outputs,
+                                              lambda: kernel_source(self.reduced)) or False
+        return self._kernel_module or None
+
+    def _solve_kernel(self, kernel, flat, size, init, opts, estimate, precision="double") -> tuple:
+        """All points by the compiled kernel (the algorithm of :meth:`_solve_flat` and
+        :meth:`_rounding`, one point at a time)."""
+        P = np.empty((size, len(self.param_names)))
+        for j, name in enumerate(self.param_names):
+            P[:, j] = flat[name]
+        spectrum = (flat["nu_s"].reshape(-1), flat["nu_w"].reshape(-1)) if "nu_s" in flat else None
+        dd = precision == "dd"
+        # double-double restarts from a double-precision root already tested for attractivity
+        cfg = np.array([opts[k] for k in KERNEL_CFG[:-2]] + [DD_POLISH if dd else 1e-15, 0.0 if dd else 1.0],
+                       dtype=float)
+        eps = (DD_EPS if dd else np.finfo(float).eps) * ROUNDING_ULPS
+        tiny = 8 * (DD_EPS if dd else np.finfo(float).eps)
+        V, ERR, CORE, RES, ITS = kernel.grid(P, spectrum, cfg, None if init is None else init.T, estimate,
+                                             rounding_signs(len(self.param_names)), eps, ROUNDING_SAFETY, tiny,
+                                             precision, DD_PATTERNS if dd else 3)
+        vals = {name: V[:, j].copy() for j, name in enumerate(self.outputs)}
+        error = {name: ERR[:, j].copy() for j, name in enumerate(self.outputs)} if estimate else None
+        return vals, CORE.T, RES, ITS, error
+
+    def refine_dd(self, params: dict, core, *, spectrum=None, tol: float = 1e-28, maxiter: int = 20) -> ReducedSolution:
+        """Re-solve points in double-double arithmetic (about 32 digits), Newton from the
+        double-precision ``core`` (shape ``grid + (K,)``), with the rounding estimate at
+        double-double ulps.  ``None`` when the compiled kernel is not available."""
+        kernel = self._kernel() if kernel_enabled() else None
+        if kernel is None:
+            return None
+        flat, shape = self._flat_params(params)
+        flat.update(self._spectrum(spectrum, np.asarray))
+        size = int(np.prod(shape))
+        init = np.asarray(core, dtype=float).reshape(size, self.n_core).T
+        opts = dict(tol=tol, fp_tol=0.0, damping=0.5, fp_maxiter=0, maxiter=maxiter, continuation=False,
+                    per_decade=4)
+        vals, core, res, its, error = self._solve_kernel(kernel, flat, size, init, opts, True, "dd")
+        return self._finish(vals, core, res, its, error, shape, tol, False)
 
     def _rounding(self, flat, size, core, vals, opts) -> dict:
         """Estimated absolute rounding error of each output: re-solve (warm) with every
@@ -471,6 +577,8 @@ class ReducedSolver:
         :class:`ConvergenceError` if the residual is not below ``tol`` (default ``10^(-dps+5)``).
         Returns ``{"values": {name: mpf}, "core": [mpf], "residual": mpf}``.
         """
+        import mpmath
+
         fns = self._fns("mpmath")
         with mpmath.workdps(dps):
             tol = mpmath.mpf(10) ** (-dps + 5) if tol is None else mpmath.mpf(tol)
@@ -526,7 +634,14 @@ def _stack(values, rows: int, size: int) -> np.ndarray:
     return np.array([np.broadcast_to(np.asarray(v, dtype=float), (size,)) for v in values]).reshape(rows, size)
 
 
-def compile_reduced(reduced: ReducedSystem, key: str | None = None) -> ReducedSolver:
+def solver_layout(reduced) -> dict:
+    """What a solver needs to know of its system without sympy: parameter names, output
+    names and the number of core unknowns (plain data, cached beside the system)."""
+    return dict(params=tuple(p.name for p in reduced.params), outputs=tuple(reduced.outputs),
+                n_core=len(reduced.core_unknowns))
+
+
+def compile_reduced(reduced, key: str | None = None) -> ReducedSolver:
     """The vectorised solver of a reduced system (see :class:`ReducedSolver`); ``key``
     names its generated code in the disk cache (default: the system's description)."""
     return ReducedSolver(reduced, key)

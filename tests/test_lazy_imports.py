@@ -43,15 +43,25 @@ def test_importing_a_package_loads_neither_sympy_nor_scipy(package):
     assert res == []
 
 
-# TODO(lead): drop the marker once derivations.theory (via derivations.dsm, numerics.reduced)
-# and numerics.kernel (numba imports scipy) load neither on a warm cache.
-@pytest.mark.xfail(reason="derivations.theory still imports sympy; numerics.kernel imports numba, "
-                          "which imports scipy", strict=False)
 def test_build_relu_loads_neither_sympy_nor_scipy():
     res = _run(_HEAVY + "import pencils\ntheory = pencils.build('relu')\n"
                "print(json.dumps({'heavy': heavy(), 'mu1': theory.coefficients.mu1}))")
     assert res["mu1"] == 0.5
     assert res["heavy"] == []
+
+
+def test_warm_start_to_the_first_number_loads_no_sympy():
+    """Second process on the same cache: the layout and the compiled kernel are on disk,
+    so the first number needs neither sympy nor scipy (the first process derives)."""
+    code = _HEAVY + ("import pencils\n"
+                     "e = pencils.build('relu').errors(psi_n=2, psi_p=4, t=0.5, lam=1e-2, m=1)\n"
+                     "print(json.dumps({'heavy': heavy(), 'test': float(e.test)}))")
+    first = _run(code)
+    second = _run(code)
+    assert second["test"] == first["test"]
+    assert 0.5 < second["test"] < 0.7
+    if os.environ.get("DSM_KERNEL", "").lower() != "numpy":
+        assert second["heavy"] == []
 
 
 def test_named_activations_need_neither_sympy_nor_scipy():

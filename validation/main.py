@@ -312,8 +312,10 @@ def phase_diagram(theory, args, ms, clock) -> dict:
         key = _m_text(m)
         out[f"test_m{key}"], out[f"train_m{key}"], out[f"converged_m{key}"] = e.test, e.train, e.converged
         out[f"refined_m{key}"] = e.refined
+        out[f"refinedmp_m{key}"] = e.refined_mpmath
         clock.say(f"phase diagram m={key}: {Pn.size} points, {int(e.converged.sum())} converged "
-                  f"({int(e.refined.sum())} refined in 30-digit mpmath)")
+                  f"({int(e.refined.sum())} refined: {int(e.refined.sum() - e.refined_mpmath.sum())} in "
+                  f"double-double, {int(e.refined_mpmath.sum())} in 30-digit mpmath)")
     return out
 
 
@@ -406,9 +408,11 @@ def _plot_phase(ph, args, ms, name, path: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
     refined = sum(int(np.sum(v)) for k, v in ph.items() if k.startswith("refined_m"))
+    refined_mp = sum(int(np.sum(v)) for k, v in ph.items() if k.startswith("refinedmp_m"))
     fig.suptitle(rf"Memorisation phase diagram ({name}, $t = {args.t:g}$, $\lambda = {args.lam:g}$)" "\n"
                  r"red: train error below its generalising value $a_t^2$ (memorisation); "
-                 f"{refined} points that double precision cannot resolve were re-solved in 30-digit mpmath; "
+                 f"{refined} points that double precision cannot resolve were re-solved "
+                 f"({refined - refined_mp} in double-double, {refined_mp} in 30-digit mpmath); "
                  "grey: unresolved", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

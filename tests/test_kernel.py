@@ -1,0 +1,169 @@
+"""The compiled kernel (:mod:`numerics.kernel`): the same algorithm as the numpy solver,
+its attractivity test, the double-double refinement against mpmath, and the fallback
+when no compiler is available."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import mpmath
+import numpy as np
+import pytest
+import sympy
+
+import pencils
+from derivations.kinds import QUANTITIES
+from derivations.theory import reduced_solver
+from numerics.kernel import KernelWarning, kernel_enabled
+from numerics.reduced import compile_reduced
+from pencils.expr import D, Space, gaussian, inverse, trace
+from pencils.freeprob import equations
+from pencils.reduce import reduce_systems
+
+pytestmark = pytest.mark.skipif(not kernel_enabled(), reason="no C++ compiler, or DSM_KERNEL=numpy")
+
+THEORY = pencils.build("relu")
+M_OF = {"1": 1, "finite": 4, "inf": math.inf}
+
+
+def _params(kind, psi_n, psi_p, lam, t=0.5):
+    solver = reduced_solver(kind)
+    p = THEORY.solver_params(np.asarray(psi_n, float), np.asarray(psi_p, float), t, lam, M_OF[kind])
+    return solver, {k: v for k, v in p.items() if k in solver.param_names}
+
+
+def _random_points(rng, n):
+    """Both sides of p = n and p = n m, ridges from 1e-4 to 1."""
+    psi_n = np.exp(rng.uniform(np.log(0.1), np.log(10), n))
+    psi_p = np.exp(rng.uniform(np.log(0.1), np.log(10), n))
+    lam = np.exp(rng.uniform(np.log(1e-4), 0, n))
+    return psi_n, psi_p, lam
+
+
+@pytest.mark.parametrize("kind", ["1", "finite", "inf"])
+def test_kernel_agrees_with_the_numpy_solver_within_the_estimates(kind):
+    """Same points, both backends: same flags; values within the sum of the two rounding
+    estimates (the operations are the same up to integer powers: x*x vs numpy's pow)."""
+    psi_n, psi_p, lam = _random_points(np.random.default_rng(7), 300)
+    solver, params = _params(kind, psi_n, psi_p, lam)
+    k = solver.solve(params, throw=False, estimate_error=True, backend="kernel")
+    n = solver.solve(params, throw=False, estimate_error=True, backend="numpy")
+    assert np.array_equal(k.converged, n.converged)
+    assert k.converged.mean() > 0.95
+    ok = k.converged
+    for q in QUANTITIES:
+        gap = np.abs(k.values[q][ok] - n.values[q][ok])
+        assert np.all(gap <= k.error[q][ok] + n.error[q][ok]), q
+        # the estimates themselves are of the same size (same moves, same safety factor)
+        ratio = k.error[q][ok] / n.error[q][ok]
+        assert np.median(ratio) == pytest.approx(1.0, rel=0.5)
+
+
+def test_kernel_on_a_classic_system_equals_the_closed_form():
+    """A reduced solver without a cache key (named by its system): Marchenko--Pastur."""
+    g, lam = sympy.symbols("gamma lam", positive=True)
+    X = gaussian("X", Space("n", 1 / g), D)
+    solver = compile_reduced(reduce_systems({"mp": equations(trace(inverse(g * X.T @ X + lam)))}))
+    gam, z = 0.5, np.geomspace(1e-3, 10, 50)
+    sol = solver.solve(dict(gamma=gam, lam=z), backend="kernel")
+    # Stieltjes transform of MP with ratio gamma at -z (resolvent of g X^T X, X n x d, n = d/g)
+    ref = [(-(z_ + 1 - gam) + math.sqrt((z_ + 1 - gam) ** 2 + 4 * gam * z_)) / (2 * gam * z_) for z_ in z]
+    np.testing.assert_allclose(sol.values["mp"], ref, rtol=1e-12)
+
+
+def test_attractivity_test_matches_the_eigenvalues():
+    """Schur--Cohn on the characteristic polynomial vs numpy's eigenvalues of (I + J)/2."""
+    kernel = reduced_solver("inf")._kernel()
+    rng = np.random.default_rng(3)
+    checked = {True: 0, False: 0}
+    for _ in range(4000):
+        K = int(rng.integers(1, 5))
+        J = rng.normal(scale=rng.uniform(0.2, 2.5), size=(K, K))
+        rho = np.max(np.abs(np.linalg.eigvals(0.5 * (np.eye(K) + J))))
+        if abs(rho - 1) < 1e-9:
+            continue
+        assert kernel.attracts(J) == (rho < 1), (J, rho)
+        checked[bool(rho < 1)] += 1
+    assert min(checked.values()) > 500  # both answers well represented
+    assert not kernel.attracts(np.array([[np.nan]]))
+
+
+@pytest.mark.parametrize("psi_n,psi_p,lam", [(0.2, 1.5, 1e-2), (0.3, 3.0, 1e-3), (1.0, 10.0, 1e-3)])
+def test_double_double_refinement_matches_mpmath(psi_n, psi_p, lam):
+    """Deep memorisation at m = 1 (the train error is a tiny difference of large traces):
+    the double-double values agree with 40-digit mpmath to far better than double, and
+    their own rounding estimate bounds the difference."""
+    solver, params = _params("1", [psi_n], [psi_p], lam)
+    sol = solver.solve(params, estimate_error=True)
+    rd = solver.refine_dd(params, sol.core)
+    assert rd.converged.all()
+    mp_params = {k: v for k, v in THEORY.mp_params(psi_n, psi_p, 0.5, lam, 1, 40).items()
+                 if k in solver.param_names}
+    exact = solver.solve_mp(mp_params, 40, init=list(sol.core[0]))["values"]
+    for q in QUANTITIES:
+        ref = float(exact[q])
+        gap = abs(rd.values[q][0] - ref)
+        assert gap <= rd.error[q][0] + 2 * np.finfo(float).eps * abs(ref), q
+        assert rd.error[q][0] < 1e-14 * abs(ref), q
+        # double precision is much worse here; the flag it raised was right
+        assert abs(sol.values[q][0] - ref) <= sol.error[q][0]
+
+
+def test_refined_points_are_right_to_their_reported_accuracy():
+    """errors() refines the points double precision cannot resolve (m = 1 memorisation):
+    they are marked, resolved, and right to rounding_error against 40-digit mpmath."""
+    axis = np.geomspace(0.15, 0.4, 6)
+    e = THEORY.errors(psi_n=axis[None, :], psi_p=axis[:, None] * 12, t=0.5, lam=1e-3, m=1)
+    assert e.converged.all()
+    assert e.refined.sum() >= 5
+    idx = np.argwhere(e.refined)[:4]
+    pn, pp = np.broadcast_arrays(axis[None, :], axis[:, None] * 12)
+    for i, j in idx:
+        ex = THEORY.errors(psi_n=pn[i, j], psi_p=pp[i, j], t=0.5, lam=1e-3, m=1, precision=40)
+        for q in ("test", "train"):
+            ref = float(getattr(ex, q).item())
+            assert abs(getattr(e, q)[i, j] - ref) <= e.rounding_error[i, j] + 4e-16 * abs(ref)
+
+
+def test_without_a_compiler_the_numpy_solver_runs(monkeypatch):
+    """An unusable compiler gives one KernelWarning and the numpy solver's answers."""
+    g, lam = sympy.symbols("gamma lam_nc", positive=True)
+    X = gaussian("X", Space("n", 1 / g), D)
+    R = reduce_systems({"mp": equations(trace(inverse(g * X.T @ X + lam)))})
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    solver = compile_reduced(R, key="test-kernel-no-compiler")
+    with pytest.warns(KernelWarning):
+        sol = solver.solve(dict(gamma=0.5, lam_nc=[0.1, 1.0]))
+    ref = solver.solve(dict(gamma=0.5, lam_nc=[0.1, 1.0]), backend="numpy")
+    np.testing.assert_array_equal(sol.values["mp"], ref.values["mp"])
+    with pytest.raises(ValueError, match="not available"):
+        solver.solve(dict(gamma=0.5, lam_nc=1.0), backend="kernel")
+
+
+def test_backend_argument_is_checked():
+    solver, params = _params("inf", [1.0], [2.0], 1e-2)
+    with pytest.raises(ValueError, match="backend"):
+        solver.solve(params, backend="fortran")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        solver.solve(params, backend="numpy")
+
+
+def test_single_points_equal_grid_points_in_the_kernel():
+    """The kernel solves each point on its own: alone and inside a grid, bit for bit."""
+    psi_n, psi_p, lam = _random_points(np.random.default_rng(11), 40)
+    solver, params = _params("finite", psi_n, psi_p, lam)
+    grid = solver.solve(params, throw=False, estimate_error=True)
+    for i in range(0, 40, 7):
+        one = solver.solve({k: (np.asarray(v)[i:i + 1] if np.ndim(v) else v) for k, v in params.items()},
+                           throw=False, estimate_error=True)
+        for q in QUANTITIES:
+            assert np.array_equal(one.values[q], grid.values[q][i:i + 1], equal_nan=True)
+            assert np.array_equal(one.error[q], grid.error[q][i:i + 1])
+
+
+def test_mpmath_reference_value_of_the_peak_is_unchanged():
+    """The refinement did not move the independent 50-digit peak value (issue 7)."""
+    e = THEORY.errors(psi_n=1, psi_p=1 - 1e-6, t=0.5, lam=1e-10, m=1, precision=50)
+    assert float(e.test.item()) == pytest.approx(14655.74071600, rel=1e-9)
+    assert isinstance(e.test.item(), mpmath.mpf)
