@@ -53,8 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["kernel_enabled", "compiler", "load_kernel", "kernel_source", "Kernel", "KERNEL_CFG",
-           "KernelWarning", "DD_EPS"]
+__all__ = ["kernel_enabled", "threads", "compiler", "load_kernel", "kernel_source", "Kernel", "KERNEL_CFG",
+           "KernelWarning", "DD_EPS", "operation_counts"]
 
 #: Slots of the ``cfg`` array passed to the kernel (``polish``: Newton's target residual).
 KERNEL_CFG = ("tol", "fp_tol", "damping", "fp_maxiter", "maxiter", "continuation", "per_decade", "polish", "attract")
@@ -63,6 +63,27 @@ DD_EPS = 2.0 ** -104
 #: Compiler flags: IEEE double, no contraction into fused multiply-adds (double-double needs
 #: exact products and sums; the double path then matches the numpy solver's operations).
 CXXFLAGS = ("-O2", "-std=c++11", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
+
+
+#: Grids smaller than this many points per thread run on one thread.
+MIN_POINTS_PER_THREAD = 256
+
+
+def threads() -> int:
+    """Threads of the kernel: ``$DSM_THREADS``, else the cores this process may use."""
+    env = os.environ.get("DSM_THREADS", "").strip()
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(f"DSM_THREADS must be a whole number >= 1, got {env!r}") from None
+        if value < 1:
+            raise ValueError(f"DSM_THREADS must be a whole number >= 1, got {env!r}")
+        return value
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class KernelWarning(UserWarning):
@@ -453,17 +474,23 @@ template <typename T> static void grid(long n, const double *P, int ns, const do
 }}
 }}  // namespace k
 
+// one library per number type: the double-double instantiation takes most of the build
+// time and is needed only where double precision fails, so it is built on first use
 extern "C" {{
+#ifdef KERNEL_DOUBLE
 void grid_double(long n, const double *P, int ns, const double *S, const double *W, const double *cfg,
                  const double *init, int warm, int estimate, const double *sgn, double eps, double safety,
                  double tiny, int npat, double *V, double *ERR, double *CORE, double *RES, long *ITS) {{
     k::grid<double>(n, P, ns, S, W, cfg, init, warm, estimate, sgn, eps, safety, tiny, npat, V, ERR, CORE, RES, ITS);
 }}
+#endif
+#ifdef KERNEL_DD
 void grid_dd(long n, const double *P, int ns, const double *S, const double *W, const double *cfg,
              const double *init, int warm, int estimate, const double *sgn, double eps, double safety,
              double tiny, int npat, double *V, double *ERR, double *CORE, double *RES, long *ITS) {{
     k::grid<k::dd>(n, P, ns, S, W, cfg, init, warm, estimate, sgn, eps, safety, tiny, npat, V, ERR, CORE, RES, ITS);
 }}
+#endif
 int kernel_attracts(const double *J, int K) {{ return k::attracts<double>(J, K) ? 1 : 0; }}
 int kernel_layout(int *out) {{
     out[0] = k::NP; out[1] = k::NE; out[2] = k::NOUT; out[3] = k::NCORE;
@@ -681,20 +708,39 @@ _GRID_ARGS = [ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, cty
 
 
 class Kernel:
-    """A loaded kernel library: ``params``, ``outputs``, ``n_core`` and :meth:`grid`."""
+    """A compiled kernel: ``params``, ``outputs``, ``n_core`` and :meth:`grid` (the
+    double-double library is built on its first use)."""
 
-    def __init__(self, lib: ctypes.CDLL, params: tuple, outputs: tuple, path: Path):
-        self.lib, self.params, self.outputs, self.path = lib, params, outputs, path
+    def __init__(self, lib: ctypes.CDLL, params: tuple, outputs: tuple, builder, source: Path | None = None):
+        self.lib, self.params, self.outputs, self.source = lib, params, outputs, source
+        self._builder = builder  # variant -> library path (builds it when missing)
+        self._dd = None
         layout = (ctypes.c_int * 4)()
         lib.kernel_layout(layout)
         self.n_params, self.n_env, self.n_out, self.n_core = layout[:]
         if self.n_params != len(params) or self.n_out != len(outputs):
-            raise RuntimeError(f"kernel {path} does not match its system")
-        for fn in (lib.grid_double, lib.grid_dd):
-            fn.argtypes = _GRID_ARGS
-            fn.restype = None
+            raise RuntimeError("a compiled kernel does not match its system")
+        self._bind(lib.grid_double)
         lib.kernel_attracts.argtypes = [ctypes.c_void_p, ctypes.c_int]
         lib.kernel_attracts.restype = ctypes.c_int
+
+    @staticmethod
+    def _bind(fn):
+        fn.argtypes = _GRID_ARGS
+        fn.restype = None
+        return fn
+
+    def dd(self):
+        """The double-double entry point, built on first use; ``None`` (with a
+        :class:`KernelWarning`) when it cannot be built."""
+        if self._dd is None:
+            try:
+                self._dd = self._bind(ctypes.CDLL(str(self._builder("dd"))).grid_dd)
+            except (OSError, RuntimeError) as exc:
+                warnings.warn(f"double-double kernel unavailable ({exc}); refining in mpmath", KernelWarning,
+                              stacklevel=3)
+                self._dd = False
+        return self._dd or None
 
     def attracts(self, J: np.ndarray) -> bool:
         """The kernel's attractivity test of a ``K x K`` Jacobian (``K <= 4``): every
@@ -706,8 +752,12 @@ class Kernel:
 
     def grid(self, P: np.ndarray, spectrum, cfg: np.ndarray, init: np.ndarray | None, estimate: bool,
              signs: np.ndarray, eps: float, safety: float, tiny: float, precision: str = "double",
-             patterns: int = 3) -> tuple:
-        """Solve every row of ``P`` (points x parameters); returns ``(V, ERR, CORE, RES, ITS)``."""
+             patterns: int = 3) -> tuple | None:
+        """Solve every row of ``P`` (points x parameters); returns ``(V, ERR, CORE, RES, ITS)``,
+        or ``None`` when ``precision="dd"`` and the double-double library is unavailable."""
+        fn = self.lib.grid_double if precision == "double" else self.dd()
+        if fn is None:
+            return None
         n = P.shape[0]
         P = np.ascontiguousarray(P, dtype=float)
         S, W = (np.ascontiguousarray(spectrum[0], dtype=float), np.ascontiguousarray(spectrum[1], dtype=float)) \
@@ -722,21 +772,60 @@ class Kernel:
         CORE = np.empty((n, self.n_core))
         RES = np.empty(n)
         ITS = np.empty(n, dtype=np.int64)
-        fn = self.lib.grid_double if precision == "double" else self.lib.grid_dd
-        ptr = lambda a: a.ctypes.data  # noqa: E731
-        fn(n, ptr(P), ns, ptr(S), ptr(W), ptr(cfg), ptr(init), int(warm), int(bool(estimate)), ptr(signs),
-           eps, safety, tiny, int(patterns), ptr(V), ptr(ERR), ptr(CORE), ptr(RES), ptr(ITS))
+        def ptr(a, lo=0):  # address of row lo
+            return a.ctypes.data + lo * a.strides[0]
+
+        def run(lo: int, hi: int) -> None:  # rows lo:hi (ctypes releases the GIL during the call)
+            fn(hi - lo, ptr(P, lo), ns, ptr(S), ptr(W), ptr(cfg), ptr(init, lo if warm else 0), int(warm),
+               int(bool(estimate)), ptr(signs), eps, safety, tiny, int(patterns), ptr(V, lo), ptr(ERR, lo),
+               ptr(CORE, lo), ptr(RES, lo), ptr(ITS, lo))
+
+        workers = min(threads(), max(1, n // MIN_POINTS_PER_THREAD))
+        if workers == 1:
+            run(0, n)
+        else:  # points are independent: any split gives the same numbers
+            from concurrent.futures import ThreadPoolExecutor
+
+            bounds = [int(b) for b in np.linspace(0, n, workers + 1)]
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(lambda k: run(bounds[k], bounds[k + 1]), range(workers)))
         return V, ERR, CORE, RES, ITS
 
 
 _loaded: dict = {}
 _failed: set = set()
+#: extra flags per library: the double-double one is built at -O1 (half the build time of
+#: -O2 for the same speed within a few per cent: its cost is the arithmetic, not the code)
+_VARIANT_FLAGS = {"double": ("-DKERNEL_DOUBLE",), "dd": ("-DKERNEL_DD", "-O1")}
+
+
+def _build(folder: Path, name: str, variant: str, flags: tuple) -> Path:
+    """Compile ``name.cpp`` into ``name-variant.so`` (atomically) unless it exists."""
+    lib_path = folder / f"{name}-{variant}.so"
+    if lib_path.is_file():
+        return lib_path
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX)")
+    fd, tmp_lib = tempfile.mkstemp(dir=folder, suffix=".so")
+    os.close(fd)
+    cmd = [cxx, *flags, *_VARIANT_FLAGS[variant], "-o", tmp_lib, str(folder / f"{name}.cpp")]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError:
+        os.unlink(tmp_lib)
+        raise
+    if proc.returncode != 0:
+        os.unlink(tmp_lib)
+        raise RuntimeError(f"{cxx} failed: {proc.stderr.strip()[-2000:]}")
+    os.replace(tmp_lib, lib_path)  # atomic: concurrent processes never load half a library
+    return lib_path
 
 
 def load_kernel(key: str, params: tuple, outputs: tuple, source) -> Kernel | None:
     """The compiled kernel named by ``key`` (a cheap name; the cache key adds the code
-    version), built from ``source()`` when the library is missing; ``None`` (with a
-    :class:`KernelWarning`) when it cannot be built."""
+    version and the compiler flags), its source written by ``source()`` and its double
+    library built when missing; ``None`` (with a :class:`KernelWarning`) when it cannot be built."""
     from pencils.cache import cache_key
 
     flags = (*CXXFLAGS, *_cpu_flags())  # the flags name the library: a machine without FMA builds its own
@@ -746,31 +835,21 @@ def load_kernel(key: str, params: tuple, outputs: tuple, source) -> Kernel | Non
     if name in _failed:
         return None
     folder = _kernel_dir()
-    lib_path = folder / f"{name}.so"
-    if not lib_path.is_file():
-        cxx = compiler()
-        try:
-            if cxx is None:
-                raise RuntimeError("no C++ compiler found (set CXX)")
+    try:
+        src = folder / f"{name}.cpp"
+        if not src.is_file():
+            text = source()  # sympy: only when the source is missing
             folder.mkdir(parents=True, exist_ok=True)
-            src = folder / f"{name}.cpp"
             fd, tmp = tempfile.mkstemp(dir=folder, suffix=".cpp")
             with os.fdopen(fd, "w") as fh:
-                fh.write(source())
+                fh.write(text)
             os.replace(tmp, src)
-            fd, tmp_lib = tempfile.mkstemp(dir=folder, suffix=".so")
-            os.close(fd)
-            proc = subprocess.run([cxx, *flags, "-o", tmp_lib, str(src)], capture_output=True, text=True)
-            if proc.returncode != 0:
-                os.unlink(tmp_lib)
-                raise RuntimeError(f"{cxx} failed: {proc.stderr.strip()[-2000:]}")
-            os.replace(tmp_lib, lib_path)  # atomic: concurrent processes never load half a library
-        except (OSError, RuntimeError, NotImplementedError) as exc:
-            _failed.add(name)
-            warnings.warn(f"compiled kernel unavailable ({exc}); using the numpy solver", KernelWarning,
-                          stacklevel=3)
-            return None
-    kernel = Kernel(ctypes.CDLL(str(lib_path)), tuple(params), tuple(outputs), lib_path)
+        lib = ctypes.CDLL(str(_build(folder, name, "double", flags)))
+    except (OSError, RuntimeError, NotImplementedError) as exc:
+        _failed.add(name)
+        warnings.warn(f"compiled kernel unavailable ({exc}); using the numpy solver", KernelWarning, stacklevel=3)
+        return None
+    kernel = Kernel(lib, tuple(params), tuple(outputs), lambda variant: _build(folder, name, variant, flags), src)
     _loaded[name] = kernel
     return kernel
 
@@ -779,3 +858,21 @@ def rounding_signs(n_params: int) -> np.ndarray:
     """Signs of the three parameter moves of the rounding check (the numpy solver's
     patterns): row ``p`` moves parameter ``j`` by ``+eps`` or ``-eps`` relative."""
     return np.array([[1.0 if (j * p + p // 2) % 3 else -1.0 for j in range(n_params)] for p in (1, 2, 3)])
+
+
+def operation_counts(source: str) -> dict:
+    """Arithmetic operations (``+ - * /`` and ``sqrt``) in each generated function of a
+    kernel source, for the benchmark's floor estimate (a count of the straight-line code;
+    loops over spectral atoms count once)."""
+    import re
+
+    counts, name = {}, None
+    for line in source.splitlines():
+        m = re.match(r"template <typename T> static \w+ (\w+)\(", line)
+        if m:
+            name = m.group(1)
+            counts[name] = 0
+        elif name is not None and line.startswith("    ") and "=" in line:
+            rhs = line.split("=", 1)[1]
+            counts[name] += len(re.findall(r"(?<![eE])[-+*/](?!=)", rhs)) + rhs.count("sqrt(")
+    return counts

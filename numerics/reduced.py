@@ -179,11 +179,14 @@ def _source(R, backend: str) -> str:
 
 def generate_reduced_source(R, backend: str = "numpy", key: str | None = None) -> str:
     """Python source of the compiled program for ``backend``, cached on disk under
-    ``key`` (a cheap name fixed by the caller) or, by default, the system itself."""
-    from pencils.linearize import describe
+    ``key`` (a cheap name fixed by the caller) or, by default, the system itself.
+    ``R`` may be a function returning the system: it is called only to generate."""
+    get = R if callable(R) else (lambda: R)
+    if key is None:
+        from pencils.linearize import describe
 
-    desc = key if key is not None else describe((R.steps, tuple(R.outputs.items())))
-    return cached(f"reduced-codegen-{backend}", desc, lambda: _source(R, backend))
+        key = describe((get().steps, tuple(get().outputs.items())))
+    return cached(f"reduced-codegen-{backend}", key, lambda: _source(get(), backend))
 
 
 def _spectral_mean_numpy(E, f):
@@ -237,6 +240,7 @@ class ReducedSolver:
         self.param_names = tuple(layout["params"])
         self.outputs = tuple(layout["outputs"])
         self.n_core = int(layout["n_core"])
+        self._layout = layout
         self._seg = None
         self._ns = {b: None for b in ("numpy", "mpmath")}
         self._key = key
@@ -250,6 +254,12 @@ class ReducedSolver:
             self._reduced = self._loader()
         return self._reduced
 
+    def _layout_segments(self) -> tuple:
+        """The program's segments by name: ``("let",)`` or ``("core", unknowns, eliminated)``."""
+        if "segments" not in self._layout:
+            self._layout = solver_layout(self.reduced)
+        return self._layout["segments"]
+
     @property
     def _segments(self) -> list:
         if self._seg is None:
@@ -258,7 +268,9 @@ class ReducedSolver:
 
     def _fns(self, backend: str) -> dict:
         if self._ns[backend] is None:
-            self._ns[backend] = _namespace(self.reduced, backend, self._key)
+            # with a key, the cached source needs no system (a warm mpmath start loads no sympy)
+            self._ns[backend] = _namespace((lambda: self.reduced) if self._key is not None else self.reduced,
+                                           backend, self._key)
         return self._ns[backend]
 
     # -- parameters ------------------------------------------------------------------
@@ -529,9 +541,12 @@ class ReducedSolver:
                        dtype=float)
         eps = (DD_EPS if dd else np.finfo(float).eps) * ROUNDING_ULPS
         tiny = 8 * (DD_EPS if dd else np.finfo(float).eps)
-        V, ERR, CORE, RES, ITS = kernel.grid(P, spectrum, cfg, None if init is None else init.T, estimate,
-                                             rounding_signs(len(self.param_names)), eps, ROUNDING_SAFETY, tiny,
-                                             precision, DD_PATTERNS if dd else 3)
+        out = kernel.grid(P, spectrum, cfg, None if init is None else init.T, estimate,
+                          rounding_signs(len(self.param_names)), eps, ROUNDING_SAFETY, tiny, precision,
+                          DD_PATTERNS if dd else 3)
+        if out is None:  # no double-double library
+            return None
+        V, ERR, CORE, RES, ITS = out
         vals = {name: V[:, j].copy() for j, name in enumerate(self.outputs)}
         error = {name: ERR[:, j].copy() for j, name in enumerate(self.outputs)} if estimate else None
         return vals, CORE.T, RES, ITS, error
@@ -549,7 +564,10 @@ class ReducedSolver:
         init = np.asarray(core, dtype=float).reshape(size, self.n_core).T
         opts = dict(tol=tol, fp_tol=0.0, damping=0.5, fp_maxiter=0, maxiter=maxiter, continuation=False,
                     per_decade=4)
-        vals, core, res, its, error = self._solve_kernel(kernel, flat, size, init, opts, True, "dd")
+        out = self._solve_kernel(kernel, flat, size, init, opts, True, "dd")
+        if out is None:
+            return None
+        vals, core, res, its, error = out
         return self._finish(vals, core, res, its, error, shape, tol, False)
 
     def _rounding(self, flat, size, core, vals, opts) -> dict:
@@ -585,11 +603,12 @@ class ReducedSolver:
             E = {k: mpmath.mpf(params[k]) for k in self.param_names}
             E.update(self._spectrum(spectrum, mpmath.mpf))
             core, worst, offset = [], mpmath.mpf(0), 0
-            for k, (kind, body) in enumerate(self._segments):
+            for k, (kind, *names) in enumerate(self._layout_segments()):
                 if kind == "let":
                     fns[f"seg_{k}"](E)
                     continue
-                K = len(body.unknowns)
+                unknowns, eliminated = names
+                K = len(unknowns)
                 if init is not None:
                     u = [mpmath.mpf(x) for x in init[offset:offset + K]]
                 else:
@@ -612,10 +631,10 @@ class ReducedSolver:
                 if res is None or not res <= tol:
                     raise ConvergenceError(f"mpmath Newton did not converge at {dps} digits "
                                            f"(residual {mpmath.nstr(res, 3)})", None)
-                for s, x in zip(body.unknowns, u):
-                    E[s.name] = x
-                for s, x in zip(body.eliminated, fns[f"fill_{k}"](E, u)):
-                    E[s.name] = x
+                for name, x in zip(unknowns, u):
+                    E[name] = x
+                for name, x in zip(eliminated, fns[f"fill_{k}"](E, u)):
+                    E[name] = x
                 core += u
                 worst = max(worst, res)
                 offset += K
@@ -636,9 +655,13 @@ def _stack(values, rows: int, size: int) -> np.ndarray:
 
 def solver_layout(reduced) -> dict:
     """What a solver needs to know of its system without sympy: parameter names, output
-    names and the number of core unknowns (plain data, cached beside the system)."""
+    names, the number of core unknowns and the program's segments by name (plain data,
+    cached beside the system)."""
+    segments = tuple(("let",) if kind == "let" else
+                     ("core", tuple(u.name for u in body.unknowns), tuple(e.name for e in body.eliminated))
+                     for kind, body in segments_of(reduced))
     return dict(params=tuple(p.name for p in reduced.params), outputs=tuple(reduced.outputs),
-                n_core=len(reduced.core_unknowns))
+                n_core=len(reduced.core_unknowns), segments=segments)
 
 
 def compile_reduced(reduced, key: str | None = None) -> ReducedSolver:

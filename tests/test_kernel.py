@@ -167,3 +167,21 @@ def test_mpmath_reference_value_of_the_peak_is_unchanged():
     e = THEORY.errors(psi_n=1, psi_p=1 - 1e-6, t=0.5, lam=1e-10, m=1, precision=50)
     assert float(e.test.item()) == pytest.approx(14655.74071600, rel=1e-9)
     assert isinstance(e.test.item(), mpmath.mpf)
+
+
+def test_threads_change_no_number(monkeypatch):
+    """The grid is split across threads by rows; every point is solved on its own, so one
+    thread and three give the same bits."""
+    psi_n, psi_p, lam = _random_points(np.random.default_rng(5), 1200)
+    solver, params = _params("1", psi_n, psi_p, lam)
+    monkeypatch.setenv("DSM_THREADS", "1")
+    one = solver.solve(params, throw=False, estimate_error=True)
+    monkeypatch.setenv("DSM_THREADS", "3")
+    three = solver.solve(params, throw=False, estimate_error=True)
+    for q in QUANTITIES:
+        assert np.array_equal(one.values[q], three.values[q], equal_nan=True)
+        assert np.array_equal(one.error[q], three.error[q])
+    assert np.array_equal(one.iterations, three.iterations)
+    monkeypatch.setenv("DSM_THREADS", "two")
+    with pytest.raises(ValueError, match="DSM_THREADS"):
+        solver.solve(params)
