@@ -185,3 +185,35 @@ def test_threads_change_no_number(monkeypatch):
     monkeypatch.setenv("DSM_THREADS", "two")
     with pytest.raises(ValueError, match="DSM_THREADS"):
         solver.solve(params)
+
+
+@pytest.mark.parametrize("kind", ["1", "finite", "inf"])
+def test_rounding_estimate_bounds_the_error_of_every_accepted_point(kind):
+    """Double-double values as the truth (themselves checked against mpmath above): where
+    errors() would accept a double-precision value (estimate <= 1e-8 |v| + 1e-10), the
+    estimate bounds the true error and the value meets the threshold; across ridges down
+    to 1e-4 and small t, where the memorisation regime makes the cancellation worst."""
+    axis = np.geomspace(0.1, 10, 24)
+    accepted = flagged = 0
+    for lam in (1e-3, 1e-4):
+        for t in (0.1, 0.5):
+            solver, params = _params(kind, axis[None, :], axis[:, None], lam, t)
+            params = {k: np.broadcast_to(v, (24, 24)) for k, v in params.items()}
+            sol = solver.solve(params, throw=False, estimate_error=True)
+            ok = sol.converged
+            rd = solver.refine_dd({k: v[ok] for k, v in params.items()}, sol.core[ok])
+            good = rd.converged
+            acc = np.ones(good.shape, bool)
+            for q in QUANTITIES:
+                acc &= sol.error[q][ok] <= 1e-8 * np.abs(sol.values[q][ok]) + 1e-10
+            sel = acc & good
+            for q in QUANTITIES:
+                v, truth = sol.values[q][ok][sel], rd.values[q][sel]
+                gap = np.abs(v - truth)
+                assert np.all(gap <= sol.error[q][ok][sel]), (lam, t, q)
+                assert np.all(gap <= 1e-8 * np.abs(truth) + 1e-10 + 1e-16 * np.abs(truth))
+            accepted += int(sel.sum())
+            flagged += int((~acc).sum())
+    assert accepted > 1000  # of 2304: most points are resolved in double precision
+    if kind != "inf":  # the memorisation regime of finite m is where double precision fails
+        assert flagged > 0
