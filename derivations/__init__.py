@@ -9,7 +9,7 @@
 The public names are imported on first access (PEP 562): importing one submodule, say
 :mod:`derivations.theory` through :func:`pencils.build`, does not import the others.
 """
-import importlib
+from pencils._lazy import lazy_names
 
 #: public name -> submodule that defines it (``closed_forms`` is the submodule itself)
 _LAZY = {
@@ -24,16 +24,4 @@ __all__ = ["marchenko_pastur_stieltjes", "ridge_risk", "random_features_risk", "
            "closed_forms", "dsm_traces", "dsm_system", "dsm_equations", "DSMTheory", "Errors", "parse_m"]
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = _LAZY[name]
-    if module is None:
-        return importlib.import_module(f"{__name__}.{name}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+lazy_names(__name__, _LAZY)

@@ -8,7 +8,7 @@
 Every submodule here builds on sympy (about 0.35 s to import), so the public names are
 imported on first access (PEP 562): ``import numerics`` alone loads nothing heavy.
 """
-import importlib
+from pencils._lazy import lazy_names
 
 #: public name -> submodule that defines it
 _LAZY = {
@@ -22,14 +22,4 @@ __all__ = ["compile", "Solver", "Solution", "ConvergenceError", "solve_mp", "MPS
            "build_function", "generate_source"]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+lazy_names(__name__, _LAZY)

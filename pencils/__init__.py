@@ -11,10 +11,7 @@ The linear-pencil engine builds on sympy (about 0.35 s to import): its names are
 imported on first access (PEP 562), so ``import pencils; pencils.build("relu")``
 with a warm cache never loads it.
 """
-import importlib
-import sys
-import types
-
+from ._lazy import lazy_names
 from .activation import Activation, activation, KNOWN_ACTIVATIONS
 from .build import build
 
@@ -29,27 +26,4 @@ _LAZY = {
 __all__ = ["Activation", "activation", "KNOWN_ACTIVATIONS", "build", *_LAZY]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """Keeps ``pencils.linearize`` the function: importing the submodule ``pencils.linearize``
-    (``pencils.freeprob`` does) would otherwise bind the module over the lazy name."""
-
-    def __setattr__(self, name, value):
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+lazy_names(__name__, _LAZY)

@@ -10,9 +10,7 @@
 The public names are imported on first access (PEP 562), so ``import validation`` (and
 ``python -m validation.<tool>``) loads only what is used.
 """
-import importlib
-import sys
-import types
+from pencils._lazy import lazy_names
 
 #: public name -> submodule that defines it
 _LAZY = {
@@ -33,27 +31,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """Keeps ``validation.extrapolate`` the function: importing the submodule of the same name
-    would otherwise bind the module over the lazy name (as the eager imports used to prevent)."""
-
-    def __setattr__(self, name, value):
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+lazy_names(__name__, _LAZY)
