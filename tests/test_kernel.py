@@ -217,3 +217,21 @@ def test_rounding_estimate_bounds_the_error_of_every_accepted_point(kind):
     assert accepted > 1000  # of 2304: most points are resolved in double precision
     if kind != "inf":  # the memorisation regime of finite m is where double precision fails
         assert flagged > 0
+
+
+def test_structured_refinement_matches_mpmath():
+    """Spectral means in the kernel (loops over the atoms), in double and double-double:
+    a two-level spectrum, m = 1, deep memorisation."""
+    theory = pencils.build("relu", covariance=([0.25, 2.5], [0.7, 0.3]))
+    solver = reduced_solver("1", True)
+    p = theory.solver_params(np.array([0.15]), np.array([2.0]), 0.3, 1e-3, 1)
+    params = {k: v for k, v in p.items() if k in solver.param_names}
+    sol = solver.solve(params, spectrum=theory.spectrum, estimate_error=True)
+    rd = solver.refine_dd(params, sol.core, spectrum=theory.spectrum)
+    mp_params = {k: v for k, v in theory.mp_params(0.15, 2.0, 0.3, 1e-3, 1, 40).items() if k in solver.param_names}
+    exact = solver.solve_mp(mp_params, 40, init=list(sol.core[0]), spectrum=theory.spectrum)["values"]
+    for q in QUANTITIES:
+        ref = float(exact[q])
+        assert abs(rd.values[q][0] - ref) <= rd.error[q][0] + 2 * np.finfo(float).eps * abs(ref)
+        assert abs(sol.values[q][0] - ref) <= sol.error[q][0]
+    assert sol.error["train"][0] > 1e-6 * abs(float(exact["train"]))  # double precision is visibly strained here
