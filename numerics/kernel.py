@@ -14,7 +14,7 @@ The code is a template in the number type ``T`` and is instantiated twice:
 
 * ``T = double``: the algorithm of the numpy solver (module docstring of
   :mod:`numerics.reduced`), the same operations in the same order (``-ffp-contract=off``:
-  no fused multiply-adds, no reassociation);
+  no fused multiply-adds, no reassociation) except integer powers, which are products here;
 * ``T = dd`` (double-double, about 32 significant digits): the refinement of points whose
   double-precision rounding estimate is too large (deep memorisation, where the errors are
   small differences of large traces).  Newton restarts from the double-precision core; the
@@ -23,9 +23,9 @@ The code is a template in the number type ``T`` and is instantiated twice:
   (Knuth's TwoSum), Veltkamp splitting for exact products, one correction step for
   quotients and square roots.
 
-Two differences with the numpy solver: the attractivity test of a root (spectral radius
+Two more differences with the numpy solver: the attractivity test of a root (spectral radius
 of ``(I + f')/2`` below 1) uses the Schur--Cohn recursion on the characteristic
-polynomial (Faddeev--LeVerrier), exact for the 1--4 core unknowns and free of LAPACK; the
+polynomial (Faddeev--LeVerrier), algebraic for the few core unknowns and free of LAPACK; the
 number of continuation steps is set per point (the numpy solver takes the batch's
 largest ridge ratio).
 
@@ -58,13 +58,17 @@ __all__ = ["kernel_enabled", "threads", "compiler", "load_kernel", "kernel_sourc
 
 #: Slots of the ``cfg`` array passed to the kernel (``polish``: Newton's target residual).
 KERNEL_CFG = ("tol", "fp_tol", "damping", "fp_maxiter", "maxiter", "continuation", "per_decade", "polish", "attract")
-#: Unit roundoff of double-double arithmetic (2^-104, a safe bound for the sloppy-free ops used).
+#: Unit roundoff of double-double arithmetic: the accurate sum, product, quotient and square
+#: root used here err by a few units of 2^-106 (Hida, Li & Bailey 2001), so 2^-104 scales the
+#: moves and the floor of its rounding check.
 DD_EPS = 2.0 ** -104
 #: Compiler flags: IEEE double, no contraction into fused multiply-adds (double-double needs
 #: exact products and sums; the double path then matches the numpy solver's operations).
 CXXFLAGS = ("-O2", "-std=c++11", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
 
 
+#: Largest core stage the kernel takes (``KMAX`` of the runtime).
+KMAX = 8
 #: Grids smaller than this many points per thread run on one thread.
 MIN_POINTS_PER_THREAD = 256
 
@@ -115,7 +119,7 @@ def _cpu_flags() -> tuple:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
                 if line.startswith("flags"):
-                    return ("-mfma",) if " fma" in line else ()
+                    return ("-mfma",) if "fma" in line.split() else ()  # not fma4
     except OSError:
         pass
     return ()
@@ -132,7 +136,6 @@ def kernel_enabled() -> bool:
 
 _RUNTIME = r"""
 #include <cmath>
-#include <cstdint>
 namespace k {
 using std::sqrt;
 using std::fabs;
@@ -215,10 +218,6 @@ static inline dd operator/(const dd &a, double b) {
 }
 static inline dd operator/(double a, const dd &b) { return dd(a) / b; }
 static inline dd &operator+=(dd &a, const dd &b) { a = a + b; return a; }
-static inline dd &operator-=(dd &a, const dd &b) { a = a - b; return a; }
-static inline bool operator<(const dd &a, const dd &b) { return a.hi < b.hi || (a.hi == b.hi && a.lo < b.lo); }
-static inline bool operator>(const dd &a, const dd &b) { return b < a; }
-static inline bool operator<=(const dd &a, const dd &b) { return !(b < a) && a.hi == a.hi && b.hi == b.hi; }
 static inline dd sqrt(const dd &a) {  // Karp: x = 1/sqrt(a.hi), sqrt(a) ~ a x + (a - (a x)^2) x / 2
     if (!(a.hi > 0.0)) return dd(a.hi == 0.0 ? 0.0 : NAN);
     double x = 1.0 / std::sqrt(a.hi), ax = a.hi * x;
@@ -229,8 +228,6 @@ static inline double to_double(double a) { return a; }
 static inline double to_double(const dd &a) { return a.hi + a.lo; }
 static inline double mag(double a) { return std::fabs(a); }
 static inline double mag(const dd &a) { return std::fabs(a.hi + a.lo); }
-static inline dd absval(const dd &a) { return a.hi < 0.0 ? -a : a; }
-static inline double absval(double a) { return std::fabs(a); }
 template <typename T> static inline T lit(double hi, double lo);
 template <> inline double lit<double>(double hi, double) { return hi; }
 template <> inline dd lit<dd>(double hi, double lo) { return dd(hi, lo); }
@@ -288,8 +285,10 @@ template <typename T> static void small_solve(T *A, T *b, T *x, int n) {
 }
 
 // all eigenvalues of (I + J)/2 in the open unit disk: Faddeev--LeVerrier, then Schur--Cohn
+// (K <= KMAX, checked when the source is generated)
+static const int KMAX = 8;
 template <typename T> static bool attracts(const T *Jt, int K) {
-    double A[16], M[16], AM[16], c[5], p[5], q[5];
+    double A[KMAX * KMAX], M[KMAX * KMAX], AM[KMAX * KMAX], c[KMAX + 1], p[KMAX + 1], q[KMAX + 1];
     for (int i = 0; i < K; i++)
         for (int j = 0; j < K; j++) {
             A[i * K + j] = 0.5 * to_double(Jt[i * K + j]) + (i == j ? 0.5 : 0.0);
@@ -511,10 +510,18 @@ def _split(value) -> tuple[float, float]:
     return hi, lo
 
 
+#: C++ keywords and the names the generated code uses itself, which no symbol may take.
+_CXX_RESERVED = frozenset(
+    "alignas alignof and asm auto bool break case catch char class const constexpr continue decltype default "
+    "delete do double else enum explicit export extern false float for friend goto if inline int long mutable "
+    "namespace new noexcept not nullptr operator or private protected public register return short signed "
+    "sizeof static struct switch template this throw true try typedef typename union unsigned using virtual "
+    "void volatile while xor T k dd lit ipow sqrt u cfg warm its res r".split())
+
+
 def _printer():
     """C++ printer of the generated code: numbers as double-double literals ``lit<T>``,
     integer powers by multiplication, half-integer powers through ``sqrt``."""
-    import sympy
     from sympy.printing.c import C99CodePrinter
 
     class Printer(C99CodePrinter):
@@ -546,12 +553,13 @@ def _printer():
             raise NotImplementedError(f"the compiled kernel has no power {e} (use the numpy backend)")
 
         def _print_Symbol(self, expr):
+            if expr.name in _CXX_RESERVED or not expr.name.isidentifier():
+                raise NotImplementedError(f"symbol {expr.name!r} is not a C++ name (use the numpy backend)")
             return expr.name
 
         def _print_Function(self, expr):
             raise NotImplementedError(f"the compiled kernel has no function {expr.func} (use the numpy backend)")
 
-    del sympy
     return Printer()
 
 
@@ -645,14 +653,15 @@ def kernel_source(R) -> str:
             continue
         st = seg
         K = len(st.unknowns)
+        if K > KMAX:  # the attractivity test's fixed buffers (no real system comes close)
+            raise NotImplementedError(f"a core stage of {K} unknowns (the kernel takes up to {KMAX})")
         unknowns = [s.name for s in st.unknowns]
         prog, jprog = list(st.program), list(st.jac_program)
         local = set(unknowns) | {s.name for s, _ in prog + jprog}
         reads = w.reads([e for _, e in prog + jprog] + list(st.maps) + list(st.jacobian), local)
 
         def header(name, extra, const=True):
-            lines = [f"template <typename T> static void {name}({'const ' if const else ''}{args.replace('T *_e', 'T *_e')}, "
-                     f"const T *u{extra}) {{"]
+            lines = [f"template <typename T> static void {name}({'const ' if const else ''}{args}, const T *u{extra}) {{"]
             w.load(reads, lines)
             lines += [f"    const T {n} = u[{j}];" for j, n in enumerate(unknowns)]
             return lines
@@ -743,11 +752,11 @@ class Kernel:
         return self._dd or None
 
     def attracts(self, J: np.ndarray) -> bool:
-        """The kernel's attractivity test of a ``K x K`` Jacobian (``K <= 4``): every
+        """The kernel's attractivity test of a ``K x K`` Jacobian (``K <= KMAX``): every
         eigenvalue of ``(I + J)/2`` in the open unit disk (exposed for the tests)."""
         J = np.ascontiguousarray(J, dtype=float)
-        if J.ndim != 2 or J.shape[0] != J.shape[1] or not 1 <= J.shape[0] <= 4:
-            raise ValueError("attracts needs a K x K matrix with 1 <= K <= 4")
+        if J.ndim != 2 or J.shape[0] != J.shape[1] or not 1 <= J.shape[0] <= KMAX:
+            raise ValueError(f"attracts needs a K x K matrix with 1 <= K <= {KMAX}")
         return bool(self.lib.kernel_attracts(J.ctypes.data, J.shape[0]))
 
     def grid(self, P: np.ndarray, spectrum, cfg: np.ndarray, init: np.ndarray | None, estimate: bool,

@@ -77,7 +77,7 @@ def test_attractivity_test_matches_the_eigenvalues():
     rng = np.random.default_rng(3)
     checked = {True: 0, False: 0}
     for _ in range(4000):
-        K = int(rng.integers(1, 5))
+        K = int(rng.integers(1, 7))
         J = rng.normal(scale=rng.uniform(0.2, 2.5), size=(K, K))
         rho = np.max(np.abs(np.linalg.eigvals(0.5 * (np.eye(K) + J))))
         if abs(rho - 1) < 1e-9:
