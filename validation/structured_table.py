@@ -250,8 +250,8 @@ def timing(mnist=None, activation="relu", repeats: int = 2, log=sys.stderr) -> l
 
     Atoms: the two-level ``0.2/1.8`` spectrum, the power law with 100 atoms, MNIST's 784
     eigenvalues (the power law with 784 atoms without ``mnist``).  Each curve is timed with the
-    default settings (points double precision cannot resolve are re-solved in mpmath; their
-    number is reported) and with ``refine=False`` (the double-precision engine alone); the
+    default settings (points double precision cannot resolve are re-solved in double-double,
+    else in mpmath; their number is reported) and with ``refine=False`` (the double-precision engine alone); the
     best of ``repeats`` calls, wall-clock and CPU seconds of this process (on a shared
     machine the CPU time is the fairer number).
     """
