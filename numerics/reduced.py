@@ -284,7 +284,14 @@ class ReducedSolver:
         extra = sorted(set(params) - set(self.param_names))
         if extra:
             raise ValueError(f"unknown parameters {extra} (the system needs {list(self.param_names)})")
-        arrays = {k: np.asarray(params[k], dtype=float) for k in self.param_names}
+        # float for real input (the real path is unchanged); complex when any parameter is
+        # complex (spectral parameters off the real axis), all parameters then complex
+        raw = {k: np.asarray(params[k]) for k in self.param_names}
+        for k, v in raw.items():
+            if v.dtype == object or not (np.issubdtype(v.dtype, np.number) or v.dtype == bool):
+                raise ValueError(f"parameter {k} must be numeric")
+        dtype = complex if any(np.iscomplexobj(v) for v in raw.values()) else float
+        arrays = {k: v.astype(dtype) for k, v in raw.items()}
         for k, v in arrays.items():
             if not np.all(np.isfinite(v)):
                 raise ValueError(f"parameter {k} is not finite")
@@ -316,7 +323,7 @@ class ReducedSolver:
             return np.where(np.isfinite(r), r, np.inf)
 
         with np.errstate(all="ignore"):
-            f = _stack(fmap(E, u), K, size)
+            f = _stack(fmap(E, u), K, size, u.dtype)
             res = residual(u, f)
             # damped fixed point: selects the physical branch
             active = res > opts["fp_tol"]
@@ -327,7 +334,7 @@ class ReducedSolver:
                 idx = np.nonzero(active)[0]
                 Ea = _take(E, idx)
                 ua = u[:, idx] + w * (f[:, idx] - u[:, idx])
-                fa = _stack(fmap(Ea, ua), K, len(idx))
+                fa = _stack(fmap(Ea, ua), K, len(idx), u.dtype)
                 u[:, idx], f[:, idx] = ua, fa
                 res[idx] = residual(ua, fa)
                 its[idx] += 1
@@ -341,7 +348,7 @@ class ReducedSolver:
                     break
                 idx = np.nonzero(active)[0]
                 Ea = _take(E, idx)
-                out = _stack(fjac(Ea, u[:, idx]), K + K * K, len(idx))
+                out = _stack(fjac(Ea, u[:, idx]), K + K * K, len(idx), u.dtype)
                 fa = out[:K]
                 J = out[K:].reshape(K, K, len(idx)).transpose(2, 0, 1)
                 A = np.eye(K)[None] - J
@@ -352,7 +359,7 @@ class ReducedSolver:
                 best_u, best_f, best_r = u[:, idx].copy(), fa.copy(), r0.copy()
                 for _h in range(8):  # halve the step where the residual does not drop
                     cand = u[:, idx] - s * step
-                    fc = _stack(fmap(Ea, cand), K, len(idx))
+                    fc = _stack(fmap(Ea, cand), K, len(idx), u.dtype)
                     rc = residual(cand, fc)
                     better = rc < best_r
                     best_u[:, better], best_f[:, better], best_r[better] = cand[:, better], fc[:, better], rc[better]
@@ -369,6 +376,7 @@ class ReducedSolver:
     def _solve_flat(self, flat: dict, size: int, init, opts) -> tuple:
         fns = self._fns("numpy")
         E = dict(flat)
+        dtype = _dtype(flat)
         cores, res_all = [], np.zeros(size)
         its = np.zeros(size, dtype=int)
         offset = 0
@@ -379,14 +387,15 @@ class ReducedSolver:
                 continue
             K = len(body.unknowns)
             if init is not None:
-                u = np.array(init[offset:offset + K], dtype=float).reshape(K, size)
+                u = np.array(init[offset:offset + K], dtype=dtype).reshape(K, size)
             else:
                 with np.errstate(all="ignore"):
-                    u = _stack(fns[f"map_{k}"](E, np.zeros((K, size))), K, size)
+                    u = _stack(fns[f"map_{k}"](E, np.zeros((K, size))), K, size, dtype)
             u, res = self._stage(fns, k, E, u, opts, its)
-            stable = self._attracting(fns, k, E, u, K)
+            # the rounding check's warm re-solves read the values only: no attractivity test
+            stable = self._attracting(fns, k, E, u, K) if opts.get("attracting", True) else np.ones(size, bool)
             bad = ~(res <= opts["tol"]) | ~stable
-            if bad.any() and "lam" in E and opts["continuation"]:
+            if bad.any() and "lam" in E and opts["continuation"] and not np.any(np.imag(E["lam"])):
                 idx = np.nonzero(bad)[0]
                 Ei = _take(E, idx)
                 u_c, res_c = self._lam_continuation(fns, k, Ei, K, opts, its, idx)
@@ -399,14 +408,14 @@ class ReducedSolver:
                 E[s.name] = u[j]
             if body.eliminated:
                 with np.errstate(all="ignore"):
-                    filled = _stack(fns[f"fill_{k}"](E, u), len(body.eliminated), size)
+                    filled = _stack(fns[f"fill_{k}"](E, u), len(body.eliminated), size, dtype)
                 for j, s in enumerate(body.eliminated):
                     E[s.name] = filled[j]
             cores.append(u)
             res_all = np.maximum(res_all, res)
             offset += K
         with np.errstate(all="ignore"):
-            vals = [np.broadcast_to(np.asarray(v, dtype=float), (size,)).copy() for v in fns["outputs"](E)]
+            vals = [np.broadcast_to(np.asarray(v, dtype=dtype), (size,)).copy() for v in fns["outputs"](E)]
         core = np.concatenate(cores, axis=0) if cores else np.zeros((0, size))
         return dict(zip(self.outputs, vals)), core, res_all, its
 
@@ -417,7 +426,7 @@ class ReducedSolver:
         same equations that Newton can reach from a poor start need not."""
         size = u.shape[1]
         with np.errstate(all="ignore"):
-            J = _stack(fns[f"jac_{k}"](E, u), K + K * K, size)[K:].reshape(K, K, size).transpose(2, 0, 1)
+            J = _stack(fns[f"jac_{k}"](E, u), K + K * K, size, u.dtype)[K:].reshape(K, K, size).transpose(2, 0, 1)
             A = 0.5 * (np.eye(K)[None] + J)
             ok = np.all(np.isfinite(A), axis=(1, 2))
             rho = np.full(size, np.inf)
@@ -427,7 +436,7 @@ class ReducedSolver:
 
     def _lam_continuation(self, fns, k, E, K, opts, its, idx):
         """Walk ``lam`` down from ``max(lam, 1)`` to the target (per point, geometric steps)."""
-        target = E["lam"].copy()
+        target = np.real(E["lam"]).copy()  # real ridge (a complex batch stores it as complex)
         start = np.maximum(target, 1.0)
         steps = int(np.ceil(opts["per_decade"] * np.max(np.log10(start / target)))) if len(target) else 0
         steps = max(steps, 1)
@@ -443,7 +452,7 @@ class ReducedSolver:
                         fns[f"seg_{seg_k}"](local)
             if u is None:
                 with np.errstate(all="ignore"):
-                    u = _stack(fns[f"map_{k}"](local, np.zeros((K, len(target)))), K, len(target))
+                    u = _stack(fns[f"map_{k}"](local, np.zeros((K, len(target)))), K, len(target), _dtype(local))
                 u, res = self._stage(fns, k, local, u, opts, its_local)
             else:
                 u, res = self._stage(fns, k, local, u, dict(opts, fp_maxiter=0), its_local)
@@ -466,21 +475,32 @@ class ReducedSolver:
         ``backend``: ``"kernel"`` (compiled per-point code, :mod:`numerics.kernel`; the
         default when numba is installed and ``DSM_KERNEL`` is not ``numpy``) or ``"numpy"``
         (vectorised arrays; the reference implementation of the same algorithm).
+
+        Complex parameters (a spectral argument ``z`` off the real axis): when any
+        parameter is complex the whole batch is solved in complex arithmetic by the numpy
+        path (the kernel is real-only: ``backend="kernel"`` raises ``ValueError``); values,
+        core and ``init`` are then complex.  The branch is selected as for real input: the
+        damped fixed point from the cold start, and the root must attract the damped map.
+        Real input is solved in real arithmetic, as before.
         """
         if backend not in (None, "kernel", "numpy"):
             raise ValueError(f"backend must be 'kernel' or 'numpy', got {backend!r}")
+        flat, shape = self._flat_params(params)
+        complex_ = _dtype(flat) is complex
+        if complex_ and backend == "kernel":
+            raise ValueError("backend='kernel' is real-only: complex parameters are solved by the numpy backend "
+                             "(backend='numpy' or None)")
         kernel = None
-        if backend == "kernel" or (backend is None and kernel_enabled()):
+        if not complex_ and (backend == "kernel" or (backend is None and kernel_enabled())):
             kernel = self._kernel()
             if kernel is None and backend == "kernel":
                 raise ValueError("backend='kernel': the compiled kernel is not available (see the KernelWarning)")
-        flat, shape = self._flat_params(params)
         flat.update(self._spectrum(spectrum, np.asarray))
         size = int(np.prod(shape))
         opts = dict(tol=tol, fp_tol=fp_tol, damping=damping, fp_maxiter=fp_maxiter, maxiter=maxiter,
                     continuation=continuation, per_decade=per_decade)
         if init is not None:
-            init = np.asarray(init, dtype=float).reshape(self.n_core, size)
+            init = np.asarray(init, dtype=complex if complex_ else float).reshape(self.n_core, size)
             opts["fp_maxiter"] = 0
         # Points are solved independently, so chunks change nothing but the memory: the
         # program keeps one array per step (a few hundred) for the points of a chunk.
@@ -558,10 +578,12 @@ class ReducedSolver:
         """Re-solve points in double-double arithmetic (about 32 digits), Newton from the
         double-precision ``core`` (shape ``grid + (K,)``), with the rounding estimate at
         double-double ulps.  ``None`` when the compiled kernel is not available."""
+        flat, shape = self._flat_params(params)
+        if _dtype(flat) is complex:
+            raise ValueError("refine_dd (the compiled kernel) is real-only: got complex parameters")
         kernel = self._kernel() if kernel_enabled() else None
         if kernel is None:
             return None
-        flat, shape = self._flat_params(params)
         flat.update(self._spectrum(spectrum, np.asarray))
         size = int(np.prod(shape))
         init = np.asarray(core, dtype=float).reshape(size, self.n_core).T
@@ -582,7 +604,8 @@ class ReducedSolver:
             moved = {k: (v if k.startswith("nu_") else
                          v * (1.0 + (eps if (j * pattern + pattern // 2) % 3 else -eps)))
                      for j, (k, v) in enumerate(flat.items())}
-            v2, _, _, _ = self._solve_flat(moved, size, core, dict(opts, fp_maxiter=0, continuation=False))
+            v2, _, _, _ = self._solve_flat(moved, size, core, dict(opts, fp_maxiter=0, continuation=False,
+                                                                 attracting=False))
             for name, v in vals.items():
                 d = np.abs(v2[name] - v)
                 out[name] = np.maximum(out[name], np.where(np.isfinite(d), d, np.inf))
@@ -651,9 +674,15 @@ def _take(E: dict, idx) -> dict:
             for k, v in E.items()}
 
 
-def _stack(values, rows: int, size: int) -> np.ndarray:
+def _stack(values, rows: int, size: int, dtype=float) -> np.ndarray:
     """Generated functions return scalars where an entry is constant: broadcast them."""
-    return np.array([np.broadcast_to(np.asarray(v, dtype=float), (size,)) for v in values]).reshape(rows, size)
+    return np.array([np.broadcast_to(np.asarray(v, dtype=dtype), (size,)) for v in values],
+                    dtype=dtype).reshape(rows, size)
+
+
+def _dtype(flat: dict):
+    """``complex`` when any parameter of the batch is complex, else ``float``."""
+    return complex if any(np.iscomplexobj(v) for k, v in flat.items() if not k.startswith("nu_")) else float
 
 
 def solver_layout(reduced) -> dict:

@@ -129,3 +129,73 @@ def test_infinite_time_at_zero_ridge_is_the_ridgeless_limit(relu):
     assert e.converged
     assert abs(float(e.test) - r.test) <= r.test_err + 1e-8
     assert abs(float(e.train) - r.train) <= r.train_err + 1e-8
+
+
+# -- reduced engine against the raw systems --------------------------------------------------------
+
+def _random_z(rng, n):
+    """Complex points: log-uniform modulus in [1e-3, 1e2], any angle; a third within 1e-9..1e-3 rad
+    of the real axis (both sides, both half-lines), like the near-real probes of the bulk edges."""
+    r = np.exp(rng.uniform(math.log(1e-3), math.log(1e2), n))
+    ang = rng.uniform(-math.pi, math.pi, n)
+    k = n // 3
+    near = rng.choice([-1.0, 1.0], k) * 10 ** rng.uniform(-9, -3, k)
+    ang[:k] = np.where(rng.random(k) < 0.8, near, math.pi - near)
+    return r * np.exp(1j * ang)
+
+
+@pytest.mark.parametrize("m", [1, 3, "inf"])
+def test_reduced_traces_match_raw(relu, m):
+    """Every trace by the reduced systems against the raw systems at random complex points.
+
+    The bare reduced solver (numpy path, complex arithmetic): wherever both converge the values
+    agree within 1e-10 relative plus the reduced rounding estimate (a wrong branch would differ
+    at O(1)); points it resolves where the raw solver flags them (next to a square-root edge
+    the raw solver can stall) are rare and carry the Stieltjes sign ``Im v Im z >= 0`` of the
+    resolvent.  The engine used by the curves (reduced, with the raw system at the points the
+    reduced one flags or whose estimate is large) agrees with the raw one to 1e-10 relative
+    and flags the same points."""
+    rng = np.random.default_rng(7)
+    kind = tt.m_kind(tt.parse_m(m))
+    for psi_n, psi_p in ((1.0, 2.0), (2.5, 0.7)):
+        params = {k: float(np.asarray(v)) for k, v in
+                  relu.solver_params(psi_n, psi_p, 0.5, 1.0, tt.parse_m(m)).items()}
+        z1, z2 = _random_z(rng, 300), _random_z(rng, 300)
+        for group, extra in (("one", dict(z1=z1)), ("q", dict(z1=z1, z2=z2)), ("moments", {})):
+            names = tt.GROUPS[group]
+            raw = tt._solve_many(kind, names, params, engine="raw", **extra)
+            S = tt._reduced_solver(kind, group)
+            bare = S.solve({k: v for k, v in dict(params, **extra).items() if k in S.param_names},
+                           throw=False, backend="numpy", estimate_error=True)
+            red = tt._solve_many(kind, names, params, engine="reduced", **extra)
+            for name in names:
+                a, b, c = bare.values[name], raw[name], red[name]
+                both = bare.converged & b.converged
+                assert both.sum() >= 0.6 * np.size(both), name
+                assert np.all(np.abs(a[both] - b.value[both])
+                              <= 1e-10 * np.abs(b.value[both]) + bare.error[name][both]), name
+                extra_pts = bare.converged & ~b.converged
+                assert extra_pts.sum() <= 0.02 * np.size(both), name
+                if name == "resolvent" and extra_pts.any():
+                    v = a[extra_pts]
+                    assert np.all(v.imag * np.sign(z1[extra_pts].imag) >= -1e-12 * np.abs(v))
+                np.testing.assert_array_equal(c.converged, b.converged, err_msg=name)
+                np.testing.assert_allclose(c.value[b.converged], b.value[b.converged], rtol=1e-10, atol=0,
+                                           err_msg=name)
+
+
+@pytest.mark.parametrize("m,psi_p", [(1, 2.0), (3, 8.0), ("inf", 4.0)])
+def test_reduced_curves_match_raw(relu, m, psi_p, monkeypatch):
+    """The learning curves by the reduced engine equal those by the raw systems: same contour
+    nodes and flags, values to 1e-10 (both far below the quadrature tolerance)."""
+    T = [1e-2, 1.0, 30.0, 1e3, math.inf]
+    out = {}
+    for engine in ("raw", "reduced"):
+        monkeypatch.setattr(tt, "ENGINE", engine)
+        out[engine] = tt.errors_at_time(relu, 1.0, psi_p, 0.5, [0.0, 1e-3], m, np.array(T)[:, None], tol=1e-9)
+    a, b = out["raw"], out["reduced"]
+    assert a.converged.all() and b.converged.all()
+    np.testing.assert_array_equal(a.nodes, b.nodes)
+    np.testing.assert_allclose(b.test, a.test, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(b.train, a.train, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(b.mass_error, a.mass_error, rtol=0, atol=1e-9)
