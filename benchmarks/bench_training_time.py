@@ -91,7 +91,10 @@ def main() -> None:
             ea, eb = a[1e-8][4], b[1e-8][4]
             diff = max(float(np.nanmax(np.abs(ea.test - eb.test))), float(np.nanmax(np.abs(ea.train - eb.train))))
             ddiff = float(np.nanmax(np.abs(a["diag"][2].train - b["diag"][2].train)))
-            ratio = lambda k: (a[k][0] if isinstance(a[k], tuple) else a[k]) / (b[k][0] if isinstance(b[k], tuple) else b[k])
+
+            def ratio(k):
+                return (a[k][0] if isinstance(a[k], tuple) else a[k]) / (b[k][0] if isinstance(b[k], tuple) else b[k])
+
             line = (f"m={label:>3}   {engines[1]}/{engines[0]}: 200-T curve tol 1e-8 {ratio(1e-8):5.1f}x, "
                     f"tol 1e-6 {ratio(1e-6):5.1f}x | one T {ratio('one'):5.1f}x | 50x50 train diagram "
                     f"{ratio('diag'):5.1f}x | largest difference of the curves {diff:.1e} (diagram {ddiff:.1e})")

@@ -24,8 +24,12 @@ counter-clockwise contour ``Gamma`` enclosing the non-zero spectrum of ``K``,
     s1(z) = tr(C^T R(z) V),   s2(z) = tr(C^T R(z) C),   q(z1, z2) = tr(C^T R(z1) U R(z2) C).
 
 ``s1, s2, q`` are rational expressions of the Gaussian matrices: the engine derives their
-fixed-point equations (:func:`pencils.freeprob.equations`) and solves them at complex
-``z`` (:mod:`numerics`); nothing here is a hand-typed fixed-point equation.  The train
+fixed-point equations (:func:`pencils.freeprob.equations`), reduces them
+(:func:`reduced_time_system`: ``s1, s2, tr R`` share one core; ``q``; the moments) and solves
+them at complex ``z`` (:class:`numerics.reduced.ReducedSolver`, numpy path); nothing here is a
+hand-typed fixed-point equation.  The raw systems (:func:`time_system`, ``ENGINE = "raw"``)
+remain the reference: they re-solve the points the reduced core flags or whose rounding
+estimate is large, and they give the bulk edges (see :func:`_solve_many`, :func:`_bulk_edges`).  The train
 error needs one resolvent only (``K`` commutes with ``g(K)``); the test error needs the
 two-resolvent trace ``q`` because ``U`` is not a function of ``K``.  The same contour
 integrals at ``T = inf`` give the ridge curves (``lam > 0``) or the minimum-norm
@@ -99,8 +103,9 @@ from pencils.freeprob import FixedPointSystem, equations
 from .dsm import dsm_matrices, m_kind
 from .theory import parse_m
 
-__all__ = ["flow_matrices", "time_traces", "time_system", "TimeErrors", "errors_at_time", "Timescale",
-           "generalisation_time", "memorisation_time", "flow_gradient_at_zero", "steps_to_time", "time_to_steps", "g_T"]
+__all__ = ["flow_matrices", "time_traces", "time_system", "reduced_time_system", "TimeErrors", "errors_at_time",
+           "Timescale", "generalisation_time", "memorisation_time", "flow_gradient_at_zero", "steps_to_time",
+           "time_to_steps", "g_T"]
 
 z1_, z2_ = sympy.symbols("z1 z2")
 

@@ -27,6 +27,12 @@ count and ``converged``.  The outputs are explicit functions of the core, so the
 error is rounding; :meth:`ReducedSolver.solve` estimates it on request by re-solving with
 the parameters moved by a few ulps (warm-started, two Newton steps).
 
+Complex parameters (a spectral argument off the real axis, :mod:`derivations.training_time`):
+the whole batch runs in complex arithmetic on the numpy path (the compiled kernel is
+real-only), with the same algorithm; the damped fixed point from the cold start selects the
+physical branch as for the raw systems (checked against :mod:`numerics.fixedpoint` at random
+complex points, ``tests/test_reduced_complex.py``).  Real input stays real.
+
 The mpmath backend (:meth:`ReducedSolver.solve_mp`) runs the same program at any
 precision, point by point, with a verified residual.
 """
