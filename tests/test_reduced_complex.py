@@ -73,3 +73,31 @@ def test_complex_branch_matches_raw(mp):
         # and the closed form (away from the axis, where its root choice by the sign is safe)
         off = a.converged & (np.abs(z.imag) > 1e-3 * np.abs(z))
         np.testing.assert_allclose(a.values["r"][off], _stieltjes(gamma, z[off]), rtol=1e-9)
+
+
+def test_lam_continuation_with_complex_z(monkeypatch):
+    """Continuation in the (real) ridge ``lam`` runs on a complex batch: with the damped fixed
+    point switched off (``fp_maxiter=0``: Newton from the cold start fails or lands on a
+    repelling root at ``lam = 1e-6``) the failed points are re-solved by walking ``lam`` down,
+    and every value returned equals the raw solver's."""
+    from numerics.reduced import ReducedSolver
+
+    g, lam, z = sympy.symbols("gamma lam z")
+    X = gaussian("X", Space("n", 1 / g), D)
+    S = equations(trace(inverse(g * X.T @ X + lam - z)))
+    red, raw = compile_reduced(reduce_systems({"r": S})), compile_raw(S)
+    calls = []
+    orig = ReducedSolver._lam_continuation
+
+    def spy(self, *args, **kw):
+        calls.append(len(args[-1]))
+        return orig(self, *args, **kw)
+
+    monkeypatch.setattr(ReducedSolver, "_lam_continuation", spy)
+    rng = np.random.default_rng(0)
+    zz = rng.uniform(-1, 3, 400) + 1j * 10 ** rng.uniform(-6, 0, 400)
+    a = red.solve(dict(gamma=2.0, lam=1e-6, z=zz), throw=False, fp_maxiter=0)
+    b = raw.solve(gamma=2.0, lam=1e-6, z=zz, throw=False)
+    assert calls and calls[0] > 50
+    assert a.converged.sum() > 200 and not np.any(a.converged & ~b.converged)
+    np.testing.assert_allclose(a.values["r"][a.converged], b.value[a.converged], rtol=1e-10)
