@@ -23,11 +23,9 @@ The code is a template in the number type ``T`` and is instantiated twice:
   (Knuth's TwoSum), Veltkamp splitting for exact products, one correction step for
   quotients and square roots.
 
-Two more differences with the numpy solver: the attractivity test of a root (spectral radius
+One more difference with the numpy solver: the attractivity test of a root (spectral radius
 of ``(I + f')/2`` below 1) uses the Schur--Cohn recursion on the characteristic
-polynomial (Faddeev--LeVerrier), algebraic for the few core unknowns and free of LAPACK; the
-number of continuation steps is set per point (the numpy solver takes the batch's
-largest ridge ratio).
+polynomial (Faddeev--LeVerrier), algebraic for the few core unknowns and free of LAPACK.
 
 The source and the library live in the disk cache, named by the cache key of their
 system (a change of the deriving code gives new files), so a fresh process loads the

@@ -441,17 +441,18 @@ class ReducedSolver:
         return rho < 1.0
 
     def _lam_continuation(self, fns, k, E, K, opts, its, idx):
-        """Walk ``lam`` down from ``max(lam, 1)`` to the target (per point, geometric steps)."""
+        """Walk ``lam`` down from ``max(lam, 1)`` to the target (per point, geometric steps:
+        ``ceil(per_decade * log10(start / target))`` of them, so a point's path does not
+        depend on the other points of the batch)."""
         target = np.real(E["lam"]).copy()  # real ridge (a complex batch stores it as complex)
         start = np.maximum(target, 1.0)
-        steps = int(np.ceil(opts["per_decade"] * np.max(np.log10(start / target)))) if len(target) else 0
-        steps = max(steps, 1)
+        steps = np.maximum(1, np.ceil(opts["per_decade"] * np.log10(start / target)).astype(int))
         local = dict(E)
         its_local = np.zeros(len(target), dtype=int)
         u = None
         res = np.full(len(target), np.inf)
-        for j in range(steps + 1):
-            local["lam"] = start * (target / start) ** (j / steps)
+        for j in range(int(steps.max(initial=0)) + 1):
+            local["lam"] = start * (target / start) ** (np.minimum(j, steps) / steps)
             for seg_k, (kind, body) in enumerate(self._segments[:k]):
                 if kind == "let":
                     with np.errstate(all="ignore"):
@@ -460,8 +461,12 @@ class ReducedSolver:
                 with np.errstate(all="ignore"):
                     u = _stack(fns[f"map_{k}"](local, np.zeros((K, len(target)))), K, len(target), _dtype(local))
                 u, res = self._stage(fns, k, local, u, opts, its_local)
-            else:
-                u, res = self._stage(fns, k, local, u, dict(opts, fp_maxiter=0), its_local)
+            else:  # only the points still walking: the others have reached their target
+                walk = np.nonzero(j <= steps)[0]
+                its_walk = its_local[walk]
+                u_w, res_w = self._stage(fns, k, _take(local, walk), u[:, walk].copy(), dict(opts, fp_maxiter=0),
+                                         its_walk)
+                u[:, walk], res[walk], its_local[walk] = u_w, res_w, its_walk
         its[idx] += its_local
         return u, res
 
@@ -479,7 +484,7 @@ class ReducedSolver:
         ``spectrum``: ``(eigenvalues, weights)`` of the spectral measure, for systems with
         spectral means (structured data).  ``chunk``: points solved at once (memory bound).
         ``backend``: ``"kernel"`` (compiled per-point code, :mod:`numerics.kernel`; the
-        default when numba is installed and ``DSM_KERNEL`` is not ``numpy``) or ``"numpy"``
+        default when a C++ compiler is found and ``DSM_KERNEL`` is not ``numpy``) or ``"numpy"``
         (vectorised arrays; the reference implementation of the same algorithm).
 
         Complex parameters (a spectral argument ``z`` off the real axis): when any

@@ -235,3 +235,24 @@ def test_structured_refinement_matches_mpmath():
         assert abs(rd.values[q][0] - ref) <= rd.error[q][0] + 2 * np.finfo(float).eps * abs(ref)
         assert abs(sol.values[q][0] - ref) <= sol.error[q][0]
     assert sol.error["train"][0] > 1e-6 * abs(float(exact["train"]))  # double precision is visibly strained here
+
+
+def test_numpy_continuation_does_not_depend_on_the_batch():
+    """A point that needs the continuation in lam (tiny ridge at the interpolation peak)
+    walks its own number of steps: alone and beside another such point with a different
+    ridge (more steps), the numpy path gives the same bits (the kernel walks the same steps)."""
+    solver, params = _params("1", [1.0, 1.0], [0.999, 0.999], np.array([1e-5, 1e-8]))
+    both = solver.solve(params, throw=False, backend="numpy")
+    # the point with the fewer steps (lam = 1e-5): alone it walks 20, its neighbour 32
+    alone = solver.solve({k: (np.asarray(v)[:1] if np.ndim(v) else v) for k, v in params.items()},
+                         throw=False, backend="numpy")
+    assert alone.converged[0] and alone.iterations[0] > 300  # the cold solve failed, the walk did it
+    one = {k: (np.asarray(v)[:1] if np.ndim(v) else v) for k, v in params.items()}
+    kernel = solver.solve(one, throw=False, backend="kernel", estimate_error=True)
+    numpy_ = solver.solve(one, throw=False, backend="numpy", estimate_error=True)
+    assert kernel.converged[0] and kernel.iterations[0] > 300
+    for q in QUANTITIES:  # the two backends walk the same path (up to rounding)
+        assert abs(kernel.values[q][0] - numpy_.values[q][0]) <= kernel.error[q][0] + numpy_.error[q][0]
+    for q in QUANTITIES:
+        assert np.array_equal(alone.values[q], both.values[q][:1], equal_nan=True)
+    assert np.array_equal(alone.iterations, both.iterations[:1])
