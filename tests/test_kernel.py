@@ -10,6 +10,8 @@ import mpmath
 import numpy as np
 import pytest
 import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pencils
 from derivations.kinds import QUANTITIES
@@ -256,3 +258,27 @@ def test_numpy_continuation_does_not_depend_on_the_batch():
     for q in QUANTITIES:
         assert np.array_equal(alone.values[q], both.values[q][:1], equal_nan=True)
     assert np.array_equal(alone.iterations, both.iterations[:1])
+
+
+_log = lambda lo, hi: st.floats(math.log(lo), math.log(hi)).map(math.exp)  # noqa: E731
+
+
+@settings(max_examples=40, deadline=None)
+@given(psi_n=_log(0.1, 10), psi_p=_log(0.1, 10), lam=_log(1e-4, 1.0), t=st.floats(0.05, 3.0),
+       kind=st.sampled_from(["1", "finite", "inf"]), others=st.lists(_log(0.1, 10), min_size=2, max_size=2))
+def test_kernel_properties(psi_n, psi_p, lam, t, kind, others):
+    """Any point: the kernel's value is physical (both errors >= 0) or flagged; it is the same
+    bits alone and inside a batch with two other points; and it agrees with the numpy backend
+    within the two rounding estimates."""
+    solver, params = _params(kind, [psi_n, others[0], others[1]], [psi_p, psi_p, others[0]], lam, t)
+    batch = solver.solve(params, throw=False, estimate_error=True)
+    one = {k: (np.asarray(v)[:1] if np.ndim(v) else v) for k, v in params.items()}
+    alone = solver.solve(one, throw=False, estimate_error=True)
+    ref = solver.solve(one, throw=False, estimate_error=True, backend="numpy")
+    assert alone.converged[0] == batch.converged[0] == ref.converged[0]
+    for q in QUANTITIES:
+        assert np.array_equal(alone.values[q], batch.values[q][:1], equal_nan=True)
+        if alone.converged[0]:
+            v, err = alone.values[q][0], alone.error[q][0]
+            assert v >= -err, (q, v, err)
+            assert abs(v - ref.values[q][0]) <= err + ref.error[q][0]
