@@ -26,7 +26,8 @@ counter-clockwise contour ``Gamma`` enclosing the non-zero spectrum of ``K``,
 ``s1, s2, q`` are rational expressions of the Gaussian matrices: the engine derives their
 fixed-point equations (:func:`pencils.freeprob.equations`), reduces them
 (:func:`reduced_time_system`: ``s1, s2, tr R`` share one core; ``q``; the moments) and solves
-them at complex ``z`` (:class:`numerics.reduced.ReducedSolver`, numpy path); nothing here is a
+them at complex ``z`` (:class:`numerics.reduced.ReducedSolver`: the compiled kernel's complex
+library, or the numpy path without a compiler); nothing here is a
 hand-typed fixed-point equation.  The raw systems (:func:`time_system`, ``ENGINE = "raw"``)
 remain the reference: they re-solve the points the reduced core flags or whose rounding
 estimate is large, and they give the bulk edges (see :func:`_solve_many`, :func:`_bulk_edges`).  The train
@@ -216,7 +217,7 @@ def _solve_many(kind: str, names, params: dict, init=None, engine: str | None = 
         raise ValueError(f"traces {names} are not of one group")
     S = _reduced_solver(kind, group)
     p = {k: v for k, v in allp.items() if k in S.param_names}
-    kw = dict(throw=False, backend="numpy", estimate_error=check and group != "moments")
+    kw = dict(throw=False, estimate_error=check and group != "moments")
     sol = S.solve(p, init=None if init is None else np.moveaxis(np.asarray(init), -1, 0), **kw)
     vals, conv, core = dict(sol.values), sol.converged.copy(), sol.core.copy()
     err = dict(sol.error) if sol.error is not None else None

@@ -10,7 +10,8 @@ ridge, the rounding check) -- and compiles it with the system's C++ compiler int
 shared library loaded by :mod:`ctypes`.  Each point is solved on its own from its own
 cold start, so its value and flag never depend on the other points of the call.
 
-The code is a template in the number type ``T`` and is instantiated twice:
+The code is a template in the number type ``T``, instantiated three times (one library
+each, built on first use):
 
 * ``T = double``: the algorithm of the numpy solver (module docstring of
   :mod:`numerics.reduced`), the same operations in the same order (``-ffp-contract=off``:
@@ -21,7 +22,10 @@ The code is a template in the number type ``T`` and is instantiated twice:
   rounding check is the same, with moves of a few double-double ulps.  Double-double
   arithmetic follows Dekker (1971) and Hida, Li & Bailey (2001): error-free sums
   (Knuth's TwoSum), Veltkamp splitting for exact products, one correction step for
-  quotients and square roots.
+  quotients and square roots;
+* ``T = std::complex<double>``: spectral arguments off the real axis (the contour integrals
+  of :mod:`derivations.training_time`); the attractivity test then runs on the complex
+  characteristic polynomial (the Schur--Cohn step with conjugates).
 
 One more difference with the numpy solver: the attractivity test of a root (spectral radius
 of ``(I + f')/2`` below 1) uses the Schur--Cohn recursion on the characteristic
@@ -134,6 +138,7 @@ def kernel_enabled() -> bool:
 
 _RUNTIME = r"""
 #include <cmath>
+#include <complex>
 namespace k {
 using std::sqrt;
 using std::fabs;
@@ -222,13 +227,26 @@ static inline dd sqrt(const dd &a) {  // Karp: x = 1/sqrt(a.hi), sqrt(a) ~ a x +
     dd d = a - two_prod(ax, ax);
     return two_sum(ax, d.hi * (x * 0.5));
 }
-static inline double to_double(double a) { return a; }
-static inline double to_double(const dd &a) { return a.hi + a.lo; }
+typedef std::complex<double> cx;  // spectral arguments off the real axis (training time)
+// io<T>::type: what the arrays crossing the C boundary hold (double for double and
+// double-double, complex for complex); to_io converts a working number to it
+template <typename T> struct io { typedef double type; };
+template <> struct io<cx> { typedef cx type; };
+static inline double to_io(double a) { return a; }
+static inline double to_io(const dd &a) { return a.hi + a.lo; }
+static inline cx to_io(const cx &a) { return a; }
+static inline double re(double a) { return a; }
+static inline double re(const dd &a) { return a.hi + a.lo; }
+static inline double re(const cx &a) { return a.real(); }
+static inline double cj(double a) { return a; }
+static inline cx cj(const cx &a) { return std::conj(a); }
 static inline double mag(double a) { return std::fabs(a); }
 static inline double mag(const dd &a) { return std::fabs(a.hi + a.lo); }
+static inline double mag(const cx &a) { return std::abs(a); }
 template <typename T> static inline T lit(double hi, double lo);
 template <> inline double lit<double>(double hi, double) { return hi; }
 template <> inline dd lit<dd>(double hi, double lo) { return dd(hi, lo); }
+template <> inline cx lit<cx>(double hi, double) { return cx(hi, 0.0); }
 template <typename T> static inline T ipow(T x, int n) {  // x^n, n >= 1, binary powering
     T r = x;
     n -= 1;
@@ -286,11 +304,12 @@ template <typename T> static void small_solve(T *A, T *b, T *x, int n) {
 // (K <= KMAX, checked when the source is generated)
 static const int KMAX = 8;
 template <typename T> static bool attracts(const T *Jt, int K) {
-    double A[KMAX * KMAX], M[KMAX * KMAX], AM[KMAX * KMAX], c[KMAX + 1], p[KMAX + 1], q[KMAX + 1];
+    typedef typename io<T>::type W;  // double, or complex for a complex Jacobian
+    W A[KMAX * KMAX], M[KMAX * KMAX], AM[KMAX * KMAX], c[KMAX + 1], p[KMAX + 1], q[KMAX + 1];
     for (int i = 0; i < K; i++)
         for (int j = 0; j < K; j++) {
-            A[i * K + j] = 0.5 * to_double(Jt[i * K + j]) + (i == j ? 0.5 : 0.0);
-            if (!(std::fabs(A[i * K + j]) < INFINITY)) return false;
+            A[i * K + j] = 0.5 * to_io(Jt[i * K + j]) + (i == j ? 0.5 : 0.0);
+            if (!(mag(A[i * K + j]) < INFINITY)) return false;
         }
     for (int i = 0; i <= K; i++) c[i] = 0.0;
     c[K] = 1.0;
@@ -298,25 +317,26 @@ template <typename T> static bool attracts(const T *Jt, int K) {
     for (int s = 1; s <= K; s++) {
         for (int i = 0; i < K; i++)
             for (int j = 0; j < K; j++) {
-                double t = 0.0;
+                W t = 0.0;
                 for (int l = 0; l < K; l++) t += A[i * K + l] * M[l * K + j];
                 AM[i * K + j] = t;
             }
         for (int i = 0; i < K; i++)
-            for (int j = 0; j < K; j++) M[i * K + j] = AM[i * K + j] + (i == j ? c[K - s + 1] : 0.0);
-        double tr = 0.0;
+            for (int j = 0; j < K; j++) M[i * K + j] = AM[i * K + j] + (i == j ? c[K - s + 1] : W(0.0));
+        W tr = 0.0;
         for (int i = 0; i < K; i++)
             for (int l = 0; l < K; l++) tr += A[i * K + l] * M[l * K + i];
-        c[K - s] = -tr / s;
+        c[K - s] = -tr / double(s);
     }
     for (int i = 0; i <= K; i++) p[i] = c[i];
-    for (int n = K; n >= 1; n--) {  // p has all zeros inside iff |p0| < |pn| and (pn p - p0 p*)/z does
-        double lead = p[n], low = p[0];
-        if (!(std::fabs(low) < std::fabs(lead))) return false;
+    // p has all zeros inside iff |p0| < |pn| and (conj(pn) p - p0 p*)/z does, p*_i = conj(p_{n-i})
+    for (int n = K; n >= 1; n--) {
+        W lead = p[n], low = p[0];
+        if (!(mag(low) < mag(lead))) return false;
         double m = 0.0;
         for (int i = 0; i < n; i++) {
-            q[i] = lead * p[i + 1] - low * p[n - 1 - i];
-            if (std::fabs(q[i]) > m) m = std::fabs(q[i]);
+            q[i] = cj(lead) * p[i + 1] - low * cj(p[n - 1 - i]);
+            if (mag(q[i]) > m) m = mag(q[i]);
         }
         if (!(m > 0.0) || m == INFINITY) return false;
         for (int i = 0; i < n; i++) p[i] = q[i] / m;
@@ -392,7 +412,7 @@ template <typename T> static double solve_{k}(T *_e, const double *_s, const dou
     double res = stage_{k}<T>(_e, _s, _w, _ns, u, cfg, !warm, its);
     bool stable = cfg[8] > 0 ? attracting_{k}<T>(_e, _s, _w, _ns, u) : true;
     if ((!(res <= cfg[0]) || !stable) && !warm && cfg[5] > 0 && LAM >= 0) {{
-        double target = to_double(_e[LAM]), start = target > 1.0 ? target : 1.0;
+        double target = re(_e[LAM]), start = target > 1.0 ? target : 1.0;
         int steps = (int)std::ceil(cfg[6] * std::log10(start / target));
         if (steps < 1) steps = 1;
         T L[NE], uc[K], zero[K];
@@ -432,20 +452,21 @@ template <typename T> static double run(T *_e, const double *_s, const double *_
 // every row of P (points x parameters) on its own.  eps: the relative size of the parameter
 // moves of the rounding check (sgn[k*NP + j]: their signs in pattern k); tiny: the floor of
 // the estimate, relative to max(1, |value|)
-template <typename T> static void grid(long n, const double *P, int ns, const double *S, const double *W,
-                                       const double *cfg, const double *init, int warm, int estimate,
-                                       const double *sgn, double eps, double safety, double tiny, int npat,
-                                       double *V, double *ERR, double *CORE, double *RES, long *ITS) {{
+template <typename T> static void grid(long n, const typename io<T>::type *P, int ns, const double *S,
+                                       const double *W, const double *cfg, const typename io<T>::type *init,
+                                       int warm, int estimate, const double *sgn, double eps, double safety,
+                                       double tiny, int npat, typename io<T>::type *V, double *ERR,
+                                       typename io<T>::type *CORE, double *RES, long *ITS) {{
     T E[NE], u[NCORE > 0 ? NCORE : 1], u2[NCORE > 0 ? NCORE : 1], vals[NOUT], v2[NOUT];
     for (long i = 0; i < n; i++) {{
         for (int j = 0; j < NE; j++) E[j] = T(0.0);
         for (int j = 0; j < NP; j++) E[j] = T(P[i * NP + j]);
-        for (int j = 0; j < NCORE; j++) u[j] = T(warm ? init[i * NCORE + j] : 0.0);
+        for (int j = 0; j < NCORE; j++) u[j] = warm ? T(init[i * NCORE + j]) : T(0.0);
         long its = 0;
         RES[i] = run<T>(E, S, W, ns, u, cfg, warm != 0, vals, &its);
         ITS[i] = its;
-        for (int j = 0; j < NOUT; j++) V[i * NOUT + j] = to_double(vals[j]);
-        for (int j = 0; j < NCORE; j++) CORE[i * NCORE + j] = to_double(u[j]);
+        for (int j = 0; j < NOUT; j++) V[i * NOUT + j] = to_io(vals[j]);
+        for (int j = 0; j < NCORE; j++) CORE[i * NCORE + j] = to_io(u[j]);
         if (!estimate) continue;
         double err[NOUT], cfg2[9];
         for (int j = 0; j < NOUT; j++) err[j] = 0.0;
@@ -488,7 +509,15 @@ void grid_dd(long n, const double *P, int ns, const double *S, const double *W, 
     k::grid<k::dd>(n, P, ns, S, W, cfg, init, warm, estimate, sgn, eps, safety, tiny, npat, V, ERR, CORE, RES, ITS);
 }}
 #endif
+#ifdef KERNEL_COMPLEX
+void grid_complex(long n, const k::cx *P, int ns, const double *S, const double *W, const double *cfg,
+                  const k::cx *init, int warm, int estimate, const double *sgn, double eps, double safety,
+                  double tiny, int npat, k::cx *V, double *ERR, k::cx *CORE, double *RES, long *ITS) {{
+    k::grid<k::cx>(n, P, ns, S, W, cfg, init, warm, estimate, sgn, eps, safety, tiny, npat, V, ERR, CORE, RES, ITS);
+}}
+#endif
 int kernel_attracts(const double *J, int K) {{ return k::attracts<double>(J, K) ? 1 : 0; }}
+int kernel_attracts_complex(const k::cx *J, int K) {{ return k::attracts<k::cx>(J, K) ? 1 : 0; }}
 int kernel_layout(int *out) {{
     out[0] = k::NP; out[1] = k::NE; out[2] = k::NOUT; out[3] = k::NCORE;
     return 0;
@@ -715,70 +744,80 @@ _GRID_ARGS = [ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, cty
 
 
 class Kernel:
-    """A compiled kernel: ``params``, ``outputs``, ``n_core`` and :meth:`grid` (the
-    double-double library is built on its first use)."""
+    """A kernel's source in the cache and its libraries, one per number type
+    (``"double"``, ``"dd"``, ``"complex"``), each built on its first use:
+    ``params``, ``outputs``, ``n_core`` and :meth:`grid`."""
 
-    def __init__(self, lib: ctypes.CDLL, params: tuple, outputs: tuple, builder, source: Path | None = None):
-        self.lib, self.params, self.outputs, self.source = lib, params, outputs, source
+    _ENTRY = {"double": "grid_double", "dd": "grid_dd", "complex": "grid_complex"}
+
+    def __init__(self, params: tuple, outputs: tuple, builder, source: Path | None = None, n_core: int = 0):
+        self.params, self.outputs, self.source, self.n_core = params, outputs, source, n_core
+        self.n_params, self.n_out = len(params), len(outputs)
         self._builder = builder  # variant -> library path (builds it when missing)
-        self._dd = None
-        layout = (ctypes.c_int * 4)()
-        lib.kernel_layout(layout)
-        self.n_params, self.n_env, self.n_out, self.n_core = layout[:]
-        if self.n_params != len(params) or self.n_out != len(outputs):
-            raise RuntimeError("a compiled kernel does not match its system")
-        self._bind(lib.grid_double)
-        lib.kernel_attracts.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        lib.kernel_attracts.restype = ctypes.c_int
+        self._libs: dict = {}
 
-    @staticmethod
-    def _bind(fn):
-        fn.argtypes = _GRID_ARGS
-        fn.restype = None
-        return fn
-
-    def dd(self):
-        """The double-double entry point, built on first use; ``None`` (with a
+    def lib(self, variant: str = "double"):
+        """The library of ``variant``, built and loaded on first use; ``None`` (with a
         :class:`KernelWarning`) when it cannot be built."""
-        if self._dd is None:
+        if variant not in self._libs:
             try:
-                self._dd = self._bind(ctypes.CDLL(str(self._builder("dd"))).grid_dd)
-            except (OSError, RuntimeError) as exc:
-                warnings.warn(f"double-double kernel unavailable ({exc}); refining in mpmath", KernelWarning,
-                              stacklevel=3)
-                self._dd = False
-        return self._dd or None
+                lib = ctypes.CDLL(str(self._builder(variant)))
+                layout = (ctypes.c_int * 4)()
+                lib.kernel_layout(layout)
+                if (layout[0], layout[2], layout[3]) != (self.n_params, self.n_out, self.n_core):
+                    raise RuntimeError("the compiled kernel does not match its system")
+                fn = getattr(lib, self._ENTRY[variant])
+                fn.argtypes = _GRID_ARGS
+                fn.restype = None
+                for name in ("kernel_attracts", "kernel_attracts_complex"):
+                    getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_int]
+                    getattr(lib, name).restype = ctypes.c_int
+                self._libs[variant] = lib
+            except (OSError, RuntimeError, NotImplementedError) as exc:
+                what = {"double": "compiled kernel", "dd": "double-double kernel", "complex": "complex kernel"}
+                warnings.warn(f"{what[variant]} unavailable ({exc}); using "
+                              f"{'mpmath' if variant == 'dd' else 'the numpy solver'}", KernelWarning, stacklevel=3)
+                self._libs[variant] = None
+        return self._libs[variant]
 
     def attracts(self, J: np.ndarray) -> bool:
-        """The kernel's attractivity test of a ``K x K`` Jacobian (``K <= KMAX``): every
-        eigenvalue of ``(I + J)/2`` in the open unit disk (exposed for the tests)."""
-        J = np.ascontiguousarray(J, dtype=float)
+        """The kernel's attractivity test of a ``K x K`` Jacobian (``K <= KMAX``, real or
+        complex): every eigenvalue of ``(I + J)/2`` in the open unit disk (for the tests)."""
+        cplx = np.iscomplexobj(J)
+        J = np.ascontiguousarray(J, dtype=complex if cplx else float)
         if J.ndim != 2 or J.shape[0] != J.shape[1] or not 1 <= J.shape[0] <= KMAX:
             raise ValueError(f"attracts needs a K x K matrix with 1 <= K <= {KMAX}")
-        return bool(self.lib.kernel_attracts(J.ctypes.data, J.shape[0]))
+        lib = self.lib("double")
+        fn = lib.kernel_attracts_complex if cplx else lib.kernel_attracts
+        return bool(fn(J.ctypes.data, J.shape[0]))
 
     def grid(self, P: np.ndarray, spectrum, cfg: np.ndarray, init: np.ndarray | None, estimate: bool,
              signs: np.ndarray, eps: float, safety: float, tiny: float, precision: str = "double",
              patterns: int = 3) -> tuple | None:
-        """Solve every row of ``P`` (points x parameters); returns ``(V, ERR, CORE, RES, ITS)``,
-        or ``None`` when ``precision="dd"`` and the double-double library is unavailable."""
-        fn = self.lib.grid_double if precision == "double" else self.dd()
-        if fn is None:
+        """Solve every row of ``P`` (points x parameters; complex ``P`` runs the complex
+        library); returns ``(V, ERR, CORE, RES, ITS)``, or ``None`` when the library of
+        ``precision`` (``"double"`` or ``"dd"``) cannot be built."""
+        variant = "complex" if np.iscomplexobj(P) else precision
+        lib = self.lib(variant)
+        if lib is None:
             return None
+        fn = getattr(lib, self._ENTRY[variant])
+        io = complex if variant == "complex" else float
         n = P.shape[0]
-        P = np.ascontiguousarray(P, dtype=float)
+        P = np.ascontiguousarray(P, dtype=io)
         S, W = (np.ascontiguousarray(spectrum[0], dtype=float), np.ascontiguousarray(spectrum[1], dtype=float)) \
             if spectrum is not None else (np.zeros(1), np.zeros(1))
         ns = 0 if spectrum is None else S.size
         warm = init is not None
-        init = np.ascontiguousarray(init, dtype=float) if warm else np.zeros(1)
+        init = np.ascontiguousarray(init, dtype=io) if warm else np.zeros(1, dtype=io)
         cfg = np.ascontiguousarray(cfg, dtype=float)
         signs = np.ascontiguousarray(signs, dtype=float)
-        V = np.empty((n, self.n_out))
+        V = np.empty((n, self.n_out), dtype=io)
         ERR = np.zeros((n, self.n_out))
-        CORE = np.empty((n, self.n_core))
+        CORE = np.empty((n, self.n_core), dtype=io)
         RES = np.empty(n)
         ITS = np.empty(n, dtype=np.int64)
+
         def ptr(a, lo=0):  # address of row lo
             return a.ctypes.data + lo * a.strides[0]
 
@@ -801,9 +840,9 @@ class Kernel:
 
 _loaded: dict = {}
 _failed: set = set()
-#: extra flags per library: the double-double one is built at -O1 (half the build time of
-#: -O2 for the same speed within a few per cent: its cost is the arithmetic, not the code)
-_VARIANT_FLAGS = {"double": ("-DKERNEL_DOUBLE",), "dd": ("-DKERNEL_DD", "-O1")}
+#: extra flags per library: the double-double one is built at -O1 (its cost is the
+#: arithmetic, not the code: the same speed as -O2 in the benchmark, half the build time)
+_VARIANT_FLAGS = {"double": ("-DKERNEL_DOUBLE",), "dd": ("-DKERNEL_DD", "-O1"), "complex": ("-DKERNEL_COMPLEX",)}
 
 
 def _build(folder: Path, name: str, variant: str, flags: tuple) -> Path:
@@ -829,10 +868,11 @@ def _build(folder: Path, name: str, variant: str, flags: tuple) -> Path:
     return lib_path
 
 
-def load_kernel(key: str, params: tuple, outputs: tuple, source) -> Kernel | None:
+def load_kernel(key: str, params: tuple, outputs: tuple, n_core: int, source) -> Kernel | None:
     """The compiled kernel named by ``key`` (a cheap name; the cache key adds the code
-    version and the compiler flags), its source written by ``source()`` and its double
-    library built when missing; ``None`` (with a :class:`KernelWarning`) when it cannot be built."""
+    version and the compiler flags), its source written by ``source()`` when missing (its
+    libraries are built on first use); ``None`` (with a :class:`KernelWarning`) when the
+    source cannot be written or generated."""
     from pencils.cache import cache_key
 
     flags = (*CXXFLAGS, *_cpu_flags())  # the flags name the library: a machine without FMA builds its own
@@ -843,6 +883,8 @@ def load_kernel(key: str, params: tuple, outputs: tuple, source) -> Kernel | Non
         return None
     folder = _kernel_dir()
     try:
+        if compiler() is None:
+            raise RuntimeError("no C++ compiler found (set CXX)")
         src = folder / f"{name}.cpp"
         if not src.is_file():
             text = source()  # sympy: only when the source is missing
@@ -851,12 +893,12 @@ def load_kernel(key: str, params: tuple, outputs: tuple, source) -> Kernel | Non
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
             os.replace(tmp, src)
-        lib = ctypes.CDLL(str(_build(folder, name, "double", flags)))
     except (OSError, RuntimeError, NotImplementedError) as exc:
         _failed.add(name)
         warnings.warn(f"compiled kernel unavailable ({exc}); using the numpy solver", KernelWarning, stacklevel=3)
         return None
-    kernel = Kernel(lib, tuple(params), tuple(outputs), lambda variant: _build(folder, name, variant, flags), src)
+    kernel = Kernel(tuple(params), tuple(outputs), lambda variant: _build(folder, name, variant, flags), src,
+                    int(n_core))
     _loaded[name] = kernel
     return kernel
 

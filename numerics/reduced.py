@@ -28,8 +28,8 @@ error is rounding; :meth:`ReducedSolver.solve` estimates it on request by re-sol
 the parameters moved by a few ulps (warm-started, two Newton steps).
 
 Complex parameters (a spectral argument off the real axis, :mod:`derivations.training_time`):
-the whole batch runs in complex arithmetic on the numpy path (the compiled kernel is
-real-only), with the same algorithm; the damped fixed point from the cold start selects the
+the whole batch runs in complex arithmetic (the compiled kernel's complex library, else the
+numpy path), with the same algorithm; the damped fixed point from the cold start selects the
 physical branch as for the raw systems (checked against :mod:`numerics.fixedpoint` at random
 complex points, ``tests/test_reduced_complex.py``).  Real input stays real.
 
@@ -488,9 +488,8 @@ class ReducedSolver:
         (vectorised arrays; the reference implementation of the same algorithm).
 
         Complex parameters (a spectral argument ``z`` off the real axis): when any
-        parameter is complex the whole batch is solved in complex arithmetic by the numpy
-        path (the kernel is real-only: ``backend="kernel"`` raises ``ValueError``); values,
-        core and ``init`` are then complex.  The branch is selected as for real input: the
+        parameter is complex the whole batch is solved in complex arithmetic (the kernel's
+        complex library, or the numpy path); values, core and ``init`` are then complex.  The branch is selected as for real input: the
         damped fixed point from the cold start, and the root must attract the damped map.
         Real input is solved in real arithmetic, as before.
         """
@@ -498,11 +497,8 @@ class ReducedSolver:
             raise ValueError(f"backend must be 'kernel' or 'numpy', got {backend!r}")
         flat, shape = self._flat_params(params)
         complex_ = _dtype(flat) is complex
-        if complex_ and backend == "kernel":
-            raise ValueError("backend='kernel' is real-only: complex parameters are solved by the numpy backend "
-                             "(backend='numpy' or None)")
         kernel = None
-        if not complex_ and (backend == "kernel" or (backend is None and kernel_enabled())):
+        if backend == "kernel" or (backend is None and kernel_enabled()):
             kernel = self._kernel()
             if kernel is None and backend == "kernel":
                 raise ValueError("backend='kernel': the compiled kernel is not available (see the KernelWarning)")
@@ -516,8 +512,11 @@ class ReducedSolver:
         # Points are solved independently, so chunks change nothing but the memory: the
         # program keeps one array per step (a few hundred) for the points of a chunk.
         if kernel is not None:
-            vals, core, res, its, error = self._solve_kernel(kernel, flat, size, init, opts, estimate_error)
-            return self._finish(vals, core, res, its, error, shape, tol, throw)
+            out = self._solve_kernel(kernel, flat, size, init, opts, estimate_error)
+            if out is not None:
+                return self._finish(*out, shape, tol, throw)
+            if backend == "kernel":
+                raise ValueError("backend='kernel': the compiled kernel is not available (see the KernelWarning)")
         parts = []
         for lo in range(0, size, chunk):
             hi = min(size, lo + chunk)
@@ -558,14 +557,14 @@ class ReducedSolver:
                 from pencils.linearize import describe
 
                 self._key = "system:" + describe((self.reduced.steps, tuple(self.reduced.outputs.items())))
-            self._kernel_module = load_kernel(self._key, self.param_names, self.outputs,
+            self._kernel_module = load_kernel(self._key, self.param_names, self.outputs, self.n_core,
                                               lambda: kernel_source(self.reduced)) or False
         return self._kernel_module or None
 
     def _solve_kernel(self, kernel, flat, size, init, opts, estimate, precision="double") -> tuple:
         """All points by the compiled kernel (the algorithm of :meth:`_solve_flat` and
         :meth:`_rounding`, one point at a time)."""
-        P = np.empty((size, len(self.param_names)))
+        P = np.empty((size, len(self.param_names)), dtype=_dtype(flat))
         for j, name in enumerate(self.param_names):
             P[:, j] = flat[name]
         spectrum = (flat["nu_s"].reshape(-1), flat["nu_w"].reshape(-1)) if "nu_s" in flat else None
@@ -578,7 +577,7 @@ class ReducedSolver:
         out = kernel.grid(P, spectrum, cfg, None if init is None else init.T, estimate,
                           rounding_signs(len(self.param_names)), eps, ROUNDING_SAFETY, tiny, precision,
                           DD_PATTERNS if dd else 3)
-        if out is None:  # no double-double library
+        if out is None:  # the library of this number type cannot be built
             return None
         V, ERR, CORE, RES, ITS = out
         vals = {name: V[:, j].copy() for j, name in enumerate(self.outputs)}

@@ -74,13 +74,16 @@ def test_kernel_on_a_classic_system_equals_the_closed_form():
 
 
 def test_attractivity_test_matches_the_eigenvalues():
-    """Schur--Cohn on the characteristic polynomial vs numpy's eigenvalues of (I + J)/2."""
+    """Schur--Cohn on the characteristic polynomial vs numpy's eigenvalues of (I + J)/2,
+    real and complex J."""
     kernel = reduced_solver("inf")._kernel()
     rng = np.random.default_rng(3)
     checked = {True: 0, False: 0}
-    for _ in range(4000):
+    for i in range(6000):
         K = int(rng.integers(1, 7))
         J = rng.normal(scale=rng.uniform(0.2, 2.5), size=(K, K))
+        if i % 2:  # complex Jacobians (spectral arguments off the real axis)
+            J = J + 1j * rng.normal(scale=rng.uniform(0.2, 2.5), size=(K, K))
         rho = np.max(np.abs(np.linalg.eigvals(0.5 * (np.eye(K) + J))))
         if abs(rho - 1) < 1e-9:
             continue

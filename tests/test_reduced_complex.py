@@ -1,6 +1,6 @@
 """Complex parameters in the reduced solver (numerics.reduced): real input stays real, complex
-input is solved by the numpy path in complex arithmetic (the compiled kernel is real-only), and
-the physical (Stieltjes) branch is selected as by the raw solver."""
+input is solved in complex arithmetic (the compiled kernel's complex library, or the numpy
+path), and the physical (Stieltjes) branch is selected as by the raw solver."""
 import numpy as np
 import pytest
 import sympy
@@ -39,11 +39,15 @@ def test_real_input_stays_real(mp):
     assert sol.values["r"].dtype == np.float64 and sol.core.dtype == np.float64
 
 
-def test_complex_input_and_kernel_refusal(mp):
+def test_complex_input_in_both_backends(mp):
     _, red = mp
-    with pytest.raises(ValueError, match="real-only"):
-        red.solve(dict(gamma=0.5, z=[1.0 + 1j]), backend="kernel")
-    sol = red.solve(dict(gamma=0.5, z=[1.0 + 1j, -2.0 + 0j]))  # default backend: routed to numpy
+    z = [1.0 + 1j, -2.0 + 0j, 0.3 - 1e-6j]
+    k = red.solve(dict(gamma=0.5, z=z), backend="kernel", estimate_error=True)
+    n = red.solve(dict(gamma=0.5, z=z), backend="numpy", estimate_error=True)
+    assert k.values["r"].dtype == np.complex128 and k.core.dtype == np.complex128
+    assert np.all(np.abs(k.values["r"] - n.values["r"]) <= k.error["r"] + n.error["r"])
+    assert np.array_equal(k.iterations, n.iterations)
+    sol = red.solve(dict(gamma=0.5, z=[1.0 + 1j, -2.0 + 0j]))
     assert sol.converged.all() and sol.values["r"].dtype == np.complex128
     # the warm start accepts complex cores
     again = red.solve(dict(gamma=0.5, z=[1.0 + 1j, -2.0 + 0j]), init=np.moveaxis(sol.core, -1, 0))
@@ -61,8 +65,8 @@ def test_complex_branch_matches_raw(mp):
     z = np.exp(rng.uniform(np.log(1e-3), np.log(1e2), n)) * np.exp(1j * rng.uniform(-np.pi, np.pi, n))
     k = n // 3
     z[:k] = np.abs(z[:k]) * np.exp(1j * rng.choice([-1, 1], k) * 10 ** rng.uniform(-9, -3, k))
-    for gamma in (0.3, 2.0):
-        a = red.solve(dict(gamma=gamma, z=z), throw=False)
+    for gamma, backend in ((0.3, "kernel"), (2.0, "kernel"), (0.3, "numpy"), (2.0, "numpy")):
+        a = red.solve(dict(gamma=gamma, z=z), throw=False, backend=backend)
         b = raw.solve(gamma=gamma, z=z, throw=False)
         both = a.converged & b.converged
         assert both.mean() > 0.9
@@ -96,8 +100,12 @@ def test_lam_continuation_with_complex_z(monkeypatch):
     monkeypatch.setattr(ReducedSolver, "_lam_continuation", spy)
     rng = np.random.default_rng(0)
     zz = rng.uniform(-1, 3, 400) + 1j * 10 ** rng.uniform(-6, 0, 400)
-    a = red.solve(dict(gamma=2.0, lam=1e-6, z=zz), throw=False, fp_maxiter=0)
+    a = red.solve(dict(gamma=2.0, lam=1e-6, z=zz), throw=False, fp_maxiter=0, backend="numpy")
     b = raw.solve(gamma=2.0, lam=1e-6, z=zz, throw=False)
     assert calls and calls[0] > 50
     assert a.converged.sum() > 200 and not np.any(a.converged & ~b.converged)
     np.testing.assert_allclose(a.values["r"][a.converged], b.value[a.converged], rtol=1e-10)
+    # the kernel walks the same per-point continuation: same flags, same values within 1e-10
+    k = red.solve(dict(gamma=2.0, lam=1e-6, z=zz), throw=False, fp_maxiter=0, backend="kernel")
+    assert np.array_equal(k.converged, a.converged)
+    np.testing.assert_allclose(k.values["r"][k.converged], a.values["r"][k.converged], rtol=1e-10)
