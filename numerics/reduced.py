@@ -253,7 +253,7 @@ class ReducedSolver:
         self._seg = None
         self._ns = {b: None for b in ("numpy", "mpmath")}
         self._key = key
-        self._kernel_module = None
+        self._compiled = None
 
     @property
     def reduced(self):
@@ -509,14 +509,14 @@ class ReducedSolver:
         if init is not None:
             init = np.asarray(init, dtype=complex if complex_ else float).reshape(self.n_core, size)
             opts["fp_maxiter"] = 0
-        # Points are solved independently, so chunks change nothing but the memory: the
-        # program keeps one array per step (a few hundred) for the points of a chunk.
         if kernel is not None:
             out = self._solve_kernel(kernel, flat, size, init, opts, estimate_error)
             if out is not None:
                 return self._finish(*out, shape, tol, throw)
             if backend == "kernel":
                 raise ValueError("backend='kernel': the compiled kernel is not available (see the KernelWarning)")
+        # Points are solved independently, so chunks change nothing but the memory: the
+        # program keeps one array per step (a few hundred) for the points of a chunk.
         parts = []
         for lo in range(0, size, chunk):
             hi = min(size, lo + chunk)
@@ -552,14 +552,14 @@ class ReducedSolver:
     def _kernel(self):
         """The compiled per-point kernel (:mod:`numerics.kernel`), built on first use;
         ``None`` when it cannot be built (then the numpy path runs)."""
-        if self._kernel_module is None:
+        if self._compiled is None:
             if self._key is None:  # named by the system itself
                 from pencils.linearize import describe
 
                 self._key = "system:" + describe((self.reduced.steps, tuple(self.reduced.outputs.items())))
-            self._kernel_module = load_kernel(self._key, self.param_names, self.outputs, self.n_core,
+            self._compiled = load_kernel(self._key, self.param_names, self.outputs, self.n_core,
                                               lambda: kernel_source(self.reduced)) or False
-        return self._kernel_module or None
+        return self._compiled or None
 
     def _solve_kernel(self, kernel, flat, size, init, opts, estimate, precision="double") -> tuple:
         """All points by the compiled kernel (the algorithm of :meth:`_solve_flat` and
