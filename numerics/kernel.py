@@ -728,13 +728,23 @@ def kernel_source(R) -> str:
 # -- build and load -------------------------------------------------------------------
 
 
+_scratch: list = []  # the per-process folder used when the disk cache is off
+
+
 def _kernel_dir() -> Path:
+    """``<cache>/kernels``; with the disk cache off, a folder of this process's own, removed
+    when it exits (a loaded library can be unlinked: the mapping stays valid)."""
     from pencils.cache import cache_dir
 
     base = cache_dir()
-    if base is None:  # disk cache off: a per-process folder
-        base = Path(tempfile.gettempdir()) / f"dsm-kernels-{os.getpid()}"
-    return base / "kernels"
+    if base is not None:
+        return base / "kernels"
+    if not _scratch:
+        import atexit
+
+        _scratch.append(Path(tempfile.mkdtemp(prefix="dsm-kernels-")))
+        atexit.register(shutil.rmtree, _scratch[0], True)
+    return _scratch[0] / "kernels"
 
 
 _GRID_ARGS = [ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,

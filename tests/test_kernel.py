@@ -4,7 +4,11 @@ when no compiler is available."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -285,3 +289,17 @@ def test_kernel_properties(psi_n, psi_p, lam, t, kind, others):
             v, err = alone.values[q][0], alone.error[q][0]
             assert v >= -err, (q, v, err)
             assert abs(v - ref.values[q][0]) <= err + ref.error[q][0]
+
+
+def test_cache_off_builds_in_a_scratch_folder_removed_at_exit():
+    """DSM_CACHE_DIR=off: the kernel is built in a folder of the process's own, which is
+    gone once the process exits."""
+    code = ("import pencils\nfrom numerics import kernel\n"
+            "e = pencils.build('relu').errors(psi_n=2, psi_p=4, t=0.5, lam=1e-2, m='inf')\n"
+            "assert list(kernel._scratch[0].rglob('*.so')), 'no library built'\n"
+            "print(kernel._scratch[0])\n")
+    env = dict(os.environ, DSM_CACHE_DIR="off", OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    folder = Path(out.stdout.strip().splitlines()[-1])
+    assert folder.name.startswith("dsm-kernels-") and not folder.exists()
