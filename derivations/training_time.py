@@ -667,7 +667,9 @@ class Timescale:
     converged: np.ndarray
 
 
-def _curves(theory, psi_n, psi_p, t, lam, m, times, quantities, **kw):
+def _curves(theory, psi_n, psi_p, t, lam, m, times, quantity, **kw):
+    """``base, times, y, conv``: the error ``quantity`` along ``times`` for every broadcast
+    point of the inputs (``y`` one row per point) and whether the whole row was resolved."""
     times = np.asarray(times, dtype=float)
     if times.ndim != 1 or len(times) < 3 or np.any(np.diff(times) <= 0) or times[0] <= 0:
         raise ValueError("times must be an increasing 1-D grid of at least 3 positive times")
@@ -675,8 +677,21 @@ def _curves(theory, psi_n, psi_p, t, lam, m, times, quantities, **kw):
     base = np.broadcast_shapes(*(np.shape(x) for x in (psi_n, psi_p, t, lam)), m_arr.shape)
     ex = [np.broadcast_to(np.asarray(x, dtype=float), base)[..., None] for x in (psi_n, psi_p, t, lam)]
     m_b = np.broadcast_to(m_arr, base)[..., None]
+    quantities = ("test", "train") if quantity == "test" else ("train",)
     e = errors_at_time(theory, *ex, m_b, times, quantities=quantities, **kw)
-    return base, times, e
+    y = getattr(e, quantity).reshape(-1, len(times))
+    return base, times, y, e.converged.reshape(-1, len(times)).all(axis=1)
+
+
+def _timescale(base, y, conv, locate) -> Timescale:
+    """``locate(k, row) -> (time, value, interior)`` on every resolved row of ``y``; the
+    rows with an unresolved error stay NaN."""
+    out_t = np.full(len(y), np.nan)
+    out_v = np.full(len(y), np.nan)
+    interior = np.zeros(len(y), dtype=bool)
+    for k in np.nonzero(conv)[0]:
+        out_t[k], out_v[k], interior[k] = locate(k, y[k])
+    return Timescale(out_t.reshape(base), out_v.reshape(base), interior.reshape(base), conv.reshape(base))
 
 
 def generalisation_time(theory, psi_n, psi_p, t, lam, m, *, times=DEFAULT_TIMES, **kw) -> Timescale:
@@ -688,32 +703,24 @@ def generalisation_time(theory, psi_n, psi_p, t, lam, m, *, times=DEFAULT_TIMES,
     ``time = inf`` and ``interior = False``; at the first grid time, that time and
     ``interior = False``.
     """
-    base, times, e = _curves(theory, psi_n, psi_p, t, lam, m, times, ("test", "train"), **kw)
-    y = e.test.reshape(-1, len(times))
-    conv = e.converged.reshape(-1, len(times)).all(axis=1)
-    out_t = np.full(len(y), np.nan)
-    out_v = np.full(len(y), np.nan)
-    interior = np.zeros(len(y), dtype=bool)
+    base, times, y, conv = _curves(theory, psi_n, psi_p, t, lam, m, times, "test", **kw)
     lt = np.log(times)
-    for k in range(len(y)):
-        if not conv[k]:
-            continue
-        i = int(np.argmin(y[k]))
-        out_v[k] = y[k, i]
+
+    def locate(k, row):
+        i = int(np.argmin(row))
         if i == len(times) - 1:
-            out_t[k] = math.inf
-        elif i == 0:
-            out_t[k] = times[0]
-        else:
-            x0, x1, x2 = lt[i - 1:i + 2]
-            f0, f1, f2 = y[k, i - 1:i + 2]
-            den = (x0 - x1) * (x0 - x2) * (x1 - x2)
-            A = (x2 * (f1 - f0) + x1 * (f0 - f2) + x0 * (f2 - f1)) / den
-            Bc = (x2**2 * (f0 - f1) + x1**2 * (f2 - f0) + x0**2 * (f1 - f2)) / den
-            xv = -Bc / (2 * A) if A > 0 else x1
-            out_t[k] = math.exp(min(max(xv, x0), x2))
-            interior[k] = True
-    return Timescale(out_t.reshape(base), out_v.reshape(base), interior.reshape(base), conv.reshape(base))
+            return math.inf, row[i], False
+        if i == 0:
+            return times[0], row[i], False
+        x0, x1, x2 = lt[i - 1:i + 2]
+        f0, f1, f2 = row[i - 1:i + 2]
+        den = (x0 - x1) * (x0 - x2) * (x1 - x2)
+        A = (x2 * (f1 - f0) + x1 * (f0 - f2) + x0 * (f2 - f1)) / den
+        Bc = (x2**2 * (f0 - f1) + x1**2 * (f2 - f0) + x0**2 * (f1 - f2)) / den
+        xv = -Bc / (2 * A) if A > 0 else x1
+        return math.exp(min(max(xv, x0), x2)), row[i], True
+
+    return _timescale(base, y, conv, locate)
 
 
 def memorisation_time(theory, psi_n, psi_p, t, lam, m, *, fraction: float = 0.5, times=DEFAULT_TIMES,
@@ -725,27 +732,18 @@ def memorisation_time(theory, psi_n, psi_p, t, lam, m, *, fraction: float = 0.5,
     """
     if not (0 < fraction < 1):
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
-    base, times, e = _curves(theory, psi_n, psi_p, t, lam, m, times, ("train",), **kw)
-    y = e.train.reshape(-1, len(times))
-    conv = e.converged.reshape(-1, len(times)).all(axis=1)
+    base, times, y, conv = _curves(theory, psi_n, psi_p, t, lam, m, times, "train", **kw)
     level = fraction * np.exp(-2.0 * np.broadcast_to(np.asarray(t, dtype=float), base).reshape(-1))
-    out_t = np.full(len(y), np.nan)
-    out_v = np.full(len(y), np.nan)
-    interior = np.zeros(len(y), dtype=bool)
     lt = np.log(times)
-    for k in range(len(y)):
-        if not conv[k]:
-            continue
-        below = np.nonzero(y[k] < level[k])[0]
+
+    def locate(k, row):
+        below = np.nonzero(row < level[k])[0]
         if not len(below):
-            out_t[k] = math.inf
-            continue
+            return math.inf, math.nan, False
         i = int(below[0])
-        out_v[k] = level[k]
         if i == 0:
-            out_t[k] = times[0]
-            continue
-        f0, f1 = y[k, i - 1] - level[k], y[k, i] - level[k]
-        out_t[k] = math.exp(lt[i - 1] + (lt[i] - lt[i - 1]) * f0 / (f0 - f1))
-        interior[k] = True
-    return Timescale(out_t.reshape(base), out_v.reshape(base), interior.reshape(base), conv.reshape(base))
+            return times[0], level[k], False
+        f0, f1 = row[i - 1] - level[k], row[i] - level[k]
+        return math.exp(lt[i - 1] + (lt[i] - lt[i - 1]) * f0 / (f0 - f1)), level[k], True
+
+    return _timescale(base, y, conv, locate)
