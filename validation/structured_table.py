@@ -51,6 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
+from validation.table import _m, agreement, comparison_row
+
 #: power-law shape: s(u) = C (u + U0)^(-ALPHA) on u in (0, 1]
 ALPHA, U0 = 1.0, 1.0 / 50
 #: atoms of the power-law measure given to the theory
@@ -179,10 +181,6 @@ def tau(name: str, mnist=None) -> float:
     return float(np.mean(nu))
 
 
-def _m(m) -> str:
-    return "∞" if math.isinf(m) else str(m)
-
-
 def evaluate(points, ds, seeds: int, mnist=None, mnist_ds=MNIST_DS, log=sys.stderr) -> list[dict]:
     """Theory, simulations (true and surrogate) and ``1/d`` extrapolations at each point."""
     import pencils
@@ -202,18 +200,10 @@ def evaluate(points, ds, seeds: int, mnist=None, mnist_ds=MNIST_DS, log=sys.stde
             ext = extrapolate(runs)
             for q in ("test", "train"):
                 theory = float(getattr(th, q))
-                row = dict(activation=act, spectrum=spec, tau=tau(spec, mnist), psi_n=psi_n, psi_p=psi_p,
-                           m=_m(m), t=t, lam=lam, kind="surrogate" if surrogate else "true", quantity=q,
-                           theory=theory, extrapolated=getattr(ext, q), uncertainty=getattr(ext, q + "_se"))
-                row["deviation_sigma"] = (row["extrapolated"] - theory) / row["uncertainty"]
-                for i, (d, r) in enumerate(runs.items()):
-                    row[f"d{i + 1}"] = d
-                    row[f"d{i + 1}_value"] = getattr(r, q)
-                    row[f"d{i + 1}_se"] = getattr(r, q + "_se")
-                    row[f"d{i + 1}_rel_dev"] = (getattr(r, q) - theory) / theory
-                row["converged"] = bool(np.all(th.converged)) and all(
-                    math.isfinite(row[k]) for k in ("theory", "extrapolated", "uncertainty"))
-                rows.append(row)
+                rows.append(comparison_row(
+                    dict(activation=act, spectrum=spec, tau=tau(spec, mnist), psi_n=psi_n, psi_p=psi_p, m=_m(m),
+                         t=t, lam=lam, kind="surrogate" if surrogate else "true"),
+                    q, theory, th.converged, ext, runs, numbered=True))
         if log is not None:
             print(f"[structured] {act} {spec} psi_n={psi_n:g} psi_p={psi_p:g} m={_m(m)}: "
                   f"{time.perf_counter() - t0:.1f} s", file=log, flush=True)
@@ -232,12 +222,7 @@ def markdown(rows) -> str:
             f"| {r['activation']} | {r['spectrum']} | {r['tau']:.3g} | {r['psi_n']:g} | {r['psi_p']:g} | {r['m']} | "
             f"{r['t']:g} | {r['lam']:g} | {r['kind']} | {r['quantity']} | {r['theory']:.6g} | "
             f"{r['extrapolated']:.6g} ± {r['uncertainty']:.2g} | {r['deviation_sigma']:+.2f} | {rel} |")
-    worst = max(rows, key=lambda r: abs(r["deviation_sigma"]))
-    within = sum(abs(r["deviation_sigma"]) <= 3 for r in rows)
-    lines.append("")
-    lines.append(f"{within} of {len(rows)} comparisons within 3 standard uncertainties; largest deviation "
-                 f"{worst['deviation_sigma']:+.2f}σ ({worst['activation']}, {worst['spectrum']}, "
-                 f"ψ_p={worst['psi_p']:g}, m={worst['m']}, {worst['kind']} {worst['quantity']}).")
+    lines += ["", agreement(rows, lambda w: f"{w['activation']}, {w['spectrum']}, ψ_p={w['psi_p']:g}, m={w['m']}")]
     unconverged = [r for r in rows if not r["converged"]]
     if unconverged:
         lines.append(f"{len(unconverged)} rows have an unconverged theory or a non-finite fit.")

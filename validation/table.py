@@ -20,7 +20,6 @@ the numbers are identical to the serial run.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 import time
@@ -61,6 +60,37 @@ def sweep_points(points, ds, seeds: int) -> list:
             for (act, psi_n, psi_p, m, t, lam) in points for surrogate in (False, True) for d in ds]
 
 
+def comparison_row(fields: dict, q: str, theory: float, converged, ext, runs: dict,
+                   numbered: bool = False) -> dict:
+    """One row of a theory-vs-simulation table: ``fields``, then the error ``q``'s theory
+    value, its ``d -> inf`` extrapolation ``ext`` with uncertainty and deviation in units of
+    it, each run of ``runs`` (``d -> result``: value, standard error, relative deviation
+    from the theory) and ``converged`` (the theory resolved, every number finite).  Run
+    columns are named by ``d`` (``d100``, ``d100_se``, ...), or with ``numbered`` by their
+    rank (``d1`` = ``d``, ``d1_value``, ``d1_se``, ...: tables whose ``d`` differ by row)."""
+    row = dict(fields, quantity=q, theory=theory, extrapolated=getattr(ext, q), uncertainty=getattr(ext, q + "_se"))
+    row["deviation_sigma"] = (row["extrapolated"] - theory) / row["uncertainty"]
+    for i, (d, r) in enumerate(runs.items()):
+        if numbered:
+            row[f"d{i + 1}"] = d
+        name = f"d{i + 1}" if numbered else f"d{d}"
+        row[name + ("_value" if numbered else "")] = getattr(r, q)
+        row[f"{name}_se"] = getattr(r, q + "_se")
+        row[f"{name}_rel_dev"] = (getattr(r, q) - theory) / theory
+    row["converged"] = bool(np.all(converged)) and all(
+        math.isfinite(row[k]) for k in ("theory", "extrapolated", "uncertainty"))
+    return row
+
+
+def agreement(rows: list[dict], where) -> str:
+    """How many rows lie within 3 standard uncertainties, and the largest deviation, located
+    by ``where(row)`` (the row's distinguishing fields as text)."""
+    worst = max(rows, key=lambda r: abs(r["deviation_sigma"]))
+    within = sum(abs(r["deviation_sigma"]) <= 3 for r in rows)
+    return (f"{within} of {len(rows)} comparisons within 3 standard uncertainties; largest deviation "
+            f"{worst['deviation_sigma']:+.2f}σ ({where(worst)}, {worst['kind']} {worst['quantity']}).")
+
+
 def evaluate(points, ds, seeds: int, scheduler=None, *, workers: int | None = None,
              stats: list | None = None) -> list[dict]:
     """Theory, simulations and extrapolations at each point (progress on stderr).
@@ -86,17 +116,9 @@ def evaluate(points, ds, seeds: int, scheduler=None, *, workers: int | None = No
             ext = extrapolate(runs)
             for q in ("test", "train"):
                 theory = float(getattr(th, q))
-                row = dict(activation=act, psi_n=psi_n, psi_p=psi_p, m=_m(m), t=t, lam=lam,
-                           kind="surrogate" if surrogate else "true", quantity=q, theory=theory,
-                           extrapolated=getattr(ext, q), uncertainty=getattr(ext, q + "_se"))
-                row["deviation_sigma"] = (row["extrapolated"] - theory) / row["uncertainty"]
-                for d, r in runs.items():
-                    row[f"d{d}"] = getattr(r, q)
-                    row[f"d{d}_se"] = getattr(r, q + "_se")
-                    row[f"d{d}_rel_dev"] = (getattr(r, q) - theory) / theory
-                row["converged"] = bool(np.all(th.converged)) and all(
-                    math.isfinite(row[k]) for k in ("theory", "extrapolated", "uncertainty"))
-                rows.append(row)
+                rows.append(comparison_row(
+                    dict(activation=act, psi_n=psi_n, psi_p=psi_p, m=_m(m), t=t, lam=lam,
+                         kind="surrogate" if surrogate else "true"), q, theory, th.converged, ext, runs))
     print(f"[table] done in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return rows
 
@@ -111,12 +133,7 @@ def markdown(rows, ds) -> str:
             f"{r['kind']} | {r['quantity']} | {r['theory']:.5f} | {r['extrapolated']:.5f} | "
             f"{r['uncertainty']:.5f} | {r['deviation_sigma']:+.2f} | "
             + " | ".join(f"{r[f'd{d}_rel_dev']:+.4f}" for d in ds) + " |")
-    worst = max(rows, key=lambda r: abs(r["deviation_sigma"]))
-    within = sum(abs(r["deviation_sigma"]) <= 3 for r in rows)
-    lines.append("")
-    lines.append(f"{within} of {len(rows)} comparisons within 3 standard uncertainties; largest deviation "
-                 f"{worst['deviation_sigma']:+.2f}σ ({worst['activation']}, ψ_p={worst['psi_p']:g}, m={worst['m']}, "
-                 f"{worst['kind']} {worst['quantity']}).")
+    lines += ["", agreement(rows, lambda w: f"{w['activation']}, ψ_p={w['psi_p']:g}, m={w['m']}")]
     shrink = sum(abs(r[f"d{ds[-1]}_rel_dev"]) <= abs(r[f"d{ds[0]}_rel_dev"]) for r in rows)
     lines.append(f"The relative deviation at d={ds[-1]} is below the one at d={ds[0]} in {shrink} of {len(rows)} rows.")
     return "\n".join(lines) + "\n"
