@@ -914,8 +914,9 @@ def load_kernel(key: str, params: tuple, outputs: tuple, n_core: int, source) ->
 
 
 def rounding_signs(n_params: int) -> np.ndarray:
-    """Signs of the three parameter moves of the rounding check (the numpy solver's
-    patterns): row ``p`` moves parameter ``j`` by ``+eps`` or ``-eps`` relative."""
+    """Signs of the three parameter moves of the rounding check, shared by the kernel and
+    the numpy solver: row ``p`` moves parameter ``j`` by ``+eps`` or ``-eps`` relative (three
+    patterns: a change one of them misses, another sees)."""
     return np.array([[1.0 if (j * p + p // 2) % 3 else -1.0 for j in range(n_params)] for p in (1, 2, 3)])
 
 

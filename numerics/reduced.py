@@ -610,10 +610,10 @@ class ReducedSolver:
         parameter moved by ``ROUNDING_ULPS`` ulps in a fixed sign pattern."""
         eps = np.finfo(float).eps * ROUNDING_ULPS
         out = {name: np.zeros(size) for name in vals}
-        for pattern in (1, 2, 3):  # three sign patterns: a change one of them misses, another sees
-            moved = {k: (v if k.startswith("nu_") else
-                         v * (1.0 + (eps if (j * pattern + pattern // 2) % 3 else -eps)))
-                     for j, (k, v) in enumerate(flat.items())}
+        for signs in rounding_signs(len(self.param_names)):  # the kernel's three patterns
+            moved = dict(flat)
+            for j, k in enumerate(self.param_names):
+                moved[k] = flat[k] * (1.0 + signs[j] * eps)
             v2, _, _, _ = self._solve_flat(moved, size, core, dict(opts, fp_maxiter=0, continuation=False,
                                                                  attracting=False))
             for name, v in vals.items():
