@@ -17,11 +17,13 @@ _LAZY = {
     **dict.fromkeys(["marchenko_pastur_stieltjes", "random_features_risk", "ridge_risk", "solver",
                      "system"], "classic"),
     **dict.fromkeys(["dsm_equations", "dsm_system", "dsm_traces"], "dsm"),
-    **dict.fromkeys(["DSMTheory", "Errors", "parse_m"], "theory"),
+    **dict.fromkeys(["DSMTheory", "Errors"], "theory"),
+    **dict.fromkeys(["Coefficients", "parse_m", "spectral_measure"], "model"),
 }
 
 __all__ = ["marchenko_pastur_stieltjes", "ridge_risk", "random_features_risk", "system", "solver",
-           "closed_forms", "dsm_traces", "dsm_system", "dsm_equations", "DSMTheory", "Errors", "parse_m"]
+           "closed_forms", "dsm_traces", "dsm_system", "dsm_equations", "DSMTheory", "Errors", "Coefficients", "parse_m",
+           "spectral_measure"]
 
 
 lazy_names(__name__, _LAZY)

@@ -46,7 +46,7 @@ import sympy
 from pencils.expr import S_NU, D, Space, SpectralMean, Trace, gaussian, inverse, spectral, trace
 from pencils.freeprob import FixedPointSystem, equations
 
-from .kinds import QUANTITIES, m_kind
+from .model import QUANTITIES, m_kind
 
 __all__ = ["SYMBOLS", "m_kind", "dsm_matrices", "dsm_traces", "dsm_system", "DSMEquations", "dsm_equations"]
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.optimize
 
+from .model import parse_m
+
 __all__ = ["Peak", "find_peaks", "peak_heights", "Ridgeless", "ridgeless"]
 
 
@@ -42,8 +44,6 @@ def find_peaks(theory, psi_n: float, t: float, m, lam: float, psi_p_range=None, 
     ``m = inf``).  Each bracketed maximum is refined to relative precision ``xtol`` in
     ``psi_p``.  Points where the solver did not converge are skipped (never used as peaks).
     """
-    from .theory import parse_m
-
     m = parse_m(m)
     if psi_p_range is None:
         top = 20 * psi_n if math.isinf(m) else 4 * psi_n * m

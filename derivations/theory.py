@@ -26,52 +26,19 @@ import numpy as np
 
 from numerics._errors import ConvergenceError
 from numerics.reduced import ReducedSolver, solver_layout
+from pencils.activation import activation as _activation
 from pencils.cache import cached
 
-from .kinds import QUANTITIES, m_kind
+from .model import QUANTITIES, Coefficients, check_precision, check_real_array, m_kind, parse_m, spectral_measure
 
 # The symbolic side (derivations.dsm, pencils.reduce: sympy) is imported where it is used,
 # so that a warm start -- cached layout and compiled kernel -- loads no sympy.
 
-__all__ = ["DSMTheory", "Errors", "Coefficients", "parse_m"]
-
-
-def parse_m(m) -> float:
-    """``m`` as ``int >= 1`` or ``math.inf`` (accepts ``"inf"``); ``ValueError`` otherwise.
-
-    >>> parse_m("inf"), parse_m(4.0), parse_m("16")
-    (inf, 4, 16)
-    """
-    if isinstance(m, str):
-        text = m.strip().lower()
-        if text in ("inf", "infinity", "∞"):
-            return math.inf
-        if not text.lstrip("+").isdigit():
-            raise ValueError(f"m must be an integer >= 1 or 'inf', got {m!r}")
-        m = int(text)
-    if isinstance(m, bool):
-        raise ValueError(f"m must be an integer >= 1 or inf, got {m!r}")
-    try:
-        value = float(m)
-    except (TypeError, ValueError):
-        raise ValueError(f"m must be an integer >= 1 or inf, got {m!r}") from None
-    if math.isnan(value):
-        raise ValueError("m is NaN")
-    if math.isinf(value):
-        if value < 0:
-            raise ValueError("m must be >= 1, got -inf")
-        return math.inf
-    if value != int(value):
-        raise ValueError(f"finite m must be an integer, got {m!r}")
-    if value < 1:
-        raise ValueError(f"m must be >= 1, got {m!r}")
-    return int(value)
+__all__ = ["build", "DSMTheory", "Errors", "Coefficients", "parse_m"]
 
 
 #: Digits of the automatic mpmath refinement of points double precision cannot resolve.
 REFINE_DPS = 30
-#: ``precision=`` above this many digits is refused (hours of work, no use).
-MAX_PRECISION = 1000
 
 
 def _system_name(kind: str, structured: bool) -> str:
@@ -104,102 +71,6 @@ def reduced_solver(kind: str, structured: bool = False) -> ReducedSolver:
                          loader=lambda: reduced_system(kind, structured))
 
 
-def spectral_measure(covariance) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(eigenvalues, weights)`` of the data covariance's spectral measure ``nu``.
-
-    ``covariance``: ``None`` (isotropic data), a 1-D array of eigenvalues (equal weights;
-    zeros allowed), a pair ``(eigenvalues, weights)`` with non-negative weights summing to
-    1, or a symmetric positive semi-definite matrix.  Equal atoms are merged.
-
-    >>> spectral_measure(([1.0, 2.0, 1.0], [0.25, 0.5, 0.25]))
-    (array([1., 2.]), array([0.5, 0.5]))
-    """
-    if covariance is None:
-        return None
-    if isinstance(covariance, tuple) and len(covariance) == 2:
-        s = np.asarray(covariance[0], dtype=float)
-        w = np.asarray(covariance[1], dtype=float)
-        if s.ndim != 1 or w.shape != s.shape:
-            raise ValueError("covariance=(eigenvalues, weights) needs two 1-D arrays of the same length")
-        if not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise ValueError("spectral weights must be finite and non-negative")
-        if abs(w.sum() - 1.0) > 1e-9:
-            raise ValueError(f"spectral weights must sum to 1, got {w.sum()!r}")
-    else:
-        c = np.asarray(covariance, dtype=float)
-        if c.ndim == 2:
-            if c.shape[0] != c.shape[1] or not np.allclose(c, c.T, rtol=1e-10, atol=1e-12):
-                raise ValueError("a covariance matrix must be square and symmetric")
-            s = np.linalg.eigvalsh(c)
-            s = np.where(np.abs(s) <= 1e-12 * max(1.0, np.abs(s).max()), 0.0, s)
-        elif c.ndim == 1:
-            s = c
-        else:
-            raise ValueError("covariance must be None, eigenvalues, (eigenvalues, weights) or a matrix")
-        w = np.full(s.shape, 1.0 / max(len(s), 1))
-    if s.size == 0:
-        raise ValueError("the covariance spectrum is empty")
-    if not np.all(np.isfinite(s)) or np.any(s < 0):
-        raise ValueError("covariance eigenvalues must be finite and >= 0")
-    if not np.any((s > 0) & (w > 0)):
-        raise ValueError("the covariance spectrum is all zero (no data)")
-    atoms, inverse = np.unique(s, return_inverse=True)
-    return atoms, np.bincount(inverse, weights=w, minlength=len(atoms))
-
-
-@dataclass(frozen=True)
-class Coefficients:
-    """Gaussian-equivalence numbers of an activation (``MODEL.md``).
-
-    ``mu_s_sq(t)`` and ``mu_f_sq(t)`` are vectorised over the diffusion time ``t``
-    (two noisy copies of one data point have pre-activation correlation ``a_t^2 = e^{-2t}``).
-    """
-
-    activation: object
-    #: ``tau = tr(Sigma)/d`` of the data covariance (1 for isotropic data)
-    tau: float = 1.0
-
-    def at(self, t) -> dict:
-        """``mu1, mu_star, mu_s, mu_f`` at diffusion time ``t`` (arrays): for structured
-        data the constants at pre-activation variance ``v_t = a_t^2 tau + Delta_t`` and
-        shared covariance ``a_t^2 tau`` (MODEL.md); ``tau = 1`` gives the isotropic ones."""
-        t = np.asarray(t, dtype=float)
-        if self.tau == 1.0:
-            return dict(mu1=np.full(t.shape, self.mu1), mu_star=np.full(t.shape, math.sqrt(max(self.mu_star_sq, 0.0))),
-                        mu_s=np.sqrt(np.clip(self.mu_s_sq(t), 0.0, None)), mu_f=np.sqrt(self.mu_f_sq(t)))
-        a_sq = np.exp(-2.0 * t)
-        _, mu1, star, s_sq, _ = self.activation.equivalence_constants(a_sq * self.tau - np.expm1(-2.0 * t),
-                                                                        a_sq * self.tau)
-        star = np.clip(star, 0.0, None)
-        s_sq = np.clip(s_sq, 0.0, None)
-        return dict(mu1=np.asarray(mu1), mu_star=np.sqrt(star), mu_s=np.sqrt(s_sq),
-                    mu_f=np.sqrt(np.clip(star - s_sq, 0.0, None)))
-
-    @property
-    def mu0(self) -> float:
-        return float(self.activation.mu0)
-
-    @property
-    def mu1(self) -> float:
-        return float(self.activation.mu1)
-
-    @property
-    def mu_star_sq(self) -> float:
-        return float(self.activation.mu_star_sq)
-
-    def mu_s_sq(self, t):
-        return np.asarray(self.activation.mu_s_sq(np.exp(-2.0 * np.asarray(t, dtype=float))))
-
-    def mu_f_sq(self, t):
-        a_sq = np.exp(-2.0 * np.asarray(t, dtype=float))
-        return np.clip(np.asarray(self.activation.mu_f_sq(a_sq)), 0.0, None)
-
-    def __repr__(self) -> str:
-        extra = "" if self.tau == 1.0 else f"; structured data, tau={self.tau:.6g}: see .at(t)"
-        return (f"Coefficients({self.activation.name}: mu0={self.mu0:.6g}, mu1={self.mu1:.6g}, "
-                f"mu_star_sq={self.mu_star_sq:.6g}{extra})")
-
-
 @dataclass(frozen=True)
 class Errors:
     """Learning curves on a broadcast grid.
@@ -225,24 +96,6 @@ class Errors:
     refined: np.ndarray | None = None
     #: the subset of ``refined`` solved in ``REFINE_DPS``-digit mpmath
     refined_mpmath: np.ndarray | None = None
-
-
-def _check_precision(precision) -> None:
-    if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)) \
-            or not 15 <= precision <= MAX_PRECISION:
-        raise ValueError(f"precision is a whole number of decimal digits from 15 to {MAX_PRECISION}, "
-                         f"got {precision!r}")
-
-
-def _check_positive(name: str, x: np.ndarray, allow_zero: bool = False) -> None:
-    if x.dtype == object or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
-        raise ValueError(f"{name} must be real numbers")
-    if np.any(np.isnan(x)):
-        raise ValueError(f"{name} is NaN")
-    if np.any(np.isinf(x)):
-        raise ValueError(f"{name} must be finite")
-    if np.any(x < 0) or (not allow_zero and np.any(x == 0)):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got min {x.min()}")
 
 
 class DSMTheory:
@@ -331,7 +184,7 @@ class DSMTheory:
             return self._errors_at_time(psi_n, psi_p, t, lam, m, train_time, precision, throw, solve_options)
         arrays = [np.asarray(x, dtype=float) for x in (psi_n, psi_p, t, lam)]
         for name, x in zip(("psi_n", "psi_p", "t", "lam"), arrays):
-            _check_positive(name, x)
+            check_real_array(name, x)
         m_arr = np.asarray(m, dtype=object)
         m_vals = np.vectorize(parse_m, otypes=[float])(m_arr) if m_arr.ndim else np.asarray(parse_m(m_arr.item()))
         shape = np.broadcast_shapes(*(x.shape for x in arrays), m_vals.shape)
@@ -339,7 +192,7 @@ class DSMTheory:
         size = int(np.prod(shape))
         exact = precision is not None
         if exact:
-            _check_precision(precision)
+            check_precision(precision)
         dtype = object if exact else float
         out = {q: np.full(size, np.nan, dtype=dtype) for q in QUANTITIES}
         conv = np.zeros(size, dtype=bool)
@@ -561,6 +414,23 @@ class DSMTheory:
         if prev is not None:
             core = [_geometric_step(a, b) for a, b in zip(prev, core)]
         return core
+
+
+def build(activation, covariance=None):
+    """Derive (or load from the cache) the DSM learning curves of ``activation``.
+
+    ``activation``: a name (``pencils.KNOWN_ACTIVATIONS``), a sympy expression in one
+    symbol, a Python callable or an :class:`pencils.Activation`.  Returns a
+    :class:`derivations.theory.DSMTheory` with ``coefficients``, ``equations(m)``,
+    ``errors(psi_n, psi_p, t, lam, m, precision=None)``, ``peaks(...)`` and ``ridgeless(...)``.
+
+    ``covariance``: the data covariance ``Sigma`` (MODEL.md, "Structured data") through its
+    spectrum: ``None`` (isotropic), a 1-D array of eigenvalues (equal weights), a pair
+    ``(eigenvalues, weights)`` or a symmetric PSD matrix
+    (:func:`derivations.model.spectral_measure`).  The equations then hold averages over
+    the spectrum, evaluated as weighted sums (cost linear in the number of atoms).
+    """
+    return DSMTheory(_activation(activation), covariance)
 
 
 def _geometric_step(a, b):

@@ -101,8 +101,8 @@ from pencils.cache import cached
 from pencils.expr import Trace, inverse, trace
 from pencils.freeprob import FixedPointSystem, equations
 
-from .dsm import dsm_matrices, m_kind
-from .theory import parse_m
+from .dsm import dsm_matrices
+from .model import check_real_array, m_kind, parse_m
 
 __all__ = ["flow_matrices", "time_traces", "time_system", "reduced_time_system", "TimeErrors", "errors_at_time",
            "Timescale", "generalisation_time", "memorisation_time", "flow_gradient_at_zero", "steps_to_time",
@@ -528,17 +528,6 @@ class TimeErrors:
     mass_error: np.ndarray
 
 
-def _check(name, x, allow_zero=False, allow_inf=False):
-    if np.iscomplexobj(x) or x.dtype == object:
-        raise ValueError(f"{name} must be real numbers")
-    if np.any(np.isnan(x)):
-        raise ValueError(f"{name} is NaN")
-    if not allow_inf and np.any(np.isinf(x)):
-        raise ValueError(f"{name} must be finite")
-    if np.any(x < 0) or (not allow_zero and np.any(x == 0)):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got min {x.min()}")
-
-
 def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, tol: float = 1e-8, nodes: int | None = None,
                    max_nodes: int = 512, quantities=("test", "train")) -> TimeErrors:
     """Test error, train error and DSM test loss of gradient flow stopped at ``train_time``.
@@ -559,9 +548,9 @@ def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, tol: float = 
     """
     arrays = [np.asarray(x, dtype=float) for x in (psi_n, psi_p, t, lam, train_time)]
     for name, x in zip(("psi_n", "psi_p", "t"), arrays[:3]):
-        _check(name, x)
-    _check("lam", arrays[3], allow_zero=True)
-    _check("train_time", arrays[4], allow_zero=True, allow_inf=True)
+        check_real_array(name, x)
+    check_real_array("lam", arrays[3], allow_zero=True)
+    check_real_array("train_time", arrays[4], allow_zero=True, allow_inf=True)
     if quantities not in (("test", "train"), ("train",)):
         raise ValueError(f"quantities must be ('test', 'train') or ('train',), got {quantities!r}")
     with_test = "test" in quantities

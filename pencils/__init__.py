@@ -7,13 +7,14 @@ Pipeline: activation -> Gaussian-equivalence numbers (:mod:`pencils.activation`)
 -> linear pencil (:mod:`pencils.linearize`) -> fixed-point equations
 (:mod:`pencils.freeprob`), compiled and solved in :mod:`numerics`.
 
+:func:`pencils.build` is an alias of :func:`derivations.theory.build`, the DSM learning curves.
+
 The linear-pencil engine builds on sympy (about 0.35 s to import): its names are
 imported on first access (PEP 562), so ``import pencils; pencils.build("relu")``
 with a warm cache never loads it.
 """
 from ._lazy import lazy_names
 from .activation import Activation, activation, KNOWN_ACTIVATIONS
-from .build import build
 
 #: Linear-pencil engine (expressions -> pencils -> fixed-point equations): name -> submodule.
 _LAZY = {
@@ -21,9 +22,12 @@ _LAZY = {
                      "transpose"], "expr"),
     **dict.fromkeys(["Pencil", "linearize"], "linearize"),
     **dict.fromkeys(["FixedPointSystem", "equations"], "freeprob"),
+    # The public entry point.  It lives on the derivations floor, which builds on this one:
+    # an alias resolved on first use, so this floor imports nothing from above.
+    "build": "derivations.theory",
 }
 
-__all__ = ["Activation", "activation", "KNOWN_ACTIVATIONS", "build", *_LAZY]
+__all__ = ["Activation", "activation", "KNOWN_ACTIVATIONS", *_LAZY]
 
 
 lazy_names(__name__, _LAZY)

@@ -22,7 +22,9 @@ class _Package(types.ModuleType):
 
 def lazy_names(package: str, table: dict) -> None:
     """Make each ``name`` of ``table`` (name -> submodule defining it, or ``None`` for the
-    submodule ``name`` itself) an attribute of ``package`` imported on first access."""
+    submodule ``name`` itself) an attribute of ``package`` imported on first access.  A
+    target with a dot is an absolute module name: an alias of a name from a higher floor
+    (``pencils.build`` -> :func:`derivations.theory.build`), declared here and nowhere else."""
     module = sys.modules[package]
 
     def __getattr__(name: str):
@@ -31,7 +33,8 @@ def lazy_names(package: str, table: dict) -> None:
         sub = table[name]
         if sub is None:
             return importlib.import_module(f"{package}.{name}")
-        value = getattr(importlib.import_module(f"{package}.{sub}"), name)
+        target = sub if "." in sub else f"{package}.{sub}"
+        value = getattr(importlib.import_module(target), name)
         module.__dict__[name] = value  # later lookups skip __getattr__
         return value
 

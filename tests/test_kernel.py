@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pencils
-from derivations.kinds import QUANTITIES
+from derivations.model import QUANTITIES
 from derivations.theory import reduced_solver
 from numerics.kernel import KernelWarning, kernel_enabled
 from numerics.reduced import compile_reduced

@@ -52,8 +52,8 @@ from typing import Iterable
 import numpy as np
 import scipy.linalg
 
-from derivations.theory import Coefficients as TheoryCoefficients
-from derivations.theory import parse_m
+from derivations.model import Coefficients as TheoryCoefficients
+from derivations.model import parse_m
 
 from . import moments as _moments
 

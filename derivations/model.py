@@ -1,0 +1,184 @@
+"""The model's vocabulary, shared by every floor above :mod:`numerics`: what an ``m`` is,
+which errors a DSM system computes, the Gaussian-equivalence numbers of an activation, the
+spectral measure of a data covariance, and the checks of numeric arguments.
+
+Theory (:mod:`derivations.theory`), peaks, training time and the Monte Carlo
+(:mod:`validation`) all import these from here, so that none of them imports another
+for a helper.  Light on purpose: numpy and mpmath only, no sympy (a warm start loads
+this module and a compiled kernel, nothing symbolic).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["QUANTITIES", "m_kind", "parse_m", "Coefficients", "spectral_measure", "check_real_array",
+           "check_precision", "MAX_PRECISION"]
+
+#: The errors every DSM system computes (one shared reduced system per kind of ``m``).
+QUANTITIES = ("test", "train")
+
+
+def m_kind(m) -> str:
+    """``"1"``, ``"finite"`` (any integer ``m >= 2``, one symbolic system) or ``"inf"``."""
+    if isinstance(m, str) and m in ("1", "finite", "inf"):
+        return m
+    if math.isinf(m):
+        return "inf"
+    return "1" if m == 1 else "finite"
+
+
+def parse_m(m) -> float:
+    """``m`` as ``int >= 1`` or ``math.inf`` (accepts ``"inf"``); ``ValueError`` otherwise.
+
+    >>> parse_m("inf"), parse_m(4.0), parse_m("16")
+    (inf, 4, 16)
+    """
+    if isinstance(m, str):
+        text = m.strip().lower()
+        if text in ("inf", "infinity", "∞"):
+            return math.inf
+        if not text.lstrip("+").isdigit():
+            raise ValueError(f"m must be an integer >= 1 or 'inf', got {m!r}")
+        m = int(text)
+    if isinstance(m, bool):
+        raise ValueError(f"m must be an integer >= 1 or inf, got {m!r}")
+    try:
+        value = float(m)
+    except (TypeError, ValueError):
+        raise ValueError(f"m must be an integer >= 1 or inf, got {m!r}") from None
+    if math.isnan(value):
+        raise ValueError("m is NaN")
+    if math.isinf(value):
+        if value < 0:
+            raise ValueError("m must be >= 1, got -inf")
+        return math.inf
+    if value != int(value):
+        raise ValueError(f"finite m must be an integer, got {m!r}")
+    if value < 1:
+        raise ValueError(f"m must be >= 1, got {m!r}")
+    return int(value)
+
+
+#: ``precision=`` above this many digits is refused (hours of work, no use).
+MAX_PRECISION = 1000
+
+
+def spectral_measure(covariance) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(eigenvalues, weights)`` of the data covariance's spectral measure ``nu``.
+
+    ``covariance``: ``None`` (isotropic data), a 1-D array of eigenvalues (equal weights;
+    zeros allowed), a pair ``(eigenvalues, weights)`` with non-negative weights summing to
+    1, or a symmetric positive semi-definite matrix.  Equal atoms are merged.
+
+    >>> spectral_measure(([1.0, 2.0, 1.0], [0.25, 0.5, 0.25]))
+    (array([1., 2.]), array([0.5, 0.5]))
+    """
+    if covariance is None:
+        return None
+    if isinstance(covariance, tuple) and len(covariance) == 2:
+        s = np.asarray(covariance[0], dtype=float)
+        w = np.asarray(covariance[1], dtype=float)
+        if s.ndim != 1 or w.shape != s.shape:
+            raise ValueError("covariance=(eigenvalues, weights) needs two 1-D arrays of the same length")
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError("spectral weights must be finite and non-negative")
+        if abs(w.sum() - 1.0) > 1e-9:
+            raise ValueError(f"spectral weights must sum to 1, got {w.sum()!r}")
+    else:
+        c = np.asarray(covariance, dtype=float)
+        if c.ndim == 2:
+            if c.shape[0] != c.shape[1] or not np.allclose(c, c.T, rtol=1e-10, atol=1e-12):
+                raise ValueError("a covariance matrix must be square and symmetric")
+            s = np.linalg.eigvalsh(c)
+            s = np.where(np.abs(s) <= 1e-12 * max(1.0, np.abs(s).max()), 0.0, s)
+        elif c.ndim == 1:
+            s = c
+        else:
+            raise ValueError("covariance must be None, eigenvalues, (eigenvalues, weights) or a matrix")
+        w = np.full(s.shape, 1.0 / max(len(s), 1))
+    if s.size == 0:
+        raise ValueError("the covariance spectrum is empty")
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ValueError("covariance eigenvalues must be finite and >= 0")
+    if not np.any((s > 0) & (w > 0)):
+        raise ValueError("the covariance spectrum is all zero (no data)")
+    atoms, inverse = np.unique(s, return_inverse=True)
+    return atoms, np.bincount(inverse, weights=w, minlength=len(atoms))
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """Gaussian-equivalence numbers of an activation (``MODEL.md``).
+
+    ``mu_s_sq(t)`` and ``mu_f_sq(t)`` are vectorised over the diffusion time ``t``
+    (two noisy copies of one data point have pre-activation correlation ``a_t^2 = e^{-2t}``).
+    """
+
+    activation: object
+    #: ``tau = tr(Sigma)/d`` of the data covariance (1 for isotropic data)
+    tau: float = 1.0
+
+    def at(self, t) -> dict:
+        """``mu1, mu_star, mu_s, mu_f`` at diffusion time ``t`` (arrays): for structured
+        data the constants at pre-activation variance ``v_t = a_t^2 tau + Delta_t`` and
+        shared covariance ``a_t^2 tau`` (MODEL.md); ``tau = 1`` gives the isotropic ones."""
+        t = np.asarray(t, dtype=float)
+        if self.tau == 1.0:
+            return dict(mu1=np.full(t.shape, self.mu1), mu_star=np.full(t.shape, math.sqrt(max(self.mu_star_sq, 0.0))),
+                        mu_s=np.sqrt(np.clip(self.mu_s_sq(t), 0.0, None)), mu_f=np.sqrt(self.mu_f_sq(t)))
+        a_sq = np.exp(-2.0 * t)
+        _, mu1, star, s_sq, _ = self.activation.equivalence_constants(a_sq * self.tau - np.expm1(-2.0 * t),
+                                                                        a_sq * self.tau)
+        star = np.clip(star, 0.0, None)
+        s_sq = np.clip(s_sq, 0.0, None)
+        return dict(mu1=np.asarray(mu1), mu_star=np.sqrt(star), mu_s=np.sqrt(s_sq),
+                    mu_f=np.sqrt(np.clip(star - s_sq, 0.0, None)))
+
+    @property
+    def mu0(self) -> float:
+        return float(self.activation.mu0)
+
+    @property
+    def mu1(self) -> float:
+        return float(self.activation.mu1)
+
+    @property
+    def mu_star_sq(self) -> float:
+        return float(self.activation.mu_star_sq)
+
+    def mu_s_sq(self, t):
+        return np.asarray(self.activation.mu_s_sq(np.exp(-2.0 * np.asarray(t, dtype=float))))
+
+    def mu_f_sq(self, t):
+        a_sq = np.exp(-2.0 * np.asarray(t, dtype=float))
+        return np.clip(np.asarray(self.activation.mu_f_sq(a_sq)), 0.0, None)
+
+    def __repr__(self) -> str:
+        extra = "" if self.tau == 1.0 else f"; structured data, tau={self.tau:.6g}: see .at(t)"
+        return (f"Coefficients({self.activation.name}: mu0={self.mu0:.6g}, mu1={self.mu1:.6g}, "
+                f"mu_star_sq={self.mu_star_sq:.6g}{extra})")
+
+
+def check_precision(precision) -> None:
+    if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)) \
+            or not 15 <= precision <= MAX_PRECISION:
+        raise ValueError(f"precision is a whole number of decimal digits from 15 to {MAX_PRECISION}, "
+                         f"got {precision!r}")
+
+
+def check_real_array(name: str, x: np.ndarray, allow_zero: bool = False, allow_inf: bool = False) -> None:
+    """``ValueError`` naming ``name`` unless ``x`` holds real numbers ``> 0`` (``>= 0`` with
+    ``allow_zero``), finite unless ``allow_inf``."""
+    if x.dtype == object or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise ValueError(f"{name} must be real numbers")
+    if np.any(np.isnan(x)):
+        raise ValueError(f"{name} is NaN")
+    if not allow_inf and np.any(np.isinf(x)):
+        raise ValueError(f"{name} must be finite")
+    if np.any(x < 0) or (not allow_zero and np.any(x == 0)):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got min {x.min()}")
+
+
