@@ -1,7 +1,7 @@
 """Benchmark of the training-time curves (a script, not a test).
 
 For m in {1, 4, inf} (relu, t = 0.5, psi_n = 1, psi_p = 2, lam = 0), measured in this one run,
-with the traces solved by the reduced systems (the default engine, ``tt.ENGINE = "reduced"``)
+with the traces solved by the reduced systems (the default engine, ``traces.ENGINE = "reduced"``)
 and by the raw fixed-point systems (``"raw"``, the previous engine), with the ratio:
 
 * preparation (derive or load from the disk cache, compile the trace solvers);
@@ -28,20 +28,22 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _run(tt, th, m, full):
+def _run(tt, traces, th, m, full):
     t, lam, psi_n, psi_p = 0.5, 0.0, 1.0, 2.0
     T = np.logspace(-2, 4, 200)
     psi_ps = np.geomspace(0.25, 16.0, 50)
     Tg = np.logspace(-2, 4, 50)
-    kind = tt.m_kind(m)
+    from derivations.model import m_kind
+
+    kind = m_kind(m)
     out = {}
     t0 = time.perf_counter()
-    if tt.ENGINE == "raw":
+    if traces.ENGINE == "raw":
         for name in ("s1", "s2", "q", "resolvent"):
-            tt._solver(kind, name)
+            traces._solver(kind, name)
     else:
         for group in ("one", "q"):
-            tt._reduced_solver(kind, group)._fns("numpy")
+            traces._reduced_solver(kind, group)._fns("numpy")
     tt.errors_at_time(th, psi_n, psi_p, t, lam, m, 1.0, nodes=8)  # first call: probes, code
     out["prep"] = time.perf_counter() - t0
     for tol in (1e-8, 1e-6):
@@ -69,6 +71,7 @@ def main() -> None:
     args = ap.parse_args()
     import pencils
     from derivations import training_time as tt
+    from derivations.training_time import traces
 
     th = pencils.build("relu")
     engines = args.engines.split(",")
@@ -76,8 +79,8 @@ def main() -> None:
         label = "inf" if math.isinf(m) else str(m)
         res = {}
         for engine in engines:
-            tt.ENGINE = engine
-            r = res[engine] = _run(tt, th, m, args.full)
+            traces.ENGINE = engine
+            r = res[engine] = _run(tt, traces, th, m, args.full)
             line = (f"m={label:>3} {engine:>7}: prepare {r['prep']:5.2f} s | 200-T curve "
                     + " | ".join(f"tol {k:g}: {r[k][0]:5.2f} s ({r[k][1]} nodes, converged {r[k][2]}, "
                                  f"max est. {r[k][3]:.1e})" for k in (1e-8, 1e-6))

@@ -12,6 +12,10 @@ learning curves of ``MODEL.md`` for that activation:
 * ``theory.peaks(...)``, ``theory.ridgeless(...)`` -- the interpolation peaks along
   ``psi_p`` and the ``lam -> 0+`` limit (:mod:`derivations.peaks`).
 
+How each point is resolved (double, double-double, mpmath) is :mod:`derivations.ladder`;
+the model's vocabulary (``parse_m``, :class:`Coefficients`, spectral measures, argument
+checks) is :mod:`derivations.model`.
+
 The symbolic derivation is shared by every activation (the activation only enters
 through the numbers ``mu1, mu_s, mu_f, mu_*``), cached on disk, and compiled once per process.
 """
@@ -29,6 +33,7 @@ from numerics.reduced import ReducedSolver, solver_layout
 from pencils.activation import activation as _activation
 from pencils.cache import cached
 
+from .ladder import Ledger, climb
 from .model import QUANTITIES, Coefficients, check_precision, check_real_array, m_kind, parse_m, spectral_measure
 
 # The symbolic side (derivations.dsm, pencils.reduce: sympy) is imported where it is used,
@@ -37,8 +42,6 @@ from .model import QUANTITIES, Coefficients, check_precision, check_real_array, 
 __all__ = ["build", "DSMTheory", "Errors", "Coefficients", "parse_m"]
 
 
-#: Digits of the automatic mpmath refinement of points double precision cannot resolve.
-REFINE_DPS = 30
 
 
 def _system_name(kind: str, structured: bool) -> str:
@@ -94,7 +97,7 @@ class Errors:
     #: points re-solved in higher precision because double precision could not resolve them:
     #: in double-double by the compiled kernel, else (or where that fails) in mpmath
     refined: np.ndarray | None = None
-    #: the subset of ``refined`` solved in ``REFINE_DPS``-digit mpmath
+    #: the subset of ``refined`` solved in ``derivations.ladder.REFINE_DPS``-digit mpmath
     refined_mpmath: np.ndarray | None = None
 
 
@@ -113,7 +116,8 @@ class DSMTheory:
         extra = "" if not self.structured else f", covariance with {len(self.spectrum[0])} atoms"
         return f"DSMTheory({self.activation.name}{extra})"
 
-    def _solver(self, kind: str) -> ReducedSolver:
+    def solver(self, kind: str) -> ReducedSolver:
+        """The compiled reduced solver of one kind of ``m`` (``"1"``, ``"finite"``, ``"inf"``)."""
         return reduced_solver(kind, self.structured)
 
     def _spectral_constant(self, t):
@@ -166,7 +170,7 @@ class DSMTheory:
         the memorisation regime, where the traces are large and the errors are small
         differences of them -- is re-solved in double-double arithmetic (about 32 digits,
         by the compiled kernel, with its own rounding check) and, where that is unavailable
-        or fails, in mpmath at ``REFINE_DPS`` digits (``Errors.refined``,
+        or fails, in mpmath at :data:`derivations.ladder.REFINE_DPS` digits (``Errors.refined``,
         ``Errors.refined_mpmath``); with ``refine=False`` it is flagged instead.
         ``throw``: raise :class:`numerics.ConvergenceError` if any point is left unresolved
         (else those points are NaN in every field and ``converged`` is False).
@@ -193,62 +197,15 @@ class DSMTheory:
         exact = precision is not None
         if exact:
             check_precision(precision)
-        dtype = object if exact else float
-        out = {q: np.full(size, np.nan, dtype=dtype) for q in QUANTITIES}
-        conv = np.zeros(size, dtype=bool)
-        resid = np.zeros(size)
-        iters = np.zeros(size, dtype=int)
-        rounding = np.zeros(size)
-        refined = np.zeros(size, dtype=bool)
-        refined_mp = np.zeros(size, dtype=bool)
+        led = Ledger.empty(size, exact)
+        out, conv, resid, rounding = led.values, led.converged, led.residual, led.rounding
         kinds = np.where(flat[4] == 1, "1", np.where(np.isinf(flat[4]), "inf", "finite"))
         for kind in ("1", "finite", "inf"):
             sel = np.nonzero(kinds == kind)[0]
-            if not len(sel):
-                continue
-            raw = [f[sel] for f in flat]
-            solver = self._solver(kind)
-            params = {k: v for k, v in self.solver_params(*raw).items() if k in solver.param_names}
-            checked = check_rounding and not exact
-            sol = solver.solve(params, spectrum=self.spectrum, throw=False, estimate_error=checked,
-                               **solve_options)
-            resid[sel] = sol.residual
-            iters[sel] = sol.iterations
-            good = sol.converged.copy()
-            if checked:
-                for q in QUANTITIES:
-                    err = np.where(good, sol.error[q], np.inf)
-                    good &= err <= rtol * np.abs(sol.values[q]) + atol
-                    rounding[sel] = np.maximum(rounding[sel], np.where(np.isfinite(err), err, 0.0))
-            if exact:
-                todo = range(len(sel))
-            elif refine:
-                todo = np.nonzero(~good)[0]
-            else:
-                todo = ()
-            for q in QUANTITIES:
-                out[q][sel] = np.where(good, sol.values[q], np.nan) if not exact else out[q][sel]
-            if len(todo) and not exact:
-                todo = self._refine_dd(solver, params, sol, todo, sel, rtol, atol, good, out, rounding, resid,
-                                       refined)
-            for k in todo:
-                point = [float(r[k]) for r in raw]
-                init = list(sol.core[k]) if sol.converged[k] else None
-                dps = int(precision) if exact else REFINE_DPS
-                try:
-                    res = self._mp_point(kind, point, dps, init)
-                except ConvergenceError:
-                    continue
-                for q in QUANTITIES:
-                    v = res["values"][q]
-                    out[q][sel[k]] = v if exact else float(v)
-                good[k] = True
-                refined[sel[k]] = not exact
-                refined_mp[sel[k]] = not exact
-                rounding[sel[k]] = 0.0 if exact else float(
-                    np.finfo(float).eps * max(abs(float(res["values"][q])) for q in QUANTITIES))
-                resid[sel[k]] = float(res["residual"])
-            conv[sel] = good
+            if len(sel):
+                climb(self, kind, sel, [f[sel] for f in flat], led, precision=precision,
+                      check_rounding=check_rounding, refine=refine, rtol=rtol, atol=atol,
+                      solve_options=solve_options)
         for q in QUANTITIES:  # an unresolved point is NaN in every field
             out[q][~conv] = np.nan
         if throw and not conv.all():
@@ -269,35 +226,9 @@ class DSMTheory:
                                   else 1.0 - self._spectral_constant(flat[2]))
         return Errors(test=out["test"].reshape(shape), train=out["train"].reshape(shape),
                       dsm_test_loss=loss.reshape(shape), converged=conv.reshape(shape),
-                      residual=resid.reshape(shape), iterations=iters.reshape(shape),
+                      residual=resid.reshape(shape), iterations=led.iterations.reshape(shape),
                       rounding_error=rounding.reshape(shape), precision=int(precision) if exact else None,
-                      refined=refined.reshape(shape), refined_mpmath=refined_mp.reshape(shape))
-
-    def _refine_dd(self, solver, params, sol, todo, sel, rtol, atol, good, out, rounding, resid, refined):
-        """Re-solve the points ``todo`` (converged in double precision, rounding estimate too
-        large) in double-double arithmetic (compiled kernel, :meth:`ReducedSolver.refine_dd`);
-        accept those whose double-double estimate meets ``rtol |value| + atol``.  Returns the
-        points left for mpmath."""
-        cand = np.asarray([k for k in todo if sol.converged[k]], dtype=int)
-        if not len(cand):
-            return todo
-        n = len(sel)
-        sub = {k: (np.broadcast_to(np.asarray(v, dtype=float), (n,))[cand] if np.ndim(v) else v)
-               for k, v in params.items()}
-        rd = solver.refine_dd(sub, sol.core[cand], spectrum=self.spectrum)
-        if rd is None:  # no compiled kernel: mpmath does it all
-            return todo
-        ok = rd.converged.copy()
-        for q in QUANTITIES:
-            ok &= rd.error[q] <= rtol * np.abs(rd.values[q]) + atol
-        idx = cand[ok]
-        for q in QUANTITIES:
-            out[q][sel[idx]] = rd.values[q][ok]
-        good[idx] = True
-        refined[sel[idx]] = True
-        rounding[sel[idx]] = np.max([rd.error[q][ok] for q in QUANTITIES], axis=0)
-        resid[sel[idx]] = rd.residual[ok]
-        return np.setdiff1d(np.asarray(todo, dtype=int), idx)
+                      refined=led.refined.reshape(shape), refined_mpmath=led.refined_mpmath.reshape(shape))
 
     def _errors_at_time(self, psi_n, psi_p, t, lam, m, train_time, precision, throw, solve_options) -> Errors:
         """``errors(..., train_time=T)``: gradient-flow errors (:mod:`derivations.training_time`)."""
@@ -365,55 +296,6 @@ class DSMTheory:
         a_sq = mpmath.exp(-2 * t)
         return delta * mpmath.fsum(mpmath.mpf(w) / (a_sq * mpmath.mpf(s) + delta) for s, w in zip(*self.spectrum))
 
-    def _mp_point(self, kind, point, dps, init=None) -> dict:
-        """Both errors at one point ``(psi_n, psi_p, t, lam, m)`` at ``dps`` digits
-        (reduced system, verified residual); started from ``init`` (double-precision core)
-        or, where that is missing or fails, by continuation in ``lam``."""
-        solver = self._solver(kind)
-        mp_p = {q: v for q, v in self.mp_params(*point, dps).items() if q in solver.param_names}
-        if init is not None:
-            try:
-                return solver.solve_mp(mp_p, dps, init=init, spectrum=self.spectrum)
-            except ConvergenceError:
-                pass
-        return solver.solve_mp(mp_p, dps, init=self._continue_in_lam(kind, point, dps), spectrum=self.spectrum)
-
-    def _continue_in_lam(self, kind, point, dps, per_decade: int = 8) -> list:
-        """Starting point for mpmath Newton where double precision failed.
-
-        Walk the ridge down from ``max(lam, 1e-2)`` to the target ``lam`` geometrically
-        (``per_decade`` steps a decade): double precision while it is accurate (one
-        vectorised solve with rounding-error estimates), then mpmath Newton from each step
-        to the next, predicting each start by geometric extrapolation (the unknowns grow
-        like powers of ``lam`` near a peak).
-        """
-        psi_n, psi_p, t, lam, m = point
-        start = max(lam, 1e-2)
-        steps = max(1, int(math.ceil(per_decade * math.log10(start / lam))))
-        lams = start * (lam / start) ** (np.arange(steps + 1) / steps)
-        solver = self._solver(kind)
-        params = {k: v for k, v in self.solver_params(psi_n, psi_p, t, lams, m).items() if k in solver.param_names}
-        dsol = solver.solve(params, spectrum=self.spectrum, throw=False, estimate_error=True)
-        # A start for Newton must be accurate, not just converged: keep well-resolved points.
-        acc = dsol.converged & np.all([dsol.error[q] <= 1e-7 * np.maximum(1, np.abs(dsol.values[q]))
-                                       for q in QUANTITIES], axis=0)
-        ok = np.cumprod(acc).astype(bool)
-        if not ok[0]:
-            raise ConvergenceError(f"no double-precision start at lam={start} for {point}", None)
-        last = int(np.nonzero(ok)[0][-1])
-
-        def solve_at(lam_k, init):
-            mp_p = {q: v for q, v in self.mp_params(psi_n, psi_p, t, float(lam_k), m, dps).items()
-                    if q in solver.param_names}
-            return list(solver.solve_mp(mp_p, dps, init=init, spectrum=self.spectrum)["core"])
-
-        prev, core = None, solve_at(lams[last], list(dsol.core[last]))
-        for lam_k in lams[last + 1:-1]:
-            guess = core if prev is None else [_geometric_step(a, b) for a, b in zip(prev, core)]
-            prev, core = core, solve_at(lam_k, guess)
-        if prev is not None:
-            core = [_geometric_step(a, b) for a, b in zip(prev, core)]
-        return core
 
 
 def build(activation, covariance=None):
@@ -431,11 +313,3 @@ def build(activation, covariance=None):
     the spectrum, evaluated as weighted sums (cost linear in the number of atoms).
     """
     return DSMTheory(_activation(activation), covariance)
-
-
-def _geometric_step(a, b):
-    """Predict the next term of a sequence ``a, b, ?`` on a geometric grid of ``lam``:
-    ``b^2 / a`` when ``a, b`` have the same sign, else the linear ``2b - a``."""
-    if a != 0 and (a > 0) == (b > 0):
-        return b * b / a
-    return 2 * b - a

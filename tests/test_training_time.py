@@ -9,6 +9,8 @@ import pytest
 
 import pencils
 from derivations import training_time as tt
+from derivations.model import m_kind, parse_m
+from derivations.training_time import traces
 from validation.extrapolate import extrapolate
 from validation.montecarlo import simulate
 
@@ -156,18 +158,18 @@ def test_reduced_traces_match_raw(relu, m):
     reduced one flags or whose estimate is large) agrees with the raw one to 1e-10 relative
     and flags the same points."""
     rng = np.random.default_rng(7)
-    kind = tt.m_kind(tt.parse_m(m))
+    kind = m_kind(parse_m(m))
     for psi_n, psi_p in ((1.0, 2.0), (2.5, 0.7)):
         params = {k: float(np.asarray(v)) for k, v in
-                  relu.solver_params(psi_n, psi_p, 0.5, 1.0, tt.parse_m(m)).items()}
+                  relu.solver_params(psi_n, psi_p, 0.5, 1.0, parse_m(m)).items()}
         z1, z2 = _random_z(rng, 300), _random_z(rng, 300)
         for group, extra in (("one", dict(z1=z1)), ("q", dict(z1=z1, z2=z2)), ("moments", {})):
             names = tt.GROUPS[group]
-            raw = tt._solve_many(kind, names, params, engine="raw", **extra)
-            S = tt._reduced_solver(kind, group)
+            raw = traces._solve_many(kind, names, params, engine="raw", **extra)
+            S = traces._reduced_solver(kind, group)
             bare = S.solve({k: v for k, v in dict(params, **extra).items() if k in S.param_names},
                            throw=False, backend="numpy", estimate_error=True)
-            red = tt._solve_many(kind, names, params, engine="reduced", **extra)
+            red = traces._solve_many(kind, names, params, engine="reduced", **extra)
             for name in names:
                 a, b, c = bare.values[name], raw[name], red[name]
                 both = bare.converged & b.converged
@@ -191,7 +193,7 @@ def test_reduced_curves_match_raw(relu, m, psi_p, monkeypatch):
     T = [1e-2, 1.0, 30.0, 1e3, math.inf]
     out = {}
     for engine in ("raw", "reduced"):
-        monkeypatch.setattr(tt, "ENGINE", engine)
+        monkeypatch.setattr(traces, "ENGINE", engine)
         out[engine] = tt.errors_at_time(relu, 1.0, psi_p, 0.5, [0.0, 1e-3], m, np.array(T)[:, None], tol=1e-9)
     a, b = out["raw"], out["reduced"]
     assert a.converged.all() and b.converged.all()

@@ -1,0 +1,189 @@
+"""The precision ladder of the DSM theory: how :meth:`derivations.theory.DSMTheory.errors`
+resolves every point.
+
+1. **Double precision**, all points at once (:class:`numerics.reduced.ReducedSolver`: the
+   compiled kernel, or vectorised numpy), with a rounding-error estimate per value (warm
+   re-solves with the parameters moved by a few ulps).
+2. **Double-double** (about 32 digits, compiled, :meth:`ReducedSolver.refine_dd`) for the
+   points whose estimate exceeds ``rtol |value| + atol``: near the interpolation peak and deep
+   in the memorisation regime, where the errors are small differences of large traces.
+3. **mpmath** at :data:`REFINE_DPS` digits for what is left, started from the double core or,
+   where that failed, by continuation in ``lam`` (:func:`continue_in_lam`).
+
+``precision=dps`` skips the first two rungs: every point is solved in mpmath at ``dps`` digits.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from numerics._errors import ConvergenceError
+
+from .model import QUANTITIES
+
+__all__ = ["REFINE_DPS", "Ledger", "climb", "mp_point", "continue_in_lam"]
+
+#: Digits of the automatic mpmath refinement of points double precision cannot resolve.
+REFINE_DPS = 30
+
+
+@dataclass
+class Ledger:
+    """Per-point results on the flat grid, filled rung by rung (``values`` hold ``mpmath.mpf``
+    with ``precision=``)."""
+
+    values: dict
+    converged: np.ndarray
+    residual: np.ndarray
+    iterations: np.ndarray
+    rounding: np.ndarray
+    refined: np.ndarray
+    refined_mpmath: np.ndarray
+
+    @classmethod
+    def empty(cls, size: int, exact: bool) -> "Ledger":
+        dtype = object if exact else float
+        return cls(values={q: np.full(size, np.nan, dtype=dtype) for q in QUANTITIES},
+                   converged=np.zeros(size, dtype=bool), residual=np.zeros(size),
+                   iterations=np.zeros(size, dtype=int), rounding=np.zeros(size),
+                   refined=np.zeros(size, dtype=bool), refined_mpmath=np.zeros(size, dtype=bool))
+
+
+def climb(theory, kind: str, sel: np.ndarray, raw: list, led: Ledger, *, precision, check_rounding: bool,
+          refine: bool, rtol: float, atol: float, solve_options: dict) -> None:
+    """Resolve the points ``sel`` of one kind of ``m`` (``raw``: their ``psi_n, psi_p, t, lam, m``)
+    into ``led``: double precision with a rounding check, then double-double, then mpmath
+    (module docstring); ``precision`` set: mpmath at that many digits for every point."""
+    exact = precision is not None
+    out, conv, resid, iters = led.values, led.converged, led.residual, led.iterations
+    rounding, refined, refined_mp = led.rounding, led.refined, led.refined_mpmath
+    solver = theory.solver(kind)
+    params = {k: v for k, v in theory.solver_params(*raw).items() if k in solver.param_names}
+    checked = check_rounding and not exact
+    sol = solver.solve(params, spectrum=theory.spectrum, throw=False, estimate_error=checked,
+                       **solve_options)
+    resid[sel] = sol.residual
+    iters[sel] = sol.iterations
+    good = sol.converged.copy()
+    if checked:
+        for q in QUANTITIES:
+            err = np.where(good, sol.error[q], np.inf)
+            good &= err <= rtol * np.abs(sol.values[q]) + atol
+            rounding[sel] = np.maximum(rounding[sel], np.where(np.isfinite(err), err, 0.0))
+    if exact:
+        todo = range(len(sel))
+    elif refine:
+        todo = np.nonzero(~good)[0]
+    else:
+        todo = ()
+    for q in QUANTITIES:
+        out[q][sel] = np.where(good, sol.values[q], np.nan) if not exact else out[q][sel]
+    if len(todo) and not exact:
+        todo = _refine_dd(theory, solver, params, sol, todo, sel, rtol, atol, good, out, rounding, resid,
+                          refined)
+    for k in todo:
+        point = [float(r[k]) for r in raw]
+        init = list(sol.core[k]) if sol.converged[k] else None
+        dps = int(precision) if exact else REFINE_DPS
+        try:
+            res = mp_point(theory, kind, point, dps, init)
+        except ConvergenceError:
+            continue
+        for q in QUANTITIES:
+            v = res["values"][q]
+            out[q][sel[k]] = v if exact else float(v)
+        good[k] = True
+        refined[sel[k]] = not exact
+        refined_mp[sel[k]] = not exact
+        rounding[sel[k]] = 0.0 if exact else float(
+            np.finfo(float).eps * max(abs(float(res["values"][q])) for q in QUANTITIES))
+        resid[sel[k]] = float(res["residual"])
+    conv[sel] = good
+
+
+def _refine_dd(theory, solver, params, sol, todo, sel, rtol, atol, good, out, rounding, resid, refined):
+    """Re-solve the points ``todo`` (converged in double precision, rounding estimate too
+    large) in double-double arithmetic (compiled kernel, :meth:`ReducedSolver.refine_dd`);
+    accept those whose double-double estimate meets ``rtol |value| + atol``.  Returns the
+    points left for mpmath."""
+    cand = np.asarray([k for k in todo if sol.converged[k]], dtype=int)
+    if not len(cand):
+        return todo
+    n = len(sel)
+    sub = {k: (np.broadcast_to(np.asarray(v, dtype=float), (n,))[cand] if np.ndim(v) else v)
+           for k, v in params.items()}
+    rd = solver.refine_dd(sub, sol.core[cand], spectrum=theory.spectrum)
+    if rd is None:  # no compiled kernel: mpmath does it all
+        return todo
+    ok = rd.converged.copy()
+    for q in QUANTITIES:
+        ok &= rd.error[q] <= rtol * np.abs(rd.values[q]) + atol
+    idx = cand[ok]
+    for q in QUANTITIES:
+        out[q][sel[idx]] = rd.values[q][ok]
+    good[idx] = True
+    refined[sel[idx]] = True
+    rounding[sel[idx]] = np.max([rd.error[q][ok] for q in QUANTITIES], axis=0)
+    resid[sel[idx]] = rd.residual[ok]
+    return np.setdiff1d(np.asarray(todo, dtype=int), idx)
+
+
+def mp_point(theory, kind, point, dps, init=None) -> dict:
+    """Both errors at one point ``(psi_n, psi_p, t, lam, m)`` at ``dps`` digits
+    (reduced system, verified residual); started from ``init`` (double-precision core)
+    or, where that is missing or fails, by continuation in ``lam``."""
+    solver = theory.solver(kind)
+    mp_p = {q: v for q, v in theory.mp_params(*point, dps).items() if q in solver.param_names}
+    if init is not None:
+        try:
+            return solver.solve_mp(mp_p, dps, init=init, spectrum=theory.spectrum)
+        except ConvergenceError:
+            pass
+    return solver.solve_mp(mp_p, dps, init=continue_in_lam(theory, kind, point, dps), spectrum=theory.spectrum)
+
+def continue_in_lam(theory, kind, point, dps, per_decade: int = 8) -> list:
+    """Starting point for mpmath Newton where double precision failed.
+
+    Walk the ridge down from ``max(lam, 1e-2)`` to the target ``lam`` geometrically
+    (``per_decade`` steps a decade): double precision while it is accurate (one
+    vectorised solve with rounding-error estimates), then mpmath Newton from each step
+    to the next, predicting each start by geometric extrapolation (the unknowns grow
+    like powers of ``lam`` near a peak).
+    """
+    psi_n, psi_p, t, lam, m = point
+    start = max(lam, 1e-2)
+    steps = max(1, int(math.ceil(per_decade * math.log10(start / lam))))
+    lams = start * (lam / start) ** (np.arange(steps + 1) / steps)
+    solver = theory.solver(kind)
+    params = {k: v for k, v in theory.solver_params(psi_n, psi_p, t, lams, m).items() if k in solver.param_names}
+    dsol = solver.solve(params, spectrum=theory.spectrum, throw=False, estimate_error=True)
+    # A start for Newton must be accurate, not just converged: keep well-resolved points.
+    acc = dsol.converged & np.all([dsol.error[q] <= 1e-7 * np.maximum(1, np.abs(dsol.values[q]))
+                                   for q in QUANTITIES], axis=0)
+    ok = np.cumprod(acc).astype(bool)
+    if not ok[0]:
+        raise ConvergenceError(f"no double-precision start at lam={start} for {point}", None)
+    last = int(np.nonzero(ok)[0][-1])
+
+    def solve_at(lam_k, init):
+        mp_p = {q: v for q, v in theory.mp_params(psi_n, psi_p, t, float(lam_k), m, dps).items()
+                if q in solver.param_names}
+        return list(solver.solve_mp(mp_p, dps, init=init, spectrum=theory.spectrum)["core"])
+
+    prev, core = None, solve_at(lams[last], list(dsol.core[last]))
+    for lam_k in lams[last + 1:-1]:
+        guess = core if prev is None else [_geometric_step(a, b) for a, b in zip(prev, core)]
+        prev, core = core, solve_at(lam_k, guess)
+    if prev is not None:
+        core = [_geometric_step(a, b) for a, b in zip(prev, core)]
+    return core
+
+
+def _geometric_step(a, b):
+    """Predict the next term of a sequence ``a, b, ?`` on a geometric grid of ``lam``:
+    ``b^2 / a`` when ``a, b`` have the same sign, else the linear ``2b - a``."""
+    if a != 0 and (a > 0) == (b > 0):
+        return b * b / a
+    return 2 * b - a
