@@ -109,6 +109,20 @@ class ReducedSystem:
         return tuple(u for kind, *rest in self.steps if kind == "core" for u in rest[0].unknowns)
 
     @property
+    def segments(self) -> tuple:
+        """The program in runs: ``("let", ((symbol, expr), ...))`` for consecutive ``let``
+        steps and ``("core", CoreStage)``: the unit of the generated functions."""
+        out: list = []
+        for kind, *rest in self.steps:
+            if kind != "let":
+                out.append(("core", rest[0]))
+            elif out and out[-1][0] == "let":
+                out[-1] = ("let", out[-1][1] + (tuple(rest),))
+            else:
+                out.append(("let", (tuple(rest),)))
+        return tuple(out)
+
+    @property
     def readout_symbols(self) -> tuple:
         return tuple(rest[0] for kind, *rest in self.steps if kind == "let")
 
