@@ -40,7 +40,7 @@ def _fsolve_loop(solver, params: dict, points: int) -> float:
     """Seconds for the whole grid by a per-point fsolve on the reduced core (extrapolated)."""
     from scipy.optimize import fsolve
 
-    from numerics.reduced import _stack
+    from numerics.stages import stack as _stack
 
     fns = solver._fns("numpy")
     flat, _ = solver._flat_params(params)
@@ -49,7 +49,7 @@ def _fsolve_loop(solver, params: dict, points: int) -> float:
     t0 = time.perf_counter()
     for k in pts:
         E = {name: v[k:k + 1] for name, v in flat.items()}
-        for j, (kind, body) in enumerate(solver._segments):
+        for j, (kind, body) in enumerate(solver.reduced.segments):
             if kind == "let":
                 fns[f"seg_{j}"](E)
                 continue
@@ -74,7 +74,7 @@ def _floor(solver, iterations) -> float:
     generated code: fixed-point/Newton iterations on the core map (a Newton step is one
     Jacobian and about one map), the attractivity Jacobian, the read-outs, and three warm
     re-solves (map, read-outs) for the rounding check."""
-    from numerics.kernel import operation_counts
+    from numerics.codegen.cxx import operation_counts
 
     kernel = solver._kernel()
     if kernel is None or kernel.source is None:

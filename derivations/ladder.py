@@ -92,14 +92,14 @@ def climb(theory, kind: str, sel: np.ndarray, raw: list, led: Ledger, *, precisi
         except ConvergenceError:
             continue
         for q in QUANTITIES:
-            v = res["values"][q]
+            v = res.values[q]
             out[q][sel[k]] = v if exact else float(v)
         good[k] = True
         refined[sel[k]] = not exact
         refined_mp[sel[k]] = not exact
         rounding[sel[k]] = 0.0 if exact else float(
-            np.finfo(float).eps * max(abs(float(res["values"][q])) for q in QUANTITIES))
-        resid[sel[k]] = float(res["residual"])
+            np.finfo(float).eps * max(abs(float(res.values[q])) for q in QUANTITIES))
+        resid[sel[k]] = float(res.residual)
     conv[sel] = good
 
 
@@ -170,7 +170,7 @@ def continue_in_lam(theory, kind, point, dps, per_decade: int = 8) -> list:
     def solve_at(lam_k, init):
         mp_p = {q: v for q, v in theory.mp_params(psi_n, psi_p, t, float(lam_k), m, dps).items()
                 if q in solver.param_names}
-        return list(solver.solve_mp(mp_p, dps, init=init, spectrum=theory.spectrum)["core"])
+        return list(solver.solve_mp(mp_p, dps, init=init, spectrum=theory.spectrum).core)
 
     prev, core = None, solve_at(lams[last], list(dsol.core[last]))
     for lam_k in lams[last + 1:-1]:

@@ -29,6 +29,7 @@ import mpmath
 import numpy as np
 
 from numerics._errors import ConvergenceError
+from numerics.options import SolveOptions
 from numerics.reduced import ReducedSolver, solver_layout
 from pencils.activation import activation as _activation
 from pencils.cache import cached
@@ -71,7 +72,7 @@ def reduced_solver(kind: str, structured: bool = False) -> ReducedSolver:
     layout = cached("dsm-layout", _system_name(kind, structured),
                     lambda: solver_layout(reduced_system(kind, structured)), expected=dict)
     return ReducedSolver(key=f"dsm:{kind}" + (":structured" if structured else ""), layout=layout,
-                         loader=lambda: reduced_system(kind, structured))
+                         loader=lambda: reduced_system(kind, structured), options=SolveOptions(continuation="lam"))
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,33 @@
-"""Compiled solvers for the block fixed-point equations of :mod:`pencils.freeprob`.
+"""Compiled solvers of the fixed-point equations derived by :mod:`pencils`.
 
-* :func:`compile` -> :class:`Solver` (vectorised numpy, broadcast over parameter
-  grids, damping / Anderson / Newton / warm starts, per-point diagnostics);
-* :func:`solve_mp` (mpmath at a chosen precision, verified residual);
-* :func:`build_function` / :func:`generate_source` (the cached code generation).
+* the reduced solver, the one the learning curves use: :func:`compile_reduced` ->
+  :class:`ReducedSolver` (compiled per-point kernel or numpy, double-double refinement,
+  mpmath), with one vocabulary -- :class:`SolveOptions`, :class:`ReducedSolution` and a
+  :class:`Result` code per point (:mod:`numerics.options`);
+* the raw-system solver, the reference and fallback: :func:`compile` -> :class:`Solver`
+  (vectorised numpy on the operator-valued systems of :mod:`pencils.freeprob`) and
+  :func:`solve_mp` (its mpmath reference);
+* code generation (:mod:`numerics.codegen`): :func:`build_function`, :func:`generate_source`,
+  :func:`kernel_source`.
 
-Every submodule here builds on sympy (about 0.35 s to import), so the public names are
-imported on first access (PEP 562): ``import numerics`` alone loads nothing heavy.
+The public names are imported on first access (PEP 562): ``import numerics`` alone loads
+nothing heavy, and a warm start of the reduced solver (cached layout and kernel) no sympy.
 """
 from pencils._lazy import lazy_names
 
 #: public name -> submodule that defines it
 _LAZY = {
-    "compile": "fixedpoint", "Solver": "fixedpoint", "Solution": "fixedpoint",
+    "ReducedSolver": "reduced", "compile_reduced": "reduced",
+    "SolveOptions": "options", "ReducedSolution": "options", "Result": "options",
     "ConvergenceError": "_errors",
+    "compile": "fixedpoint", "Solver": "fixedpoint", "Solution": "fixedpoint",
     "solve_mp": "mp", "MPSolution": "mp",
-    "build_function": "codegen", "generate_source": "codegen",
+    "build_function": "codegen", "generate_source": "codegen", "kernel_source": "codegen",
 }
 
-__all__ = ["compile", "Solver", "Solution", "ConvergenceError", "solve_mp", "MPSolution",
-           "build_function", "generate_source"]
+__all__ = ["ReducedSolver", "compile_reduced", "SolveOptions", "ReducedSolution", "Result", "ConvergenceError",
+           "compile", "Solver", "Solution", "solve_mp", "MPSolution",
+           "build_function", "generate_source", "kernel_source"]
 
 
 lazy_names(__name__, _LAZY)

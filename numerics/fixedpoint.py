@@ -1,4 +1,6 @@
-"""Vectorised numpy solver for the reduced block fixed-point systems of
+"""The raw-system solver, the reference and fallback (the learning curves run on
+:mod:`numerics.reduced`; this one serves the classic derivations, the training-time bulk
+edges and the tests): vectorised numpy for the block fixed-point systems of
 :mod:`pencils.freeprob`:
 
     tau = ell(G(tau)),   G(tau) = (L0 - sum_q tau_q P_q)^{-1},
@@ -33,7 +35,7 @@ Algorithm (per strongly connected component of the unknowns, in dependency order
   by block-triangularity); points above ``tol`` get one more warm pass with
   per-component Newton polish before being flagged;
 * warm starts: ``init=`` (Newton directly; points that fail are re-solved
-  cold) and ``continuation=axis`` (sweep one grid axis, each slice starting
+  cold) and ``continuation_axis=axis`` (sweep one grid axis, each slice starting
   from the previous one).
 
 Every point gets a relative residual ``max|tau - ell(G(tau))| / max(1, max|tau|)``,
@@ -53,7 +55,8 @@ import sympy
 from pencils.freeprob import FixedPointSystem
 
 from ._errors import ConvergenceError
-from .codegen import build_function, layout
+from .codegen.python import build_function, layout
+from .linalg import safe_cols, safe_inv, safe_solve
 
 __all__ = ["Solver", "Solution", "ConvergenceError", "compile"]
 
@@ -66,7 +69,7 @@ class Solution:
 
     ``value``: the read-out (normalised trace), NaN where not converged;
     ``tau``: unknowns, shape ``grid + (Q,)``; ``residual``, ``iterations``,
-    ``converged``: per-point diagnostics; ``error``: estimated relative rounding
+    ``converged``: per-point diagnostics; ``relative_error``: estimated relative rounding
     error of ``value`` when requested (a small residual does not bound it: near a
     singular point the equations are ill-conditioned).
     """
@@ -76,8 +79,8 @@ class Solution:
     residual: np.ndarray
     iterations: np.ndarray
     converged: np.ndarray
-    #: estimated relative rounding error of ``value`` (``solve(..., estimate_error=True)``), else None
-    error: np.ndarray | None = None
+    #: estimated *relative* rounding error of ``value`` (``solve(..., estimate_error=True)``), else None
+    relative_error: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
@@ -115,57 +118,6 @@ class _Part:
     @property
     def size(self) -> int:
         return self.M0.shape[0]
-
-
-def _safe_inv(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Batched inverse; singular points get NaN (and ``ok=False``) instead of an exception."""
-    try:
-        G = np.linalg.inv(M)
-        ok = np.all(np.isfinite(G), axis=(-2, -1))
-        return G, ok
-    except np.linalg.LinAlgError:
-        G = np.full_like(M, np.nan)
-        ok = np.zeros(M.shape[0], dtype=bool)
-        for k in range(M.shape[0]):
-            try:
-                G[k] = np.linalg.inv(M[k])
-                ok[k] = bool(np.all(np.isfinite(G[k])))
-            except np.linalg.LinAlgError:
-                pass
-        return G, ok
-
-
-def _safe_cols(M: np.ndarray, cols) -> tuple[np.ndarray, np.ndarray]:
-    """Columns ``cols`` of ``M^{-1}`` (all of them if ``cols`` is None) by a batched solve."""
-    if cols is None:
-        return _safe_inv(M)
-    E = np.eye(M.shape[-1], dtype=M.dtype)[:, cols]
-    try:
-        G = np.linalg.solve(M, np.broadcast_to(E, M.shape[:-2] + E.shape))
-        return G, np.all(np.isfinite(G), axis=(-2, -1))
-    except np.linalg.LinAlgError:
-        G = np.full(M.shape[:-1] + (len(cols),), np.nan, dtype=M.dtype)
-        ok = np.zeros(M.shape[0], dtype=bool)
-        for k in range(M.shape[0]):
-            try:
-                G[k] = np.linalg.solve(M[k], E)
-                ok[k] = bool(np.all(np.isfinite(G[k])))
-            except np.linalg.LinAlgError:
-                pass
-        return G, ok
-
-
-def _safe_solve(J: np.ndarray, b: np.ndarray) -> np.ndarray:
-    try:
-        return np.linalg.solve(J, b[..., None])[..., 0]
-    except np.linalg.LinAlgError:
-        out = np.full_like(b, np.nan)
-        for k in range(J.shape[0]):
-            try:
-                out[k] = np.linalg.solve(J[k], b[k])
-            except np.linalg.LinAlgError:
-                pass
-        return out
 
 
 class Solver:
@@ -392,7 +344,7 @@ class Solver:
     def _cold(self, b: _Batch, info: dict) -> np.ndarray:
         """The component's part of the cold start ``ell(L0^{-1})``."""
         S = info["S"]
-        G, ok = _safe_cols(b.L0[:, S[:, None], S[None, :]], info["cols"])
+        G, ok = safe_cols(b.L0[:, S[:, None], S[None, :]], info["cols"])
         t = (b.Wv[:, info["kW"]] * G[:, info["Wi"], info["Wjc"]]) @ info["SW"]
         return np.where(ok[:, None] & np.isfinite(t), t, 0)
 
@@ -401,7 +353,7 @@ class Solver:
         M = part.M0.copy()
         if len(info["kPc"]):
             M[:, info["Pci"], info["Pcj"]] -= part.Pv * t[:, info["Pcpos"]]
-        G, ok = _safe_cols(M, info["cols"])
+        G, ok = safe_cols(M, info["cols"])
         F = t - (part.Wv * G[:, info["Wi"], info["Wjc"]]) @ info["SW"]
         return F, G, self._scaled(F, t, ok)
 
@@ -439,12 +391,12 @@ class Solver:
 
     # -- stages (on one component's restricted coefficients) ------------------
     def _fixed_point(self, info, part, t, opts, its):
-        damping, m, fp_tol, maxiter = opts["damping"], opts["anderson"], opts["fp_tol"], opts["maxiter"]
+        damping, m, fp_tol, fp_maxiter = opts["damping"], opts["anderson"], opts["fp_tol"], opts["fp_maxiter"]
         t = t.copy()
         active = np.arange(part.size)
         hist_x: list = []
         hist_f: list = []
-        for _ in range(maxiter):
+        for _ in range(fp_maxiter):
             if not len(active):
                 break
             sub = part if len(active) == part.size else part.take(active)
@@ -470,7 +422,7 @@ class Solver:
                     A = np.conj(np.swapaxes(dF, 1, 2)) @ dF
                     reg = 1e-10 * np.trace(np.abs(A), axis1=1, axis2=2)[:, None, None] + 1e-300
                     A = A + reg * np.eye(A.shape[1])
-                    gam = _safe_solve(A, (np.conj(np.swapaxes(dF, 1, 2)) @ g[:, :, None])[:, :, 0])
+                    gam = safe_solve(A, (np.conj(np.swapaxes(dF, 1, 2)) @ g[:, :, None])[:, :, 0])
                     acc = step - ((dX + damping * dF) @ gam[:, :, None])[:, :, 0]
                     good = np.all(np.isfinite(acc), axis=1)
                     step = np.where(good[:, None], acc, step)
@@ -478,19 +430,19 @@ class Solver:
             its[active] += 1
         return t
 
-    def _newton(self, info, part, t, its, maxiter, tol_polish):
+    def _newton(self, info, part, t, its, newton_maxiter, tol_polish):
         """Newton with the exact Jacobian and step halving (a step is taken only if it
         lowers the residual; points where none does have stagnated and stop).
         Returns ``t, F, G, res`` at the last accepted point."""
         t = t.copy()
         F, G, res = self._presidual(info, part, t)
         active = np.nonzero((res > tol_polish) & np.isfinite(res))[0]
-        for _ in range(maxiter):
+        for _ in range(newton_maxiter):
             if not len(active):
                 break
             sub = part if len(active) == part.size else part.take(active)
             ra = res[active]
-            delta = _safe_solve(self._jacobian(info, sub, G[active]), -F[active])
+            delta = safe_solve(self._jacobian(info, sub, G[active]), -F[active])
             x0 = t[active]
             moved = np.zeros(len(active), dtype=bool)
             pend = np.arange(len(active))
@@ -549,7 +501,7 @@ class Solver:
                 # ell is affine in the component's unknowns: one Newton step is exact
                 t0 = tau[:, comp] if warm else np.zeros((b.size, len(comp)), dtype=tau.dtype)
                 F, G, _ = self._presidual(info, part, t0)
-                t = t0 + _safe_solve(self._jacobian(info, part, G), -F)
+                t = t0 + safe_solve(self._jacobian(info, part, G), -F)
                 its += 1
                 if careful:
                     t, _, _, r = self._newton(info, part, t, its, 3, tol_polish)
@@ -591,22 +543,22 @@ class Solver:
             return None
         info = self._readout_info()
         part = self._part(b, info, tau)
-        G, _ = _safe_cols(part.M0, info["cols"])
+        G, _ = safe_cols(part.M0, info["cols"])
         return b.c0 + np.sum(b.Rv * G[:, info["Ri"], info["Rjc"]], axis=1)
 
     def _check(self, b: _Batch, tau: np.ndarray):
         """Relative residual of the whole system at ``tau`` with the full inverse of
         ``L0 - eta(tau)`` (no block restriction) and the read-out: the reference the
         block-wise evaluation of :meth:`_solve_batch` is tested against."""
-        G, ok = _safe_inv(self._M(b, tau))
+        G, ok = safe_inv(self._M(b, tau))
         res = self._scaled(tau - self._ell(b, G), tau, ok)
         value = None if b.c0 is None else b.c0 + np.sum(b.Rv * G[:, self._Ri, self._Rj], axis=1)
         return res, value
 
     # -- public -------------------------------------------------------------
     def solve(self, params: dict | None = None, /, *, method: str = "newton", damping: float = 0.5,
-              anderson: int = 0, tol: float = 1e-12, fp_tol: float = 1e-2, maxiter: int = 5000,
-              newton_maxiter: int = 40, init: Any = None, continuation: int | None = None,
+              anderson: int = 0, tol: float = 1e-12, fp_tol: float = 1e-2, fp_maxiter: int = 5000,
+              newton_maxiter: int = 40, init: Any = None, continuation_axis: int | None = None,
               throw: bool = True, chunk: int = 4096, complex: bool = False, dedupe: bool = True,
               estimate_error: bool = False, **kw) -> Solution:
         """Solve on the broadcast grid of the parameters (keywords or a dict).
@@ -616,14 +568,15 @@ class Solver:
         does not converge or lands on a non-attracting root is re-solved by the damped
         fixed point (+ Newton) from the cold start.  ``damping`` in ``(0, 1]``;
         ``anderson``: Anderson memory (0 = off).  ``init``: warm start, array of
-        shape ``grid + (Q,)`` (broadcastable).  ``continuation``: a grid axis to sweep
-        with warm starts.  ``complex``: solve in complex arithmetic even for real
+        shape ``grid + (Q,)`` (broadcastable).  ``continuation_axis``: a grid axis to
+        sweep with warm starts.  ``fp_maxiter`` / ``newton_maxiter``: fixed-point / Newton
+        steps at most (the names of :class:`numerics.options.SolveOptions`).  ``complex``: solve in complex arithmetic even for real
         parameters.  ``dedupe``: solve identical components once (copy the solution).
         ``estimate_error``: also estimate the rounding error of the read-out by
         perturbation (stochastic-arithmetic style, cf. Vignes' CESTAC method): the
         system is solved a second time, from the cold start, with every parameter
         moved by a few ulps (which changes the exact answer by a few ulps times its
-        condition number) and ``error = |value' - value| / |value|``.  This doubles the cost.
+        condition number) and ``relative_error = |value' - value| / |value|``.  This doubles the cost.
         """
         params = dict(params or {}, **kw)
         if method not in _METHODS:
@@ -635,7 +588,7 @@ class Solver:
         if not (tol > 0 and fp_tol > 0):
             raise ValueError("tolerances must be positive")
         opts = dict(method=method, damping=float(damping), anderson=int(anderson), tol=float(tol),
-                    fp_tol=max(float(fp_tol), float(tol)), maxiter=int(maxiter),
+                    fp_tol=max(float(fp_tol), float(tol)), fp_maxiter=int(fp_maxiter),
                     newton_maxiter=int(newton_maxiter), dedupe=bool(dedupe))
         flat, shape, is_complex = self._params(params, complex)
         if anderson and is_complex:
@@ -653,12 +606,12 @@ class Solver:
                 init = np.broadcast_to(init, shape + (self.Q,)).reshape(size, self.Q).astype(dtype)
             except ValueError as exc:
                 raise ValueError(f"init must broadcast to {shape + (self.Q,)}") from exc
-        tau, res, its, conv, value = self._solve_flat(flat, shape, size, dtype, init, opts, continuation, chunk)
+        tau, res, its, conv, value = self._solve_flat(flat, shape, size, dtype, init, opts, continuation_axis, chunk)
         error = None
         if estimate_error and value is not None:
             eps = np.finfo(float).eps
             moved = [f * (1 + (3 + 2 * k) * eps) for k, f in enumerate(flat)]
-            _, _, _, conv2, value2 = self._solve_flat(moved, shape, size, dtype, None, opts, continuation, chunk)
+            _, _, _, conv2, value2 = self._solve_flat(moved, shape, size, dtype, None, opts, continuation_axis, chunk)
             scale = np.maximum(np.abs(value), np.finfo(float).tiny)
             error = np.where(conv & conv2, np.abs(value2 - value) / scale, np.inf).reshape(shape)
         sol = Solution(None if value is None else value.reshape(shape), tau.reshape(shape + (self.Q,)),
@@ -674,9 +627,9 @@ class Solver:
                 "Pass throw=False to get flagged results.", sol)
         return sol
 
-    def _solve_flat(self, flat, shape, size, dtype, init, opts, continuation, chunk):
-        if continuation is not None:
-            return self._continuation(flat, shape, dtype, init, opts, continuation, chunk)
+    def _solve_flat(self, flat, shape, size, dtype, init, opts, continuation_axis, chunk):
+        if continuation_axis is not None:
+            return self._continuation(flat, shape, dtype, init, opts, continuation_axis, chunk)
         parts = []
         for s in range(0, size, chunk):
             sl = slice(s, min(s + chunk, size))
@@ -687,7 +640,7 @@ class Solver:
 
     def _continuation(self, flat, shape, dtype, init, opts, axis, chunk):
         if not shape:
-            raise ValueError("continuation needs a grid with at least one axis")
+            raise ValueError("continuation_axis needs a grid with at least one axis")
         axis = axis % len(shape)
         idx = np.arange(int(np.prod(shape))).reshape(shape)
         idx = np.moveaxis(idx, axis, 0)

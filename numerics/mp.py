@@ -1,4 +1,9 @@
-"""mpmath backend: the same reduced fixed-point equations solved at arbitrary precision.
+"""Reference for the tests: a raw :class:`~pencils.freeprob.FixedPointSystem` solved at
+arbitrary precision (mpmath).  The learning curves never run it: their mpmath stage is
+:meth:`numerics.reduced.ReducedSolver.solve_mp`, the shared algorithm of
+:mod:`numerics.stages` on the reduced system.  This one works on the operator-valued
+equations themselves (block inverses, complex arguments), an independent check of the
+reduction at high precision.
 
 The coefficient functions are generated with sympy's ``MpmathPrinter`` (exact
 rationals, see :mod:`numerics.codegen`).  A double-precision solution from the
@@ -28,7 +33,7 @@ import numpy as np
 
 from pencils.freeprob import FixedPointSystem
 
-from .codegen import build_function, layout
+from .codegen.python import build_function, layout
 from .fixedpoint import ConvergenceError, Solver
 
 __all__ = ["solve_mp", "MPSolution"]
@@ -58,7 +63,7 @@ def _mp_value(v: Any) -> Any:
 
 
 def solve_mp(system: FixedPointSystem, params: dict, dps: int = 40, init: list | None = None,
-             maxiter: int = 60) -> MPSolution:
+             newton_maxiter: int = 60) -> MPSolution:
     """Solve ``system`` at one parameter point with ``dps`` decimal digits.
 
     ``params`` maps parameter names to numbers, strings (parsed at ``dps``) or mpmath
@@ -217,17 +222,17 @@ def solve_mp(system: FixedPointSystem, params: dict, dps: int = 40, init: list |
         # Component by component, in dependency order (as the numpy solver does): the
         # nonlinear resolvent cores first, then the affine read-outs.
         for comp, lin in zip(system.components, system.linear):
-            tau = newton(tau, list(comp), maxiter)
+            tau = newton(tau, list(comp), newton_maxiter)
             if not lin:
                 G = G_of(tau)
                 F = F_of(tau, G)
                 if rel([F[q] for q in comp], [tau[q] for q in comp]) > target:
-                    tau = newton(damped(tau, list(comp)), list(comp), maxiter)
+                    tau = newton(damped(tau, list(comp)), list(comp), newton_maxiter)
         G = G_of(tau)
         F = F_of(tau, G)
         res = rel(F, tau)
         if res > target:  # a final pass on the whole system
-            tau = newton(tau, list(range(Q)), maxiter)
+            tau = newton(tau, list(range(Q)), newton_maxiter)
             G = G_of(tau)
             F = F_of(tau, G)
             res = rel(F, tau)

@@ -103,7 +103,7 @@ def test_warm_and_cold_starts_give_the_same_point():
     lam = np.geomspace(10.0, 1e-2, 60)
     gam = np.array([0.5, 1.0, 2.0])[:, None]
     cold = solver.solve(gamma=gam, lam=lam, r2=1.0, sigma2=0.5)
-    cont = solver.solve(gamma=gam, lam=lam, r2=1.0, sigma2=0.5, continuation=1)
+    cont = solver.solve(gamma=gam, lam=lam, r2=1.0, sigma2=0.5, continuation_axis=1)
     assert np.all(cont.converged)
     np.testing.assert_allclose(cont.value, cold.value, rtol=1e-11)
     # a warm start from a neighbouring point lands on the same solution
@@ -168,8 +168,8 @@ def test_unconverged_points_are_never_silent():
     solver = compile(MP)
     z = np.array([-1.0, 1.0, 2.0])  # real z = 1, 2 are inside the support for gamma = 0.5
     with pytest.raises(ConvergenceError, match="did not converge"):
-        solver.solve(gamma=0.5, z=z, maxiter=300)
-    sol = solver.solve(gamma=0.5, z=z, maxiter=300, throw=False)
+        solver.solve(gamma=0.5, z=z, fp_maxiter=300)
+    sol = solver.solve(gamma=0.5, z=z, fp_maxiter=300, throw=False)
     assert sol.converged.tolist() == [True, False, False]
     assert np.isfinite(sol.value[0]) and np.all(np.isnan(sol.value[1:]))
     assert np.all(sol.residual[1:] > 1e-12)

@@ -21,6 +21,7 @@ import pencils
 from derivations.model import QUANTITIES
 from derivations.theory import reduced_solver
 from numerics.kernel import KernelWarning, kernel_enabled
+from numerics.options import SolveOptions
 from numerics.reduced import compile_reduced
 from pencils.expr import D, Space, gaussian, inverse, trace
 from pencils.freeprob import equations
@@ -69,7 +70,8 @@ def test_kernel_on_a_classic_system_equals_the_closed_form():
     """A reduced solver without a cache key (named by its system): Marchenko--Pastur."""
     g, lam = sympy.symbols("gamma lam", positive=True)
     X = gaussian("X", Space("n", 1 / g), D)
-    solver = compile_reduced(reduce_systems({"mp": equations(trace(inverse(g * X.T @ X + lam)))}))
+    solver = compile_reduced(reduce_systems({"mp": equations(trace(inverse(g * X.T @ X + lam)))}),
+                             options=SolveOptions(continuation="lam"))
     gam, z = 0.5, np.geomspace(1e-3, 10, 50)
     sol = solver.solve(dict(gamma=gam, lam=z), backend="kernel")
     # Stieltjes transform of MP with ratio gamma at -z (resolvent of g X^T X, X n x d, n = d/g)
@@ -108,7 +110,7 @@ def test_double_double_refinement_matches_mpmath(psi_n, psi_p, lam):
     assert rd.converged.all()
     mp_params = {k: v for k, v in THEORY.mp_params(psi_n, psi_p, 0.5, lam, 1, 40).items()
                  if k in solver.param_names}
-    exact = solver.solve_mp(mp_params, 40, init=list(sol.core[0]))["values"]
+    exact = solver.solve_mp(mp_params, 40, init=list(sol.core[0])).values
     for q in QUANTITIES:
         ref = float(exact[q])
         gap = abs(rd.values[q][0] - ref)
@@ -238,7 +240,7 @@ def test_structured_refinement_matches_mpmath():
     sol = solver.solve(params, spectrum=theory.spectrum, estimate_error=True)
     rd = solver.refine_dd(params, sol.core, spectrum=theory.spectrum)
     mp_params = {k: v for k, v in theory.mp_params(0.15, 2.0, 0.3, 1e-3, 1, 40).items() if k in solver.param_names}
-    exact = solver.solve_mp(mp_params, 40, init=list(sol.core[0]), spectrum=theory.spectrum)["values"]
+    exact = solver.solve_mp(mp_params, 40, init=list(sol.core[0]), spectrum=theory.spectrum).values
     for q in QUANTITIES:
         ref = float(exact[q])
         assert abs(rd.values[q][0] - ref) <= rd.error[q][0] + 2 * np.finfo(float).eps * abs(ref)

@@ -54,7 +54,7 @@ def test_classic_problems_reduce_and_agree_with_the_raw_system(name):
     R = reduce_systems({name: S})
     assert 1 <= R.sizes["core"] <= max_core < S.n_unknowns
     params = draw(np.random.default_rng(3), 40)
-    new = compile_reduced(R).solve(params)
+    new = compile_reduced(R).solve(params, continuation="lam")
     old = compile_raw(S).solve(params)
     assert new.converged.all() and old.converged.all()
     np.testing.assert_allclose(new.values[name], old.value, rtol=1e-11, atol=1e-12)
@@ -124,7 +124,7 @@ def test_rounding_estimate_bounds_the_error_against_mpmath(relu):
     for i in np.nonzero(sol.converged)[0]:
         mp = relu.mp_params(*(float(x[i]) for x in pts), 1, 30)
         exact = solver.solve_mp({k: v for k, v in mp.items() if k in solver.param_names}, 30,
-                                init=list(sol.core[i]))["values"]
+                                init=list(sol.core[i])).values
         for q in QUANTITIES:
             assert abs(float(exact[q]) - sol.values[q][i]) <= sol.error[q][i]
             checked += 1

@@ -6,6 +6,7 @@ import pytest
 import sympy
 
 from numerics import compile as compile_raw
+from numerics.options import SolveOptions
 from numerics.reduced import compile_reduced
 from pencils.expr import D, Space, gaussian, inverse, trace
 from pencils.freeprob import equations
@@ -84,20 +85,20 @@ def test_lam_continuation_with_complex_z(monkeypatch):
     point switched off (``fp_maxiter=0``: Newton from the cold start fails or lands on a
     repelling root at ``lam = 1e-6``) the failed points are re-solved by walking ``lam`` down,
     and every value returned equals the raw solver's."""
-    from numerics.reduced import ReducedSolver
+    from numerics import stages
 
     g, lam, z = sympy.symbols("gamma lam z")
     X = gaussian("X", Space("n", 1 / g), D)
     S = equations(trace(inverse(g * X.T @ X + lam - z)))
-    red, raw = compile_reduced(reduce_systems({"r": S})), compile_raw(S)
+    red, raw = compile_reduced(reduce_systems({"r": S}), options=SolveOptions(continuation="lam")), compile_raw(S)
     calls = []
-    orig = ReducedSolver._lam_continuation
+    orig = stages.continuation
 
-    def spy(self, *args, **kw):
+    def spy(*args, **kw):
         calls.append(len(args[-1]))
-        return orig(self, *args, **kw)
+        return orig(*args, **kw)
 
-    monkeypatch.setattr(ReducedSolver, "_lam_continuation", spy)
+    monkeypatch.setattr(stages, "continuation", spy)
     rng = np.random.default_rng(0)
     zz = rng.uniform(-1, 3, 400) + 1j * 10 ** rng.uniform(-6, 0, 400)
     a = red.solve(dict(gamma=2.0, lam=1e-6, z=zz), throw=False, fp_maxiter=0, backend="numpy")

@@ -12,6 +12,7 @@ import numpy as np
 import sympy
 
 from numerics import Solver, compile as compile_system
+from numerics.options import SolveOptions
 from numerics.reduced import ReducedSolver, solver_layout
 from pencils.cache import cached
 from pencils.expr import Trace, inverse, trace
@@ -78,7 +79,8 @@ def reduced_time_system(kind: str, group: str):
 def _reduced_solver(kind: str, group: str) -> ReducedSolver:
     layout = cached("time-layout", f"{kind}:{group}", lambda: solver_layout(reduced_time_system(kind, group)),
                     expected=dict)
-    return ReducedSolver(key=f"time:{kind}:{group}", layout=layout, loader=lambda: reduced_time_system(kind, group))
+    return ReducedSolver(key=f"time:{kind}:{group}", layout=layout, loader=lambda: reduced_time_system(kind, group),
+                         options=SolveOptions(continuation="lam"))
 
 
 @lru_cache(maxsize=None)

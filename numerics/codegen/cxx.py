@@ -1,0 +1,249 @@
+"""The C++ printer: the program of a :class:`~pencils.reduce.ReducedSystem` as scalar C++
+templates in the number type ``T`` (double, double-double, complex), the source that
+:mod:`numerics.kernel` compiles.
+
+Generated here: one function per ``let`` run (``seg_k``), per core stage ``map_k``, ``jac_k``,
+``fill_k``, ``prefix_k`` (the ``let`` runs before the stage: continuation re-evaluates them)
+and a ``stage_k`` struct naming them for the generic stage solver, ``outputs`` and ``run``
+(the program at one point).  Hand-written, shipped beside this module and pasted in:
+``runtime.h`` (double-double arithmetic, residual, small solve, attractivity test),
+``stage.hpp`` (the per-stage algorithm) and ``driver.hpp`` (grid loop, rounding check, C entry
+points).  Numbers print as double-double literals ``lit<T>(hi, lo)``; integer powers become
+products (``ipow``), half-integer powers go through ``sqrt``.
+"""
+from __future__ import annotations
+
+import re
+
+import sympy
+from sympy.printing.c import C99CodePrinter
+
+from pencils.expr import S_NU, SpectralMean
+
+from . import KMAX, runtime_text
+
+__all__ = ["kernel_source", "CxxPrinter", "Writer", "operation_counts"]
+
+#: C++ keywords and the names the generated code uses itself, which no symbol may take.
+_CXX_RESERVED = frozenset(
+    "alignas alignof and asm auto bool break case catch char class const constexpr continue decltype default "
+    "delete do double else enum explicit export extern false float for friend goto if inline int long mutable "
+    "namespace new noexcept not nullptr operator or private protected public register return short signed "
+    "sizeof static struct switch template this throw true try typedef typename union unsigned using virtual "
+    "void volatile while xor T k dd lit ipow sqrt u cfg warm its res r".split())
+
+
+def _split(value) -> tuple[float, float]:
+    """``(hi, lo)``: the double-double nearest a sympy number (hi = its nearest double)."""
+    import mpmath
+
+    with mpmath.workdps(60):
+        x = mpmath.mpf(value.p) / value.q if hasattr(value, "q") else mpmath.mpf(str(value))
+        hi = float(x)
+        lo = float(x - hi)
+    return hi, lo
+
+
+class CxxPrinter(C99CodePrinter):
+    """C99 expressions for the kernel's templates (see the module docstring)."""
+
+    def _print_Integer(self, expr):  # exact in a double: mixed double / double-double operations
+        return f"{int(expr)}.0"
+
+    def _print_Rational(self, expr):
+        hi, lo = _split(expr)
+        return f"lit<T>({hi!r}, {lo!r})"
+
+    def _print_Float(self, expr):
+        hi, lo = _split(expr)
+        return f"lit<T>({hi!r}, {lo!r})"
+
+    def _print_Pow(self, expr):
+        base, e = expr.args
+        b = f"({self._print(base)})"
+        if e.is_Integer:
+            n = int(e)
+            if n == 0:
+                return "1.0"
+            pos = b if abs(n) == 1 else (f"({b}*{b})" if abs(n) == 2 else f"ipow<T>({b}, {abs(n)})")
+            return pos if n > 0 else f"(1.0/{pos})"
+        if e.is_Rational and e.q == 2:
+            n = int(e.p)
+            root = f"sqrt({b})"
+            pos = root if abs(n) == 1 else f"ipow<T>({root}, {abs(n)})"
+            return pos if n > 0 else f"(1.0/{pos})"
+        raise NotImplementedError(f"the compiled kernel has no power {e} (use the numpy backend)")
+
+    def _print_Symbol(self, expr):
+        if expr.name in _CXX_RESERVED or not expr.name.isidentifier():
+            raise NotImplementedError(f"symbol {expr.name!r} is not a C++ name (use the numpy backend)")
+        return expr.name
+
+    def _print_Function(self, expr):
+        raise NotImplementedError(f"the compiled kernel has no function {expr.func} (use the numpy backend)")
+
+
+class Writer:
+    """Scalar straight-line C++ of sympy assignments, spectral means as loops over atoms."""
+
+    def __init__(self, index: dict):
+        self.index = index  # symbol name -> slot of the environment array _e
+        self.pr = CxxPrinter()
+        self.names = sympy.numbered_symbols("_c")
+        self.means = 0
+
+    @staticmethod
+    def reads(exprs, defined: set) -> list[str]:
+        syms = set()
+        for e in exprs:
+            syms |= sympy.sympify(e).free_symbols
+        return sorted({s.name for s in syms} - set(defined) - {S_NU.name})
+
+    def _hoist(self, expr, lines: list, indent: str):
+        expr = sympy.sympify(expr)
+        rep = {}
+        for mean in sorted(expr.atoms(SpectralMean), key=sympy.default_sort_key):
+            name = f"_mean{self.means}"
+            self.means += 1
+            repl, (red,) = sympy.cse([mean.args[0]], symbols=sympy.numbered_symbols(f"{name}_c"), order="none")
+            lines.append(f"{indent}T {name} = T(0.0);")
+            lines.append(f"{indent}for (int _a = 0; _a < _ns; _a++) {{")
+            lines.append(f"{indent}    const T {S_NU.name} = T(_s[_a]);")
+            lines += [f"{indent}    const T {c.name} = {self.pr.doprint(x)};" for c, x in repl]
+            lines.append(f"{indent}    {name} = {name} + T(_w[_a]) * ({self.pr.doprint(red)});")
+            lines.append(f"{indent}}}")
+            rep[mean] = sympy.Symbol(name)
+        return expr.xreplace(rep)
+
+    def assign(self, target: str, expr, lines: list, declare: bool = True, indent: str = "    ") -> None:
+        self.assign_many([target], [expr], lines, declare, indent)
+
+    def assign_many(self, targets: list[str], exprs: list, lines: list, declare: bool = True,
+                    indent: str = "    ") -> None:
+        exprs = [self._hoist(e, lines, indent) for e in exprs]
+        repl, red = sympy.cse(exprs, symbols=self.names, order="none")
+        lines += [f"{indent}const T {c.name} = {self.pr.doprint(x)};" for c, x in repl]
+        decl = "const T " if declare else ""
+        lines += [f"{indent}{decl}{t} = {self.pr.doprint(e)};" for t, e in zip(targets, red)]
+
+    def load(self, names, lines: list) -> None:
+        lines += [f"    const T {n} = _e[{self.index[n]}];" for n in names]
+
+
+_ARGS = "T *_e, const double *_s, const double *_w, int _ns"
+
+
+def _let(k: int, seg, w: Writer) -> list:
+    lines = [f"template <typename T> static void seg_{k}({_ARGS}) {{"]
+    defined: set = set()
+    for s, e in seg:
+        need = w.reads([e], defined)
+        w.load(need, lines)
+        defined |= set(need)
+        w.assign(s.name, e, lines)
+        lines.append(f"    _e[{w.index[s.name]}] = {s.name};")
+        defined.add(s.name)
+    return lines + ["}", ""]
+
+
+def _core(k: int, st, w: Writer, segments) -> list:
+    K = len(st.unknowns)
+    if K > KMAX:  # the attractivity test's fixed buffers (no real system comes close)
+        raise NotImplementedError(f"a core stage of {K} unknowns (the kernel takes up to {KMAX})")
+    unknowns = [s.name for s in st.unknowns]
+    prog, jprog = list(st.program), list(st.jac_program)
+    local = set(unknowns) | {s.name for s, _ in prog + jprog}
+    reads = w.reads([e for _, e in prog + jprog] + list(st.maps) + list(st.jacobian), local)
+
+    def header(name, extra, const=True):
+        lines = [f"template <typename T> static void {name}({'const ' if const else ''}{_ARGS}, const T *u{extra}) {{"]
+        w.load(reads, lines)
+        lines += [f"    const T {n} = u[{j}];" for j, n in enumerate(unknowns)]
+        return lines
+
+    out = header(f"map_{k}", ", T *_f")
+    for s, e in prog:
+        w.assign(s.name, e, out)
+    w.assign_many([f"_f[{i}]" for i in range(K)], list(st.maps), out, declare=False)
+    out += ["}", ""]
+    lines = header(f"jac_{k}", ", T *_f, T *_j")
+    for s, e in prog + jprog:
+        w.assign(s.name, e, lines)
+    w.assign_many([f"_f[{i}]" for i in range(K)] + [f"_j[{i}]" for i in range(K * K)],
+                  list(st.maps) + list(st.jacobian), lines, declare=False)
+    out += lines + ["}", ""]
+    lines = header(f"fill_{k}", "", const=False)
+    for s, e in prog:
+        w.assign(s.name, e, lines)
+    lines += [f"    _e[{w.index[n]}] = {n};" for n in unknowns]
+    lines += [f"    _e[{w.index[s.name]}] = {s.name};" for s in st.eliminated]
+    out += lines + ["}", ""]
+    lets = [f"    seg_{j}<T>(_e, _s, _w, _ns);" for j, (kd, _) in enumerate(segments[:k]) if kd == "let"]
+    out += [f"template <typename T> static void prefix_{k}({_ARGS}) {{"] + lets + ["}", ""]
+    # the stage as stage.hpp's solver sees it
+    out += [f"struct stage_{k} {{",
+            f"    enum {{ K = {K} }};",
+            f"    template <typename T> static void map(const {_ARGS}, const T *u, T *f) {{ map_{k}<T>(_e, _s, _w, _ns, u, f); }}",
+            f"    template <typename T> static void jac(const {_ARGS}, const T *u, T *f, T *j) {{ jac_{k}<T>(_e, _s, _w, _ns, u, f, j); }}",
+            f"    template <typename T> static void prefix({_ARGS}) {{ prefix_{k}<T>(_e, _s, _w, _ns); }}",
+            "};", ""]
+    return out
+
+
+def kernel_source(R, continuation: str | None = None) -> str:
+    """C++ source of the kernel of the reduced system ``R`` (module docstring);
+    ``continuation``: the parameter the kernel can continue in (``CONT``), ``None``: none."""
+    params = [p.name for p in R.params]
+    segments = R.segments
+    names = list(params)
+    for kind, body in segments:
+        if kind == "let":
+            names += [s.name for s, _ in body]
+        else:
+            names += [s.name for s in body.unknowns] + [s.name for s in body.eliminated]
+    index = {n: i for i, n in enumerate(dict.fromkeys(names))}
+    w = Writer(index)
+    out = ["// generated by numerics.codegen.cxx from a reduced system: do not edit",
+           f"// params: {' '.join(params)}", f"// outputs: {' '.join(R.outputs)}", runtime_text("runtime.h"),
+           f"static const int NP = {len(params)}, NE = {len(index)}, NOUT = {len(R.outputs)}, "
+           f"NCORE = {len(R.core_unknowns)}, CONT = {params.index(continuation) if continuation in params else -1};",
+           "", runtime_text("stage.hpp")]
+    run, offset = [], 0
+    for k, (kind, seg) in enumerate(segments):
+        if kind == "let":
+            out += _let(k, seg, w)
+            run.append(f"    seg_{k}<T>(_e, _s, _w, _ns);")
+            continue
+        out += _core(k, seg, w, segments)
+        run += [f"    r = solve_stage<T, stage_{k}>(_e, _s, _w, _ns, u + {offset}, cfg, warm, its);",
+                "    if (!(r <= res)) res = r;", f"    fill_{k}<T>(_e, _s, _w, _ns, u + {offset});"]
+        offset += len(seg.unknowns)
+    outs = list(R.outputs.values())
+    lines = [f"template <typename T> static void outputs(const {_ARGS}, T *_out) {{"]
+    w.load(w.reads(outs, set()), lines)
+    w.assign_many([f"_out[{i}]" for i in range(len(outs))], outs, lines, declare=False)
+    out += lines + ["}", ""]
+    out += ["// the whole program at one point (_e[0:NP] holds the parameters; u the core, a start when warm)",
+            "template <typename T> static double run(T *_e, const double *_s, const double *_w, int _ns, T *u,",
+            "                                        const double *cfg, bool warm, T *vals, long *its) {",
+            "    double res = 0.0, r;", *run, "    outputs<T>(_e, _s, _w, _ns, vals);", "    return res;", "}", "",
+            runtime_text("driver.hpp")]
+    return "\n".join(out) + "\n"
+
+
+def operation_counts(source: str) -> dict:
+    """Arithmetic operations (``+ - * /`` and ``sqrt``) in each generated function of a
+    kernel source, for the benchmark's floor estimate (a count of the straight-line code;
+    loops over spectral atoms count once)."""
+    counts, name = {}, None
+    for line in source.splitlines():
+        m = re.match(r"template <typename T> static \w+ (\w+)\(", line)
+        if m:
+            name = m.group(1)
+            counts[name] = 0
+        elif line.startswith("}") or line.startswith("struct "):
+            name = None  # outside the generated functions
+        elif name is not None and line.startswith("    ") and "=" in line:
+            rhs = line.split("=", 1)[1]
+            counts[name] += len(re.findall(r"(?<![eE])[-+*/](?!=)", rhs)) + rhs.count("sqrt(")
+    return counts
