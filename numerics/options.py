@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,8 +63,9 @@ class Result(enum.IntEnum):
     ROUNDING = 5
 
 
-#: the codes of a converged point
+#: the codes of a converged point (the lowest: ``converged`` is ``result <= REFINED_MP``)
 CONVERGED = (Result.OK, Result.REFINED_DD, Result.REFINED_MP)
+assert max(CONVERGED) < min(set(Result) - set(CONVERGED))
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,11 @@ class ReducedSolution:
     result: np.ndarray
     error: dict | None = None
 
-    @property
+    @functools.cached_property
     def converged(self) -> np.ndarray:
-        """Whether each point converged (``result`` in OK, REFINED_DD, REFINED_MP)."""
-        return np.isin(self.result, CONVERGED)
+        """Whether each point converged (``result`` in OK, REFINED_DD, REFINED_MP: the lowest
+        codes, so one comparison; computed once, as callers index it point by point)."""
+        return np.asarray(self.result) <= Result.REFINED_MP
 
 
 def result_codes(res: np.ndarray, finite: np.ndarray, tol: float, ok: Result = Result.OK) -> np.ndarray:
