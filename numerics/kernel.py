@@ -193,7 +193,7 @@ class Kernel:
              signs: np.ndarray, eps: float, safety: float, tiny: float, precision: str = "double",
              patterns: int = 3) -> tuple | None:
         """Solve every row of ``P`` (points x parameters; complex ``P`` runs the complex
-        library); returns ``(V, ERR, CORE, RES, ITS)``, or ``None`` when the library of
+        library) with the options ``cfg`` (slots :data:`numerics.options.KERNEL_CFG`); returns ``(V, ERR, CORE, RES, ITS)``, or ``None`` when the library of
         ``precision`` (``"double"`` or ``"dd"``) cannot be built."""
         variant = "complex" if np.iscomplexobj(P) else precision
         lib = self.lib(variant)
