@@ -17,7 +17,7 @@ How each number is obtained
 ---------------------------
 * Closed forms (``relu``, ``abs``, ``erf``, ``gelu``, polynomials): exact sympy forms,
   evaluated at any precision; Gaussian moments in closed form (see
-  :mod:`pencils._activation_forms` for the derivations and references).
+  :mod:`pencils.activation.closed_forms` for the derivations and references).
 * Everything else (``tanh``, ``sigmoid``, ``softplus``, ``silu``, sympy expressions,
   Python callables): the high-precision numbers come from adaptive composite
   Gauss--Legendre quadrature in mpmath at ``dps`` digits (panels of width one
@@ -73,8 +73,8 @@ from numpy.polynomial.hermite_e import hermegauss
 if TYPE_CHECKING:  # annotations only
     import sympy
 
-from . import cache as _cache
-from ._activation_forms import (
+from .. import cache as _cache
+from .closed_forms import (
     ALIASES,
     MAX_ORDER,
     NAMED,
