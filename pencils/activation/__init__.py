@@ -66,17 +66,22 @@ True
 """
 from __future__ import annotations
 
-# A thin re-export: the code lives in the submodules (spec -> core -> equivalence,
-# gaussian_moments -> quadrature, mp_quadrature -> common -> closed_forms).
+# A thin re-export.  Each submodule imports only those listed after it: spec, core,
+# equivalence and gaussian_moments, quadrature and mp_quadrature, common, closed_forms.
 from .closed_forms import SymbolicForms
 from .closed_forms import symbols as _symbols
 from .common import ActivationSpecError, QuadratureWarning
 from .core import Activation, MpCoefficients
-from .spec import KNOWN_ACTIVATIONS, activation
+from .spec import KNOWN_ACTIVATIONS as _KNOWN_ACTIVATIONS
+from .spec import activation
 
 # Importable from here as from the former single module (validation.main reads ALIASES).
 from .closed_forms import ALIASES, MAX_ORDER, NAMED, hermite_functions, sqrt_factorials  # noqa: F401
 from .common import FLOAT_TOL, KERNEL_TOL, MEHLER_MP_MAX_ORDER, RANGE_SLACK  # noqa: F401
+
+#: Canonical names accepted by :func:`activation` (case-insensitive); the tuple of
+#: :mod:`~pencils.activation.spec`, assigned here so that the API page lists it.
+KNOWN_ACTIVATIONS: tuple[str, ...] = _KNOWN_ACTIVATIONS
 
 __all__ = [
     "Activation", "activation", "KNOWN_ACTIVATIONS", "MpCoefficients", "SymbolicForms",

@@ -317,6 +317,14 @@ class Activation(_EquivalenceConstants, _GaussianMoments):
         out = np.where((out < 0) & (out > -1e-14 * self._scale**2), 0.0, out)
         return float(out) if np.ndim(s) == 0 else out
 
+    # ------------------------------------------------------------------ structured data, Gaussian moments
+    # Defined in the mixins (equivalence.py, gaussian_moments.py); named here too because the
+    # API reference lists a class's own members only.
+    equivalence_constants = _EquivalenceConstants.equivalence_constants
+    equivalence_constants_mp = _EquivalenceConstants.equivalence_constants_mp
+    gaussian_moments = _GaussianMoments.gaussian_moments
+    gaussian_second_moment = _GaussianMoments.gaussian_second_moment
+
     # ------------------------------------------------------------------ kinked activations
     def _gl_kernel_applies(self) -> bool:
         """The float kernel uses piecewise Gauss--Legendre: quadrature activations with known
