@@ -21,7 +21,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def main() -> int:
-    from validation import sweep, table
+    from validation import table
+    from validation.simulation import sweep
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="the --quick table (3 points, d = 50 100 200, 4 seeds)")

@@ -42,13 +42,13 @@ suppress_warnings = ["toc.not_included"]
 
 
 def public_modules() -> list[str]:
-    """Every importable public module of :data:`PACKAGES` (names without a leading underscore)."""
+    """Every importable public module of :data:`PACKAGES` and their subpackages (names without a leading underscore)."""
     names = []
     for package in PACKAGES:
         names.append(package)
         pkg = importlib.import_module(package)
-        for info in pkgutil.iter_modules(pkg.__path__, prefix=f"{package}."):
-            if not info.name.rsplit(".", 1)[-1].startswith("_"):
+        for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{package}."):  # subpackages too
+            if not any(part.startswith("_") for part in info.name.split(".")):
                 names.append(info.name)
     return names
 

@@ -19,7 +19,8 @@ import pytest
 import pencils
 import validation
 from validation import main as dsm_main
-from validation import report, sweep, table
+from validation import report, table
+from validation.simulation import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,7 @@ import pytest
 
 import pencils
 from derivations import training_time as tt
-from validation.extrapolate import extrapolate
-from validation.montecarlo import simulate
+from validation import extrapolate, simulate
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 ``python -m validation.report`` prints, for each parameter point, the true-activation
 and surrogate test/train errors at every ``d`` and the extrapolated limits (weighted
-fit ``c0 + c1/d``, see :mod:`validation.extrapolate`), as a Markdown table.  The
+fit ``c0 + c1/d``, see :mod:`validation.simulation.extrapolate`), as a Markdown table.  The
 default preset is the foundation check of issue 2: relu, ``psi_n = 2``,
 ``psi_p in {1, 4}``, ``t = 0.5``, ``lam = 1e-2``, ``m in {1, inf}``, ``d in {100, 200, 400}``.
 """
@@ -23,10 +23,11 @@ def run(activation: str, ds, psi_n, psi_ps, t, lam, ms, seeds: int, out=sys.stdo
         stats: list | None = None) -> list[dict]:
     """Simulate every ``(psi_p, m)`` x (true, surrogate) x ``d``, print the table to ``out``.
 
-    The simulations run through :func:`validation.sweep.run` (serially for
+    The simulations run through :func:`validation.simulation.sweep.run` (serially for
     ``scheduler=None``, else on Dask, with the same numbers).
     """
-    from validation import extrapolate, sweep
+    from validation import extrapolate
+    from validation.simulation import sweep
 
     start = time.perf_counter()
     combos = [(psi_p, m, surrogate) for psi_p, m in itertools.product(psi_ps, ms) for surrogate in (False, True)]
@@ -75,7 +76,7 @@ def _parser():
 
 def main(argv=None) -> int:
     from validation.main import distinct, fail
-    from validation.sweep import check_scheduler, connect
+    from validation.simulation.sweep import check_scheduler, connect
 
     ap = _parser()
     args = ap.parse_args(argv)

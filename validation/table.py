@@ -14,7 +14,7 @@ It writes ``DIR/validation_table.md``, ``DIR/validation_table.csv`` (with a ``co
 column) and its JSON sidecar ``DIR/validation_table.json`` (``--out DIR``, default
 ``results``).  A run at the defaults takes tens of minutes on two cores (``--quick`` runs
 3 points at small ``d``).  ``--scheduler local`` runs the simulations on a local Dask
-cluster, ``--scheduler tcp://HOST:PORT`` on an existing one (see :mod:`validation.sweep`);
+cluster, ``--scheduler tcp://HOST:PORT`` on an existing one (see :mod:`validation.simulation.sweep`);
 the numbers are identical to the serial run.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _m(m) -> str:
 
 def sweep_points(points, ds, seeds: int) -> list:
     """The Monte Carlo points of the table: each parameter point x (true, surrogate) x ``d``."""
-    from validation.sweep import Point
+    from validation.simulation.sweep import Point
 
     return [Point(act, d=d, psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m, seeds=tuple(range(seeds)),
                   surrogate=surrogate)
@@ -95,11 +95,12 @@ def evaluate(points, ds, seeds: int, scheduler=None, *, workers: int | None = No
              stats: list | None = None) -> list[dict]:
     """Theory, simulations and extrapolations at each point (progress on stderr).
 
-    The simulations run through :func:`validation.sweep.run` (serially for
+    The simulations run through :func:`validation.simulation.sweep.run` (serially for
     ``scheduler=None``, else on Dask); the numbers do not depend on ``scheduler``.
     """
     import pencils
-    from validation import extrapolate, sweep
+    from validation import extrapolate
+    from validation.simulation import sweep
 
     start = time.perf_counter()
     theories = []
@@ -160,7 +161,7 @@ def _parser():
 def parse_args(argv=None) -> argparse.Namespace:
     """Parse and check every argument (exit status 2 with one line on stderr on error)."""
     from validation.main import distinct, writable_folder
-    from validation.sweep import check_scheduler
+    from validation.simulation.sweep import check_scheduler
 
     ap = _parser()
     args = ap.parse_args(argv)
@@ -183,7 +184,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     from validation.main import command_line, fail, jsonable, save_table
-    from validation.sweep import connect
+    from validation.simulation.sweep import connect
 
     args = parse_args(argv)
     points = QUICK if args.quick else POINTS

@@ -49,8 +49,8 @@ def _m(m) -> str:
 def run(points=POINTS, ds=(100, 200, 400), seeds=None, progress: bool = False) -> list[dict]:
     import pencils
     from derivations.training_time import errors_at_time
-    from validation.extrapolate import extrapolate
-    from validation.montecarlo import simulate
+    from validation.simulation.driver import simulate
+    from validation.simulation.extrapolate import extrapolate
 
     seeds = dict(SEEDS if seeds is None else seeds)
     rows = []
