@@ -1,11 +1,11 @@
-"""Samplers (validation.sampling) on Gaussian data with the exact score, and real-data experiments."""
+"""Samplers (validation.images.sampling) on Gaussian data with the exact score, and real-data experiments."""
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from validation import sampling
+from validation.images import sampling
 
 # The MNIST test split of shared/ (beside the checkout, as CI lays it; else the workplace's copy).
 MNIST = next((c for c in (Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
@@ -133,7 +133,7 @@ def _tiny_config(**kw):
 
 @pytest.fixture(scope="module")
 def mnist_pool():
-    from validation import data
+    from validation.images import data
     return real.Pool("mnist", data.load_dataset(MNIST, downsample=4))
 
 
@@ -182,7 +182,7 @@ def test_images_and_gaussian_agree_when_the_data_are_drowned(mnist_pool):
 
 @needs_mnist
 def test_against_structured_theory_when_available():
-    from validation import data
+    from validation.images import data
     pool = real.Pool("mnist", data.load_dataset(MNIST, downsample=2))
     theory, note = real.structured_theory("relu", pool.eigs)
     if theory is None:

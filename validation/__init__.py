@@ -4,9 +4,11 @@
   :func:`simulate` (seed-averaged test/train errors of the true activation or of its
   Gaussian-equivalent surrogate, any ``m >= 1`` and ``m = inf``), :func:`fit_score`,
   :func:`extrapolate` (``d -> inf`` from several ``d``), the exact feature moments, Dask sweeps;
-* real image data (:mod:`validation.data`), the memorised fraction of generated samples
-  (:mod:`validation.memorization`) and sampling with a learned score (:mod:`validation.sampling`);
-  :mod:`validation.montecarlo` is an alias of the simulation modules.
+* :mod:`validation.images` -- real image data (:func:`load_images`, :func:`spectrum`), sampling
+  with a learned score (:func:`sample_sde`, :func:`sample_ode`, :func:`tweedie`) and the memorised
+  fraction of generated samples;
+* :mod:`validation.real` -- the real-data experiments; :mod:`validation.montecarlo` is an alias
+  of the simulation modules.
 
 The public names are imported on first access (PEP 562), so ``import validation`` (and
 ``python -m validation.<tool>``) loads only what is used.
@@ -21,10 +23,10 @@ _LAZY = {
     "FittedScore": "validation.simulation.training",
     "fit_score": "validation.simulation.testerror",
     **dict.fromkeys(["SimulationResult", "simulate"], "validation.simulation.driver"),
-    **dict.fromkeys(["load_images", "load_dataset", "spectrum"], "validation.data"),
-    **dict.fromkeys(["Memorization", "memorized_fraction"], "validation.memorization"),
+    **dict.fromkeys(["load_images", "load_dataset", "spectrum"], "validation.images.data"),
+    **dict.fromkeys(["Memorization", "memorized_fraction"], "validation.images.memorization"),
     **dict.fromkeys(["ScoreGrid", "sample_ode", "sample_sde", "train_score_grid", "tweedie"],
-                    "validation.sampling"),
+                    "validation.images.sampling"),
 }
 
 __all__ = [

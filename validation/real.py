@@ -4,7 +4,7 @@ the structured-data theory, sampling with the learned score and the memorised fr
 ``python -m validation.real --data PATH [--data PATH ...] [--quick] [--out DIR]``
 
 For each dataset (an IDX images file or a folder holding one dataset, see
-:func:`validation.data.load_dataset`; the pool is every split found, preprocessed as
+:func:`validation.images.data.load_dataset`; the pool is every split found, preprocessed as
 MODEL.md says, optionally ``k x k`` mean-pooled first with ``--downsample k``):
 
 1. **Learning curves** (``curves.csv/.md``, ``curves_<name>.png``).  At ``psi_n = n/d``
@@ -27,7 +27,7 @@ MODEL.md says, optionally ``k x k`` mean-pooled first with ``--downsample k``):
    columns are empty and the run says that the theory side is pending.
 3. **Memorisation** (``memorization.csv/.md``, ``memorization_<name>.png``,
    ``samples_<name>.png``).  ``n_mem`` training images, scores trained at ``mem_times``
-   (geometric grid) for each ``p`` and ``m`` (:func:`validation.sampling.train_score_grid`),
+   (geometric grid) for each ``p`` and ``m`` (:func:`validation.images.sampling.train_score_grid`),
    ``mem_samples`` samples by the reverse SDE (or ``--sampler ode``) from ``T`` to ``t_min``,
    denoised by Tweedie's formula, and :func:`validation.memorized_fraction` against the
    training images, over ``mem_seeds`` training subsets; also for Gaussian data with the pool
@@ -54,9 +54,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import data as _data
-from . import sampling as _sampling
-from .memorization import memorized_fraction
+from .images import data as _data
+from .images import sampling as _sampling
+from .images.memorization import memorized_fraction
 
 # ----------------------------------------------------------------------------------
 # Configuration
@@ -247,7 +247,7 @@ def curve_point(act: str, pool: Pool, kind: str, *, psi_n, psi_p, m, t, lam, see
     Gaussian data at the same seed share ``W`` and the noise (common random numbers, which
     sharpens their difference).
     """
-    from .montecarlo import fit_on_data
+    from validation.simulation.training import fit_on_data
 
     d = pool.d
     n, p = max(2, round(psi_n * d)), max(1, round(psi_p * d))
@@ -304,7 +304,7 @@ class PhasePoint:
 
 
 def run_phase(pool: Pool, cfg: Config) -> list[PhasePoint]:
-    from .montecarlo import fit_on_data
+    from validation.simulation.training import fit_on_data
 
     a2 = math.exp(-2 * cfg.phase_t)
     grid = [(m, qn, qp) for m in cfg.phase_m for qn in cfg.phase_psi_n for qp in cfg.phase_psi_p]
@@ -423,7 +423,7 @@ def spectrum_check(pool: Pool, cfg: Config, *, psi_p: float = 2.0, t: float = 0.
     one: if only the spiky spectrum deviates, the theory's gap on Gaussian data comes from the
     large eigenvalues, not from finite-``d`` noise.  Returns one dict per (spectrum, m).
     """
-    from .montecarlo import fit_on_data
+    from validation.simulation.training import fit_on_data
 
     d = pool.d
     spectra = [("pool", pool.eigs), (f"clipped at {clip:g}", np.minimum(pool.eigs, clip)),
