@@ -118,9 +118,10 @@ def test_sampler_flags_non_finite_score():
                             progress=False)
 
 
-# ---------------------------------------------------------------- real-data experiments (validation.real)
+# ---------------------------------------------------------------- real-data experiments (validation.images.experiments, dsm-curves real)
 
-from validation import real  # noqa: E402
+from validation.cli import real as real_cli  # noqa: E402
+from validation.images import experiments as real  # noqa: E402
 
 
 def _tiny_config(**kw):
@@ -139,7 +140,7 @@ def mnist_pool():
 
 @needs_mnist
 def test_tiny_end_to_end_run_on_mnist(tmp_path):
-    res = real.run([MNIST], tmp_path, _tiny_config(), log=lambda *a: None)
+    res = real_cli.run([MNIST], tmp_path, _tiny_config(), log=lambda *a: None)
     for name in ("curves.csv", "curves.json", "curves.md", "phase.csv", "memorization.csv", "memorization.md",
                  "curves_mnist.png", "phase_mnist.png", "memorization_mnist.png", "samples_mnist.png"):
         assert (tmp_path / name).stat().st_size > 0, name
@@ -200,7 +201,7 @@ def test_against_structured_theory_when_available():
 
 def test_command_line_rejects_missing_data(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        real.main(["--data", str(tmp_path / "nothing-here"), "--out", str(tmp_path)])
+        real_cli.main(["--data", str(tmp_path / "nothing-here"), "--out", str(tmp_path)])
     assert exc.value.code == 2
     assert "nothing-here" in capsys.readouterr().err
 

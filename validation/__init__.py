@@ -1,14 +1,15 @@
-"""Monte Carlo ground truth, real images and the command lines.
+"""Monte Carlo ground truth, real images and the ``dsm-curves`` command, in three wings:
 
 * :mod:`validation.simulation` -- finite-``d`` random-features scores trained by DSM:
   :func:`simulate` (seed-averaged test/train errors of the true activation or of its
   Gaussian-equivalent surrogate, any ``m >= 1`` and ``m = inf``), :func:`fit_score`,
   :func:`extrapolate` (``d -> inf`` from several ``d``), the exact feature moments, Dask sweeps;
 * :mod:`validation.images` -- real image data (:func:`load_images`, :func:`spectrum`), sampling
-  with a learned score (:func:`sample_sde`, :func:`sample_ode`, :func:`tweedie`) and the memorised
-  fraction of generated samples;
-* :mod:`validation.real` -- the real-data experiments; :mod:`validation.montecarlo` is an alias
-  of the simulation modules.
+  with a learned score (:func:`sample_sde`, :func:`sample_ode`, :func:`tweedie`), the memorised
+  fraction of generated samples and the real-data experiments with their plots;
+* :mod:`validation.cli` -- the ``dsm-curves`` command and its subcommands (the old
+  ``python -m validation.<tool>`` commands are aliases of them; :mod:`validation.montecarlo`
+  is an alias of the simulation modules).
 
 The public names are imported on first access (PEP 562), so ``import validation`` (and
 ``python -m validation.<tool>``) loads only what is used.
