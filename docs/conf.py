@@ -60,7 +60,7 @@ def write_api_pages(srcdir: Path) -> list[str]:
     modules = public_modules()
     for name in modules:
         text = f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n"
-        if name in PACKAGES:
+        if hasattr(importlib.import_module(name), "__path__"):  # a package: its members have their modules' pages
             text += "   :no-members:\n"
         path = out / f"{name}.rst"
         if not path.exists() or path.read_text() != text:
