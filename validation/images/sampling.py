@@ -27,7 +27,7 @@ points ``x̂ = (y + Delta_t s(y, t)) / a_t`` (Efron 2011, "Tweedie's formula").
 
 A *learned* score is a family of random-features scores trained by DSM at the times of a
 grid ``τ_1 < ... < τ_J`` on the same training points (:func:`train_score_grid`, one
-:func:`validation.montecarlo.fit_on_data` per time).  Between grid times the noise
+:func:`validation.simulation.training.fit_on_data` per time).  Between grid times the noise
 predictor ``ε̂(y, t) = -sqrt(Delta_t) s(y, t) = -B_t φ_t(y)`` (which is what DSM trains and
 which stays ``O(1)`` as ``t → 0``) is interpolated linearly in ``log t`` between the two
 neighbouring trained scores, and ``s = -ε̂ / sqrt(Delta_t)``; outside ``[τ_1, τ_J]`` the
@@ -224,11 +224,11 @@ def train_score_grid(act, X: np.ndarray, times: Sequence[float], *, p: int, lam:
     """Train one random-features DSM score per time of ``times`` on the same points ``X``.
 
     Each time ``τ_j`` gets its own features and noise: seed ``SeedSequence(seed)``'s
-    ``j``-th spawned integer is passed to :func:`validation.montecarlo.fit_on_data`
+    ``j``-th spawned integer is passed to :func:`validation.simulation.training.fit_on_data`
     (``m`` noise draws per point, ``m = inf`` the exact noise average).  The surrogate
     needs fresh randomness at evaluation and is therefore not supported here.
     """
-    from .montecarlo import fit_on_data
+    from validation.simulation.training import fit_on_data
 
     if surrogate:
         raise ValueError("sampling needs a deterministic score: surrogate=True is not supported")
