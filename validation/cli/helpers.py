@@ -107,18 +107,48 @@ def distinct(name: str, values: list, at_least: int = 1) -> list:
     return values
 
 
-def writable_folder(path: Path) -> Path:
-    """Create ``path`` if needed and check a file can be written there (``ValueError`` otherwise)."""
+def _shown(path) -> str:
+    """``path`` for a one-line message (a very long path is shortened in the middle)."""
+    text = str(path)
+    return repr(text if len(text) <= 80 else text[:38] + "..." + text[-38:])
+
+
+def writable_folder(path: Path, option: str = "--out") -> Path:
+    """Create ``path`` if needed and check a file can be written there; ``ValueError`` naming
+    ``option`` otherwise (an existing regular file, a name too long for the file system, no
+    permission...), so that a bad output folder is reported before any work, not after it."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"output folder {str(path)!r} is an existing file, not a folder")
     try:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{option} {_shown(path)} is an existing file, not a folder (give a folder, "
+                             "created if missing, where files can be written)")
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise ValueError(f"output folder {str(path)!r} is not writable ({exc.strerror or exc})") from None
+        raise ValueError(f"{option} {_shown(path)} is not writable: cannot create it or write a file "
+                         f"there ({exc.strerror or exc})") from None
     return path
+
+
+def data_path(path, option: str, **downsample: int) -> tuple[int, int]:
+    """Check that ``path`` exists and holds IDX images (file headers only: cheap,
+    :func:`validation.images.data.check_data_path`) and that each ``downsample`` keyword
+    (``option_name=k``, e.g. ``mem_downsample=4``) is at most the image side; return the
+    image size ``(rows, cols)``.  ``ValueError`` naming the option otherwise."""
+    from validation.images.data import check_data_path
+
+    try:
+        rows, cols = check_data_path(path)
+    except OSError as exc:
+        raise ValueError(f"{option} {_shown(path)}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"{option}: {exc}") from None
+    for name, k in downsample.items():
+        if k > min(rows, cols):
+            raise ValueError(f"--{name.replace('_', '-')} must be an integer from 1 to {min(rows, cols)} "
+                             f"(the image side of {option} {_shown(path)}, {rows} x {cols}), got {k}")
+    return rows, cols
 
 
 def command_line(prog: str, argv: list[str] | None = None) -> str:

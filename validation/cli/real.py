@@ -14,8 +14,8 @@ from validation.images.experiments import (Config, Pool, dataset_name, run_curve
 from validation.images.plots import (_fmt, curves_table, memorization_table, plot_curves, plot_memorization,
                                      plot_phase, plot_samples, real_vs_gaussian_table)
 
-from .helpers import (Parser, activation_help, activation_name, command_line, fail, int_in, jsonable, real_in,
-                      save_table)
+from .helpers import (Parser, activation_help, activation_name, command_line, data_path, fail, int_in, jsonable,
+                      real_in, save_table, writable_folder)
 
 PROG = "dsm-curves real"
 
@@ -142,16 +142,21 @@ def main(argv=None, prog: str = PROG) -> int:
     parser.add_argument("--no-memorization", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    for p in args.data:
-        if not Path(p).exists():
-            parser.error(f"--data {p}: no such file or folder")
     kw = {k: v for k, v in dict(activation=args.activation, downsample=args.downsample,
                                 mem_downsample=args.mem_downsample, seeds=args.seeds, lam=args.lam,
                                 sampler=args.sampler, mem_seeds=args.mem_seeds).items()
           if v is not None}
     kw |= dict(gaussian=not args.no_gaussian, curves=not args.no_curves, spectrum_check=args.spectrum_check, phase=not args.no_phase, memorization=not args.no_memorization,
                progress=not args.no_progress)
-    cfg = Config.quick(**kw) if args.quick else Config(**kw)
+    try:  # every argument before any work: the data headers, the output folder
+        cfg = Config.quick(**kw) if args.quick else Config(**kw)
+        sizes = dict(downsample=cfg.downsample) | (dict(mem_downsample=cfg.mem_downsample)
+                                                     if cfg.memorization else {})
+        for p in args.data:
+            data_path(p, "--data", **sizes)
+        args.out = writable_folder(args.out)
+    except ValueError as exc:
+        parser.error(str(exc))
     start = time.perf_counter()
     try:
         res = run([Path(p) for p in args.data], args.out, cfg, command=command_line(prog, argv))

@@ -40,7 +40,7 @@ import numpy as np
 from validation.simulation.problem import m_label
 from validation.simulation.spectra import ALPHA, POWER_LAW_ATOMS, U0, eigenvalues, measure, power_law, tau
 
-from .helpers import (Parser, activation_name, command_line, fail, int_in, jsonable, plain, save_table,
+from .helpers import (Parser, activation_name, command_line, data_path, fail, int_in, jsonable, plain, save_table,
                       write_csv, writable_folder)
 from .main_job import phase_axes
 from .table import agreement, comparison_row
@@ -193,6 +193,8 @@ def table_main(argv=None, prog: str = PROG) -> int:
     try:
         if args.quick and args.seeds is not None:
             raise ValueError("--quick sets 4 seeds; drop --seeds or drop --quick")
+        if args.mnist is not None:
+            data_path(args.mnist, "--mnist")
         args.out = writable_folder(args.out)
     except ValueError as exc:
         ap.error(str(exc))

@@ -23,13 +23,12 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from validation.simulation.problem import m_label
 
-from .helpers import MAX_D, Parser, int_in, write_csv
+from .helpers import MAX_D, Parser, distinct, int_in, writable_folder, write_csv
 
 PROG = "dsm-curves time"
 
@@ -125,12 +124,14 @@ def table_main(argv=None, prog: str = PROG) -> int:
     ap.add_argument("--quick", action="store_true", help="3 points at d = 60, 120")
     ap.add_argument("--d", type=int_in(4, MAX_D), nargs="+", default=None, help="dimensions (default 100 200 400)")
     args = ap.parse_args(argv)
-    ds = tuple(args.d or ((60, 120) if args.quick else (100, 200, 400)))
+    try:  # every argument before the simulations
+        ds = tuple(distinct("--d", list(args.d or ((60, 120) if args.quick else (100, 200, 400))), at_least=2))
+        out = writable_folder(args.out)
+    except ValueError as exc:
+        ap.error(str(exc))
     seeds = {d: SEEDS.get(d, 6) for d in ds}
     start = time.perf_counter()
     rows = run(QUICK if args.quick else POINTS, ds, seeds, progress=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, ds)
     (out / "time_table.md").write_text(text + "\n")
     write_csv(out / "time_table.csv", rows)
@@ -179,6 +180,10 @@ def figures_main(argv=None, prog: str = f"{PROG} figures") -> int:
     ap.add_argument("--out", default="results")
     ap.add_argument("--quick", action="store_true", help="coarser grids (a smoke run)")
     args = ap.parse_args(argv)
+    try:
+        out = writable_folder(args.out)
+    except ValueError as exc:
+        ap.error(str(exc))
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -186,8 +191,6 @@ def figures_main(argv=None, prog: str = f"{PROG} figures") -> int:
     import pencils
     from derivations import training_time as tt
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     th = pencils.build("relu")
     t, lam, tol = 0.5, 0.0, 1e-6
     a_sq = math.exp(-2 * t)

@@ -59,12 +59,11 @@ from pencils._lazy import lazy_names
 #: public name -> submodule that defines it
 _LAZY = {
     **dict.fromkeys(["Coefficients", "Covariance", "Problem", "make_problem", "instance_streams", "m_label",
-                     "check_reals"], "problem"),
+                     "check_reals", "parse_m"], "problem"),
     **dict.fromkeys(["FittedScore", "fit_on_data", "flow_filter", "memory_estimate", "CHUNK_ROWS"], "training"),
     "fit_score": "testerror",
     **dict.fromkeys(["SimulationResult", "simulate"], "driver"),
     **dict.fromkeys(["Extrapolation", "LinearFit", "extrapolate", "fit_inverse_d"], "extrapolate"),
-    "parse_m": "derivations.model",
 }
 
 __all__ = sorted(_LAZY)

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
+import numbers
 import time
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Iterable
 
 import numpy as np
@@ -34,6 +35,20 @@ class SimulationResult:
     #: ``tr Sigma / d`` of the data covariance (1 for isotropic data).
     tau: float = 1.0
     isotropic: bool = True
+    #: the ``d`` eigenvalues of ``Sigma`` (init-only: kept as :attr:`eigenvalues`, read by
+    #: :func:`validation.extrapolate` to refuse runs of different covariances)
+    spectrum: InitVar[np.ndarray | None] = None
+
+    def __post_init__(self, spectrum):
+        if spectrum is not None:
+            spectrum = np.sort(np.asarray(spectrum, dtype=float))
+            spectrum.setflags(write=False)
+        object.__setattr__(self, "_eigenvalues", spectrum)
+
+    @property
+    def eigenvalues(self) -> np.ndarray | None:
+        """The data covariance's eigenvalues, ascending (``None`` when not recorded)."""
+        return getattr(self, "_eigenvalues", None)
 
     @property
     def d(self) -> int:
@@ -80,13 +95,26 @@ def _standard_error(values: np.ndarray) -> float:
 
 
 def _seed_list(seeds) -> tuple[int, ...]:
-    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+    """``seeds`` as a tuple of distinct integers ``>= 0``: a count ``k >= 1`` gives ``0..k-1``.
+
+    Strings, booleans, fractional or negative seeds are refused (``ValueError`` naming
+    ``seeds``): a string would be iterated character by character and ``int(0.5)`` would
+    silently run seed 0.
+    """
+    if isinstance(seeds, (numbers.Integral, np.integer)) and not isinstance(seeds, (bool, np.bool_)):
         if seeds < 1:
-            raise ValueError(f"seeds must be >= 1 (a count) or a list of ints, got {seeds!r}")
+            raise ValueError(f"seeds must be a count >= 1 or a list of distinct integers >= 0, got {seeds!r}")
         return tuple(range(int(seeds)))
-    out = tuple(int(s) for s in seeds)
+    if isinstance(seeds, (str, bytes, bool, np.bool_)) or not isinstance(seeds, Iterable):
+        raise ValueError(f"seeds must be a count >= 1 or a list of distinct integers >= 0, got {seeds!r}")
+    out = tuple(seeds)
+    bad = [s for s in out if isinstance(s, (bool, np.bool_)) or not isinstance(s, (numbers.Integral, np.integer))
+           or s < 0]
+    if bad:
+        raise ValueError(f"seeds must be integers >= 0, got {bad[0]!r}")
+    out = tuple(int(s) for s in out)
     if not out:
-        raise ValueError("seeds is empty")
+        raise ValueError("seeds is empty (give a count >= 1 or a list of distinct integers >= 0)")
     if len(set(out)) != len(out):
         raise ValueError(f"seeds repeat: {out}")
     return out
@@ -117,7 +145,11 @@ def simulate(activation, *, d, psi_n, psi_p, t, lam, m, seeds: int | Iterable[in
     progress : a tqdm bar on stderr over seeds (and over feature chunks of long finite-``m``
         runs): ``True`` always, ``False`` never, ``None`` once a run takes over 3 s.
     max_memory : bytes one instance may use (default: the available memory, /proc/meminfo);
-        a larger :func:`memory_estimate` raises a ValueError before anything is allocated.
+        a larger :func:`memory_estimate` (with the covariance's own arrays) raises a ValueError
+        naming ``d, n, p, m`` before anything proportional to them is allocated.
+
+    Every argument is checked before any work (``ValueError`` naming it: non-numbers, strings,
+    booleans, NaN, inf, out of range, a covariance of the wrong size or not PSD).
 
     Examples
     --------
@@ -131,10 +163,11 @@ def simulate(activation, *, d, psi_n, psi_p, t, lam, m, seeds: int | Iterable[in
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise ValueError(f"progress must be True, False or None, got {progress!r}")
     problem = make_problem(d=d, psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m)
-    cov = Covariance.of(covariance, problem.d)
     T = _check_train_time(train_time)
     seed_list = _seed_list(seeds)
-    _check_memory(memory_estimate(problem), max_memory, problem)
+    # before Covariance.of: it allocates d numbers (d^2 for a matrix)
+    _check_memory(memory_estimate(problem, covariance), max_memory, problem)
+    cov = Covariance.of(covariance, problem.d)
     act = pencils.activation(activation)
     tests, trains = [], []
     form, order, bound, offset = "", 0, 0.0, None
@@ -144,7 +177,7 @@ def simulate(activation, *, d, psi_n, psi_p, t, lam, m, seeds: int | Iterable[in
     try:
         for seed in seed_list:
             fitted = fit_score(act, problem, seed, surrogate=surrogate, covariance=cov, train_time=T,
-                               progress=progress)
+                               progress=progress, max_memory=max_memory)
             tests.append(fitted.test_error)
             trains.append(fitted.train_error)
             form, offset = fitted.form, fitted.dsm_offset
@@ -160,4 +193,5 @@ def simulate(activation, *, d, psi_n, psi_p, t, lam, m, seeds: int | Iterable[in
                             seeds=seed_list, test_values=np.array(tests),
                             train_values=np.array(trains), form=form, mehler_order=order,
                             truncation_bound=bound, seconds=time.perf_counter() - start,
-                            dsm_offset=offset, train_time=T, tau=cov.tau, isotropic=cov.isotropic)
+                            dsm_offset=offset, train_time=T, tau=cov.tau, isotropic=cov.isotropic,
+                            spectrum=cov.eigenvalues)

@@ -5,17 +5,21 @@
 * :class:`Coefficients`: the Gaussian-equivalence numbers at diffusion time ``t``;
 * :func:`instance_streams`: the random streams ``(W, X, Z, xi, xi')`` of one instance;
 * :func:`m_label`: ``m`` as text in tables, file names and figures;
-* :func:`check_reals`: the library-side numeric checks (:func:`derivations.model.check_real_array`).
+* :func:`check_reals`: the library-side numeric checks (:func:`derivations.model.check_real_array`),
+  reals and integers; :func:`parse_m` (:func:`derivations.model.parse_m`, also refusing integers
+  too large for a float with a ``ValueError``).
 """
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 from derivations.model import Coefficients as TheoryCoefficients
-from derivations.model import check_real_array, parse_m
+from derivations.model import check_real_array
+from derivations.model import parse_m as _parse_m
 
 
 @dataclass(frozen=True)
@@ -90,15 +94,13 @@ class Problem:
 
 
 def make_problem(*, d, psi_n, psi_p, t, lam, m) -> Problem:
-    """Check the parameters and round ``n = psi_n d``, ``p = psi_p d`` to integers."""
-    check_reals(d=d, psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, allow_zero=("lam",))
-    if float(d) != int(d) or int(d) < 1:
-        raise ValueError(f"d must be an integer >= 1, got {d!r}")
-    d = int(d)
-    n = max(1, int(round(psi_n * d)))
-    p = max(1, int(round(psi_p * d)))
-    return Problem(d=d, n=n, p=p, m=parse_m(m), t=float(t), lam=float(lam),
-                   psi_n=float(psi_n), psi_p=float(psi_p))
+    """Check the parameters (:func:`check_reals`, :func:`parse_m`) and round ``n = psi_n d``,
+    ``p = psi_p d`` to integers.  Nothing proportional to ``d`` is allocated here."""
+    v = check_reals(d=d, psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, allow_zero=("lam",), integers=("d",))
+    d = v["d"]
+    n = max(1, int(round(v["psi_n"] * d)))
+    p = max(1, int(round(v["psi_p"] * d)))
+    return Problem(d=d, n=n, p=p, m=parse_m(m), t=v["t"], lam=v["lam"], psi_n=v["psi_n"], psi_p=v["psi_p"])
 
 
 # ----------------------------------------------------------------------------------
@@ -218,15 +220,55 @@ def m_label(m, infinity: str = "∞") -> str:
     return infinity if math.isinf(m) else str(int(m))
 
 
-def check_reals(allow_zero: tuple[str, ...] = (), **values) -> None:
-    """``ValueError`` naming the argument unless each of ``values`` is a real number, finite and
-    ``> 0`` (``>= 0`` for the names in ``allow_zero``): :func:`derivations.model.check_real_array`
-    on each value converted by ``float`` (numeric strings and numpy scalars are accepted)."""
-    reals = {}
+def parse_m(m) -> float:
+    """``m`` as ``int >= 1`` or ``math.inf`` (:func:`derivations.model.parse_m`); an integer too
+    large for a float is a ``ValueError`` naming ``m`` too (not an ``OverflowError``).
+
+    >>> parse_m("inf"), parse_m(4.0)
+    (inf, 4)
+    """
+    try:
+        return _parse_m(m)
+    except OverflowError:
+        raise ValueError(f"m must be an integer >= 1 or inf, got an integer of {len(str(m))} digits "
+                         "(too large for a float)") from None
+
+
+def check_reals(allow_zero: tuple[str, ...] = (), integers: tuple[str, ...] = (), **values) -> dict:
+    """Check each of ``values`` and return them converted (``float``, or ``int`` for the names in
+    ``integers``); ``ValueError`` naming the argument and the accepted range otherwise.
+
+    Accepted: a real number (Python or numpy scalar, 0-d array), finite and ``> 0`` (``>= 0`` for
+    the names in ``allow_zero``; :func:`derivations.model.check_real_array`), a whole number for
+    the names in ``integers``.  Refused, because each is a caller's mistake that would otherwise
+    pass silently or fail later without naming the argument: strings (also numeric ones, like
+    the theory's checks), booleans, complex numbers, integers too large for a float.
+
+    >>> check_reals(d=40, t=0.5, integers=("d",))
+    {'d': 40, 't': 0.5}
+    >>> check_reals(d=2.5, integers=("d",))
+    Traceback (most recent call last):
+    ...
+    ValueError: d must be an integer >= 1, got 2.5
+    """
+    out = {}
     for name, value in values.items():
+        zero_ok = name in allow_zero
+        kind = "an integer" if name in integers else "a real number"
+        bound = ">= 0" if zero_ok else (">= 1" if name in integers else "> 0")
+        if isinstance(value, (str, bytes, bool, np.bool_, complex, np.complexfloating)):
+            raise ValueError(f"{name} must be {kind} {bound}, got {value!r}")
         try:
-            reals[name] = np.asarray(float(value))
+            x = float(value)
+        except OverflowError:
+            raise ValueError(f"{name} must be {kind} {bound} and finite, got an integer too large "
+                             "for a float") from None
         except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    for name, x in reals.items():
-        check_real_array(name, x, allow_zero=name in allow_zero)
+            raise ValueError(f"{name} must be {kind} {bound}, got {value!r}") from None
+        check_real_array(name, np.asarray(x), allow_zero=zero_ok)
+        if name in integers:
+            if x != math.floor(x):
+                raise ValueError(f"{name} must be {kind} {bound}, got {value!r}")
+            x = int(value) if isinstance(value, numbers.Integral) else int(x)
+        out[name] = x
+    return out

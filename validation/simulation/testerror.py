@@ -10,24 +10,29 @@ import math
 
 from . import moments as _moments
 from .problem import Coefficients, Covariance, Problem, instance_streams
-from .training import FittedScore, _check_surrogate, _check_train_time, _quadratic_error, _train
+from .training import (FittedScore, _check_memory, _check_surrogate, _check_train_time, _quadratic_error,
+                       _train, memory_estimate)
 
 
 def fit_score(act, problem: Problem, seed: int, *, surrogate: bool = False, covariance=None,
-              train_time=None, progress=None) -> FittedScore:
+              train_time=None, progress=None, max_memory=None) -> FittedScore:
     """Draw one instance (``W``, data, noise) from ``seed``, train the score and compute its exact test error.
 
     The data ``x_i ~ N(0, Sigma)`` (``covariance``: ``None`` for ``Sigma = I``, a
     :class:`Covariance`, a 1-D array of eigenvalues or a ``d x d`` matrix) are drawn from
-    the ``X`` stream as ``G Sigma^{1/2}``; training is :func:`fit_on_data`'s.
+    the ``X`` stream as ``G Sigma^{1/2}``; training is :func:`fit_on_data`'s.  The memory
+    estimate is checked against ``max_memory`` (default: the available memory) before any draw.
     """
     import pencils
 
     act = pencils.activation(act)
     surrogate = _check_surrogate(surrogate)
     pr = problem
-    cov = Covariance.of(covariance, pr.d)
+    if not isinstance(pr, Problem):
+        raise ValueError(f"problem must be a Problem (validation.make_problem), got {type(pr).__name__}")
     T = _check_train_time(train_time)
+    _check_memory(memory_estimate(pr, covariance), max_memory, pr)
+    cov = Covariance.of(covariance, pr.d)
     rngs = instance_streams(seed, pr.d, pr.n, pr.p)
     X = cov.sample(rngs[1].standard_normal((pr.n, pr.d)))
     coef = Coefficients.at(act, pr.t, cov.tau)

@@ -17,10 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from derivations.model import parse_m
-
 from . import moments as _moments
-from .problem import Coefficients, Problem, check_reals, instance_streams
+from .problem import Coefficients, Problem, check_reals, instance_streams, parse_m
 
 #: Rows of the feature matrix materialised at once when streaming (times ``p`` floats).
 CHUNK_ROWS = 4096
@@ -32,13 +30,16 @@ PROGRESS_AFTER = 3.0
 # Memory and progress
 
 
-def memory_estimate(pr: Problem) -> int:
+def memory_estimate(pr: Problem, covariance=None) -> int:
     """Peak bytes of the largest arrays one instance allocates (float64), a slight over-estimate.
 
     Primal (``p <= nm``): ``p x p`` normal matrix and its factor, the test moments
     (``p x p``: ``W W^T``, correlations, ``U``), a streamed chunk of features;
     dual: the ``nm x p`` features, ``nm x d`` noise, the ``nm x nm`` kernel and its
     eigenvectors; ``m = inf``: the ``p x p`` moments and a chunk of Mehler coefficients.
+    ``covariance`` (as given to :func:`validation.simulate`): a ``d x d`` matrix adds its
+    checked copy, eigenvectors and square root (``5 d^2``); otherwise ``d`` eigenvalues.
+    Only the shapes are read, so the estimate itself allocates nothing proportional to ``d``.
     """
     n, p, d = pr.n, pr.p, pr.d
     base = 6 * p * p + 4 * p * d + 2 * n * d + 2 * n * p  # moments, W, Bt, X (and surrogate xi)
@@ -52,6 +53,8 @@ def memory_estimate(pr: Problem) -> int:
             work = 4 * rows * (p + d)
         else:
             work = 2 * N * (p + d) + 3 * N * N
+    matrix = getattr(covariance, "matrix", None) is not None or np.ndim(covariance) == 2
+    base += 5 * d * d if matrix else d
     return int(8 * (base + work))
 
 
@@ -86,8 +89,8 @@ def _check_memory(estimate: int, max_memory, pr: Problem) -> None:
         source = "max_memory"
     if estimate > limit:
         raise ValueError(
-            f"simulate needs about {estimate / 2**30:.2f} GiB for d={pr.d} n={pr.n} p={pr.p} m={pr.m} "
-            f"but the {source} is {limit / 2**30:.2f} GiB; lower d, psi_n, psi_p or m, or pass "
+            f"simulate needs about {estimate / 2**30:.3g} GiB for d={pr.d} n={pr.n} p={pr.p} m={pr.m} "
+            f"but the {source} is {limit / 2**30:.3g} GiB; lower d, psi_n, psi_p or m, or pass "
             "max_memory=<bytes> to override")
 
 
@@ -333,13 +336,11 @@ def fit_on_data(act, X, *, p, t, lam, m, seed, surrogate=False, train_time=None,
     if not np.all(np.isfinite(X)):
         raise ValueError("X contains NaN or inf")
     n, d = X.shape
-    if isinstance(p, bool) or not isinstance(p, (numbers.Integral, float)) or p != int(p) or int(p) < 1:
-        raise ValueError(f"p must be an integer >= 1, got {p!r}")
-    p = int(p)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    check_reals(t=t, lam=lam, allow_zero=("lam",))
-    pr = Problem(d=d, n=n, p=p, m=parse_m(m), t=float(t), lam=float(lam), psi_n=n / d, psi_p=p / d)
+    v = check_reals(p=p, t=t, lam=lam, allow_zero=("lam",), integers=("p",))
+    p = v["p"]
+    pr = Problem(d=d, n=n, p=p, m=parse_m(m), t=v["t"], lam=v["lam"], psi_n=n / d, psi_p=p / d)
     T = _check_train_time(train_time)
     estimate = memory_estimate(pr)
     _check_memory(estimate, max_memory, pr)
