@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from validation.simulation.problem import check_reals
+
 #: Default block sizes (samples × training points) of one distance block (8 M floats = 64 MB).
 CHUNK_SAMPLES = 1024
 CHUNK_TRAIN = 8192
@@ -150,6 +152,9 @@ def memorized_fraction(samples, train, ratio: float = 1 / 3, *, bootstrap: int =
         ``se`` is close to ``sqrt(f(1-f)/k)``.
     seed : seed of the bootstrap resampling.
 
+    The result does not change under a translation and a positive rescaling of both sets
+    (see the module notes); every argument is checked (``ValueError`` naming it).
+
     Examples
     --------
     >>> import numpy as np
@@ -158,13 +163,13 @@ def memorized_fraction(samples, train, ratio: float = 1 / 3, *, bootstrap: int =
     >>> r.fraction, r.memorized.tolist()
     (0.5, [True, False])
     """
-    try:
-        ratio = float(ratio)
-    except (TypeError, ValueError):
-        raise ValueError(f"ratio must be a number in (0, 1], got {ratio!r}") from None
-    if not 0 < ratio <= 1:
+    v = check_reals(ratio=ratio, bootstrap=bootstrap, seed=seed, chunk_samples=chunk_samples,
+                    chunk_train=chunk_train, allow_zero=("seed",),
+                    integers=("bootstrap", "seed", "chunk_samples", "chunk_train"))
+    ratio = v["ratio"]
+    if not ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
-    if int(bootstrap) != bootstrap or bootstrap < 2:
+    if v["bootstrap"] < 2:
         raise ValueError(f"bootstrap must be an integer >= 2, got {bootstrap!r}")
     idx, d1, d2 = two_nearest(samples, train, chunk_samples=chunk_samples, chunk_train=chunk_train)
     mem = d1 < ratio * d2
