@@ -79,6 +79,17 @@ def test_memorised_fraction_is_invariant_to_translation_and_scale(seed, n, d, k,
         np.testing.assert_allclose(shifted.d2 / scale, d2, rtol=1e-12)
 
 
+@pytest.mark.parametrize("bad, message", [
+    (dict(ratio="x"), "ratio must be a real number"), (dict(ratio=2), r"ratio must be in \(0, 1\]"),
+    (dict(ratio=0), "ratio must be > 0"), (dict(bootstrap=1), "bootstrap must be an integer >= 2"),
+    (dict(bootstrap="a"), "bootstrap must be"), (dict(seed=-1), "seed must be >= 0"),
+    (dict(chunk_train=1.5), "chunk_train must be an integer"),
+])
+def test_memorised_fraction_names_the_bad_argument(bad, message):
+    with pytest.raises(ValueError, match=message):
+        memorized_fraction([[0.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]], **bad)
+
+
 # ----------------------------------------------------------------------------------
 # 2. samplers, Tweedie, score grid
 
@@ -243,7 +254,7 @@ BAD_SIMULATE = [
     (dict(covariance=[1.0] * 11), "covariance has 11 eigenvalues, expected d = 12"),
     (dict(covariance=[-1.0] * 12), "covariance eigenvalues must be >= 0"),
     (dict(covariance=np.eye(11)), "covariance matrix must be 12 x 12"),
-    (dict(covariance="abc"), "covariance must be"),
+    (dict(covariance="abc"), "covariance must be"), (dict(covariance=[[1.0, 2.0], [3.0]]), "covariance must be"),
     (dict(train_time=-1.0), "train_time must be >= 0"), (dict(train_time="abc"), "train_time must be"),
     (dict(train_time=math.nan), "train_time must be"),
 ]

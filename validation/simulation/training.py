@@ -53,7 +53,10 @@ def memory_estimate(pr: Problem, covariance=None) -> int:
             work = 4 * rows * (p + d)
         else:
             work = 2 * N * (p + d) + 3 * N * N
-    matrix = getattr(covariance, "matrix", None) is not None or np.ndim(covariance) == 2
+    try:
+        matrix = getattr(covariance, "matrix", None) is not None or np.ndim(covariance) == 2
+    except ValueError:  # ragged nested lists: Covariance.of reports them
+        matrix = False
     base += 5 * d * d if matrix else d
     return int(8 * (base + work))
 
