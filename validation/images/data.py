@@ -60,7 +60,8 @@ class MissingDataError(DataFileError, FileNotFoundError):
 # IDX files
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, count: int = -1) -> bytes:
+    """The bytes of ``path`` (the first ``count`` only, if given), decompressed for ``.gz``."""
     if not path.exists():
         raise MissingDataError(f"data file not found: {path}")
     if not path.is_file():
@@ -68,8 +69,9 @@ def _read_bytes(path: Path) -> bytes:
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
+                return fh.read(count)
+        with path.open("rb") as fh:
+            return fh.read(count)
     except (EOFError, gzip.BadGzipFile, OSError) as exc:
         raise DataFileError(f"{path}: cannot decompress/read ({exc}); the file is truncated or "
                             f"not gzip data") from exc
@@ -110,23 +112,6 @@ def read_idx(path) -> np.ndarray:
     return np.frombuffer(buf, dtype=dtype, count=math.prod(shape), offset=header).reshape(shape)
 
 
-def _head_bytes(path: Path, count: int) -> bytes:
-    """The first ``count`` bytes of ``path`` (decompressed for ``.gz``), ``DataFileError`` if unreadable."""
-    if not path.exists():
-        raise MissingDataError(f"data file not found: {path}")
-    if not path.is_file():
-        raise DataFileError(f"not a regular file: {path}")
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                return fh.read(count)
-        with path.open("rb") as fh:
-            return fh.read(count)
-    except (EOFError, gzip.BadGzipFile, OSError) as exc:
-        raise DataFileError(f"{path}: cannot decompress/read ({exc}); the file is truncated or "
-                            f"not gzip data") from exc
-
-
 def image_shape_of(path) -> tuple[int, int, int]:
     """``(N, rows, cols)`` declared by the IDX images file ``path``, from its header only.
 
@@ -135,7 +120,7 @@ def image_shape_of(path) -> tuple[int, int, int]:
     is :func:`read_idx`'s.  :class:`DataFileError` (a ``ValueError`` naming the file) otherwise.
     """
     path = Path(path)
-    buf = _head_bytes(path, 16)
+    buf = _read_bytes(path, 16)
     if len(buf) < 4:
         raise DataFileError(f"{path}: not an IDX file ({len(buf)} bytes, shorter than an IDX header)")
     if buf[0] != 0 or buf[1] != 0 or buf[2] not in IDX_TYPES or buf[3] == 0:

@@ -163,6 +163,8 @@ def _setup(score, n_samples, d, T, t_min, steps, grid, rng, covariance, y0, batc
         n_samples = check_reals(n_samples=n_samples, integers=("n_samples",))["n_samples"]
         Y = initial_samples(n_samples, d, T, rng, covariance)
     return SamplerSetup(grid=times, Y0=Y, batch=batch)
+
+
 def sample_sde(score: Score, *, n_samples: int, d: int, rng: np.random.Generator, T: float = 5.0,
                t_min: float = 1e-2, steps: int = 200, grid: str = "geometric", covariance=None,
                y0: np.ndarray | None = None, batch: int | None = 4096,
@@ -287,8 +289,8 @@ def train_score_grid(act, X: np.ndarray, times: Sequence[float], *, p: int, lam:
     ``j``-th spawned integer is passed to :func:`validation.simulation.training.fit_on_data`
     (``m`` noise draws per point, ``m = inf`` the exact noise average).  The surrogate
     needs fresh randomness at evaluation and is therefore not supported here.  ``times``
-    (finite, ``> 0``, distinct), ``p`` (integer ``>= 1``), ``lam`` (``>= 0``) and ``seed``
-    (integer ``>= 0``) and ``m`` are checked before the first fit; ``X`` by the fit.
+    (finite, ``> 0``, distinct), ``p`` (integer ``>= 1``), ``lam`` (``>= 0``), ``m`` and
+    ``seed`` (integer ``>= 0``) are checked before the first fit; ``X`` by the fit.
     """
     from validation.simulation.training import fit_on_data
 
