@@ -1,5 +1,5 @@
 """Tolerances, the error and warning classes, and the argument checks shared by the modules
-of :mod:`pencils.activation` (its bottom layer: it imports only :mod:`.closed_forms`)."""
+of :mod:`pencils.activation` (its bottom layer: it imports only :mod:`pencils.activation.closed_forms`)."""
 from __future__ import annotations
 
 import numbers
