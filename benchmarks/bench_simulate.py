@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pencils  # noqa: E402
 from validation import fit_score, make_problem  # noqa: E402
-from validation.reference import straightforward_fit  # noqa: E402
+from validation.simulation.reference import straightforward_fit  # noqa: E402
 
 TEST_SAMPLES = 20_000  # fresh test points of the straightforward estimate
 

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_sweep.py [--quick | --points K] [--workers 2] [--scheduler tcp://127.0.0.1:PORT]
 
-Runs the sweep of ``python -m validation.table`` (all points x true/surrogate x d x seeds;
+Runs the sweep of ``dsm-curves table`` (all points x true/surrogate x d x seeds;
 the theory, a few seconds, runs in the client and is not part of the sweep) serially in
 this process, then on a local Dask cluster with ``--workers`` processes, then (if given)
 on an existing scheduler; checks that every per-seed number is identical and prints the
@@ -21,7 +21,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def main() -> int:
-    from validation import sweep, table
+    from validation.cli import table
+    from validation.simulation import sweep
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="the --quick table (3 points, d = 50 100 200, 4 seeds)")

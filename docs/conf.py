@@ -42,13 +42,13 @@ suppress_warnings = ["toc.not_included"]
 
 
 def public_modules() -> list[str]:
-    """Every importable public module of :data:`PACKAGES` (names without a leading underscore)."""
+    """Every importable public module of :data:`PACKAGES` and their subpackages (names without a leading underscore)."""
     names = []
     for package in PACKAGES:
         names.append(package)
         pkg = importlib.import_module(package)
-        for info in pkgutil.iter_modules(pkg.__path__, prefix=f"{package}."):
-            if not info.name.rsplit(".", 1)[-1].startswith("_"):
+        for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{package}."):  # subpackages too
+            if not any(part.startswith("_") for part in info.name.split(".")):
                 names.append(info.name)
     return names
 
@@ -60,7 +60,7 @@ def write_api_pages(srcdir: Path) -> list[str]:
     modules = public_modules()
     for name in modules:
         text = f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n"
-        if name in PACKAGES:
+        if hasattr(importlib.import_module(name), "__path__"):  # a package: its members have their modules' pages
             text += "   :no-members:\n"
         path = out / f"{name}.rst"
         if not path.exists() or path.read_text() != text:

@@ -746,7 +746,7 @@ def test_arbitrary_precision_callable_keeps_its_digits():
 def test_callable_kink_located_and_reported_accuracy_is_honest(k0):
     """A kink at an arbitrary point of a Python callable: located numerically; and with the kink
     hidden from the quadrature, the reported error estimate still bounds the true error."""
-    from pencils.activation import _gl_pair_with_error
+    from pencils.activation.quadrature import _gl_pair_with_error
     slope = mpmath.mpf("0.1")
     star = k0 / 0.9
 

@@ -18,8 +18,9 @@ import pytest
 
 import pencils
 import validation
-from validation import main as dsm_main
-from validation import report, sweep, table
+from validation.cli import helpers, report, table
+from validation.cli import main_job as dsm_main
+from validation.simulation import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,14 +142,14 @@ def test_real_entry_points_exit_2_with_one_line_and_no_traceback(a_file):
 
 def test_save_table_writes_converged_column_and_sidecar(tmp_path):
     rows = [dict(x=1.0, y=math.nan, converged=False), dict(x=2.0, y=3.0, converged=True)]
-    sidecar = dsm_main.save_table(tmp_path / "t.csv", rows, dsm_main.jsonable(dict(m=[1, math.inf])),
+    sidecar = helpers.save_table(tmp_path / "t.csv", rows, helpers.jsonable(dict(m=[1, math.inf])),
                                   "dsm-curves --grid 8")
     meta = json.loads(sidecar.read_text())
     assert meta["command"] == "dsm-curves --grid 8" and meta["parameters"] == {"m": [1, "inf"]}
-    assert meta["version"] == dsm_main.package_version() and meta["columns"] == ["x", "y", "converged"]
+    assert meta["version"] == helpers.package_version() and meta["columns"] == ["x", "y", "converged"]
     assert (tmp_path / "t.csv").read_text().splitlines()[0] == "x,y,converged"
     with pytest.raises(ValueError, match="converged"):
-        dsm_main.save_table(tmp_path / "u.csv", [dict(x=1.0)], {}, "")
+        helpers.save_table(tmp_path / "u.csv", [dict(x=1.0)], {}, "")
 
 
 def test_extrapolate_checks_that_each_result_d_matches_its_key():

@@ -1,4 +1,4 @@
-"""Real-data loader (validation.data): IDX parsing, bad inputs, MODEL.md preprocessing."""
+"""Real-data loader (validation.images.data): IDX parsing, bad inputs, MODEL.md preprocessing."""
 import gzip
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import validation
-from validation import data
+from validation.images import data
 
 # The MNIST test split of shared/ (beside the checkout, as CI lays it; else the workplace's copy).
 MNIST = next((c for c in (Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",

@@ -35,8 +35,8 @@ def test_sphinx_builds_the_api_reference_without_import_failures(tmp_path):
     for module in _conf().public_modules():
         page = tmp_path / "html" / "api" / "_generated" / f"{module}.html"
         assert page.exists(), module
-    sweep_page = (tmp_path / "html" / "api" / "_generated" / "validation.sweep.html").read_text()
-    assert "validation.sweep.run" in sweep_page and "seeds_per_task" in sweep_page  # docstrings rendered
+    sweep_page = (tmp_path / "html" / "api" / "_generated" / "validation.simulation.sweep.html").read_text()
+    assert "validation.simulation.sweep.run" in sweep_page and "seeds_per_task" in sweep_page  # docstrings rendered
     gallery = (tmp_path / "html" / "gallery.html").read_text()
     for script in sorted((ROOT / "examples").glob("*.py")):
         first_line = script.read_text().split('"""')[1].strip().splitlines()[0]

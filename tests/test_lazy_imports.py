@@ -135,7 +135,7 @@ def test_lazy_names_resolve_to_the_submodule_objects():
     import pencils.freeprob
     import pencils.linearize  # binds nothing over the function pencils.linearize
     import validation
-    import validation.extrapolate
+    import validation.simulation.extrapolate
     import validation.montecarlo
 
     assert pencils.gaussian is pencils.expr.gaussian
@@ -147,7 +147,7 @@ def test_lazy_names_resolve_to_the_submodule_objects():
     assert derivations.ridge_risk is derivations.classic.ridge_risk
     assert derivations.DSMTheory is derivations.theory.DSMTheory
     assert derivations.closed_forms is sys.modules["derivations.closed_forms"]
-    assert validation.extrapolate is sys.modules["validation.extrapolate"].extrapolate
+    assert validation.extrapolate is sys.modules["validation.simulation.extrapolate"].extrapolate
     assert validation.simulate is validation.montecarlo.simulate
     from pencils import Pencil, trace  # the from-import form works too
     from validation import extrapolate

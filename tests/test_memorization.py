@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import validation
-from validation.memorization import memorized_fraction, two_nearest
+from validation.images.memorization import memorized_fraction, two_nearest
 
 
 def _train(rng, n=200, d=10):
@@ -103,5 +103,5 @@ def test_bad_shapes():
 
 def test_memory_scale_10k_by_60k_is_chunked():
     # one block is chunk_samples x chunk_train floats, whatever the totals
-    from validation import memorization
+    from validation.images import memorization
     assert memorization.CHUNK_SAMPLES * memorization.CHUNK_TRAIN * 8 <= 128 * 2**20

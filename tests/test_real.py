@@ -1,11 +1,11 @@
-"""Samplers (validation.sampling) on Gaussian data with the exact score, and real-data experiments."""
+"""Samplers (validation.images.sampling) on Gaussian data with the exact score, and real-data experiments."""
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from validation import sampling
+from validation.images import sampling
 
 # The MNIST test split of shared/ (beside the checkout, as CI lays it; else the workplace's copy).
 MNIST = next((c for c in (Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
@@ -118,9 +118,10 @@ def test_sampler_flags_non_finite_score():
                             progress=False)
 
 
-# ---------------------------------------------------------------- real-data experiments (validation.real)
+# ---------------------------------------------------------------- real-data experiments (validation.images.experiments, dsm-curves real)
 
-from validation import real  # noqa: E402
+from validation.cli import real as real_cli  # noqa: E402
+from validation.images import experiments as real  # noqa: E402
 
 
 def _tiny_config(**kw):
@@ -133,13 +134,13 @@ def _tiny_config(**kw):
 
 @pytest.fixture(scope="module")
 def mnist_pool():
-    from validation import data
+    from validation.images import data
     return real.Pool("mnist", data.load_dataset(MNIST, downsample=4))
 
 
 @needs_mnist
 def test_tiny_end_to_end_run_on_mnist(tmp_path):
-    res = real.run([MNIST], tmp_path, _tiny_config(), log=lambda *a: None)
+    res = real_cli.run([MNIST], tmp_path, _tiny_config(), log=lambda *a: None)
     for name in ("curves.csv", "curves.json", "curves.md", "phase.csv", "memorization.csv", "memorization.md",
                  "curves_mnist.png", "phase_mnist.png", "memorization_mnist.png", "samples_mnist.png"):
         assert (tmp_path / name).stat().st_size > 0, name
@@ -182,7 +183,7 @@ def test_images_and_gaussian_agree_when_the_data_are_drowned(mnist_pool):
 
 @needs_mnist
 def test_against_structured_theory_when_available():
-    from validation import data
+    from validation.images import data
     pool = real.Pool("mnist", data.load_dataset(MNIST, downsample=2))
     theory, note = real.structured_theory("relu", pool.eigs)
     if theory is None:
@@ -200,7 +201,7 @@ def test_against_structured_theory_when_available():
 
 def test_command_line_rejects_missing_data(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        real.main(["--data", str(tmp_path / "nothing-here"), "--out", str(tmp_path)])
+        real_cli.main(["--data", str(tmp_path / "nothing-here"), "--out", str(tmp_path)])
     assert exc.value.code == 2
     assert "nothing-here" in capsys.readouterr().err
 

@@ -6,9 +6,9 @@ import pytest
 
 import pencils
 import validation
-from validation import montecarlo as sim_module
+from validation.simulation import training as sim_module
 from validation import extrapolate, fit_score, make_problem, simulate
-from validation.reference import straightforward_fit
+from validation.simulation.reference import straightforward_fit
 
 RELU = None
 
@@ -177,7 +177,7 @@ def test_fit_on_data_is_what_fit_score_trains(m, psi_p):
     pr = make_problem(d=24, psi_n=1.5, psi_p=psi_p, t=0.5, lam=1e-2, m=m)
     whole = fit_score(relu(), pr, seed=4)
     X = np.random.default_rng(np.random.SeedSequence([4, pr.d, pr.n, pr.p]).spawn(5)[1]).standard_normal((pr.n, pr.d))
-    given = validation.montecarlo.fit_on_data(relu(), X, p=pr.p, t=0.5, lam=1e-2, m=m, seed=4)
+    given = sim_module.fit_on_data(relu(), X, p=pr.p, t=0.5, lam=1e-2, m=m, seed=4)
     np.testing.assert_array_equal(given.W, whole.W)
     np.testing.assert_array_equal(given.Bt, whole.Bt)
     assert given.train_error == whole.train_error and given.test_error is None
@@ -195,7 +195,7 @@ def test_fit_on_data_is_what_fit_score_trains(m, psi_p):
 ])
 def test_fit_on_data_rejects_bad_data(bad, words):
     with pytest.raises(ValueError, match=words):
-        validation.montecarlo.fit_on_data("relu", bad, p=3, t=0.5, lam=0.1, m=1, seed=0)
+        sim_module.fit_on_data("relu", bad, p=3, t=0.5, lam=0.1, m=1, seed=0)
 
 
 # ---------------------------------------------------------------- inputs, memory, progress
@@ -248,4 +248,4 @@ def test_progress_bar_only_when_asked_or_long(capsys):
 def test_fit_on_data_rejects_bad_parameters(kw, words):
     params = dict(p=3, t=0.5, lam=0.1, m=1, seed=0) | kw
     with pytest.raises(ValueError, match=words):
-        validation.montecarlo.fit_on_data("relu", np.ones((4, 3)), **params)
+        sim_module.fit_on_data("relu", np.ones((4, 3)), **params)

@@ -6,7 +6,7 @@ import pytest
 
 import pencils
 from validation import make_problem, simulate
-from validation.montecarlo import Coefficients, fit_score
+from validation.simulation import Coefficients, fit_score
 
 KW = dict(psi_n=1.0, psi_p=1.5, t=0.5, lam=1e-2)
 

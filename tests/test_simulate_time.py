@@ -6,8 +6,8 @@ import pytest
 
 import pencils
 from validation import make_problem, simulate
-from validation import moments as mom
-from validation.montecarlo import fit_on_data, fit_score
+from validation.simulation import fit_on_data, fit_score
+from validation.simulation import moments as mom
 
 RELU = pencils.activation("relu")
 
@@ -102,7 +102,7 @@ def test_bad_train_time(bad):
 @pytest.mark.parametrize("psi_p, m", [(0.5, 3), (3.0, 1)])  # primal and dual forms
 def test_flow_on_structured_data_matches_the_straightforward_implementation(psi_p, m):
     """B(T) by eigendecomposition vs scipy.linalg.expm on the materialised features, two-level Sigma."""
-    from validation.reference import straightforward_fit
+    from validation.simulation.reference import straightforward_fit
     pr = make_problem(d=30, psi_n=1.0, psi_p=psi_p, t=0.4, lam=1e-2, m=m)
     eig = np.r_[np.full(15, 0.2), np.full(15, 1.8)]
     fitted = fit_score(RELU, pr, 3, covariance=eig, train_time=4.0)

@@ -1,6 +1,6 @@
 """Structured-data theory (issue 8): against the surrogate Monte Carlo, and spectral-measure consistency.
 
-Fast checks only (a few seconds); the full validation table is ``python -m validation.structured_table``.
+Fast checks only (a few seconds); the full validation table is ``dsm-curves structured``.
 """
 import math
 
@@ -9,7 +9,7 @@ import pytest
 
 import pencils
 import validation
-from validation.structured_table import coarse_grain, eigenvalues, measure, power_law
+from validation.simulation.spectra import coarse_grain, eigenvalues, measure, power_law
 
 TWO_LEVEL = (np.array([0.2, 1.8]), np.array([0.5, 0.5]))
 POINT = dict(psi_n=2.0, psi_p=4.0, t=0.5, lam=1e-2)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from validation import sweep
+from validation.simulation import sweep
 
 POINTS = [
     sweep.Point("relu", d=24, psi_n=1.0, psi_p=0.5, t=0.5, lam=1e-2, m=1, seeds=(0, 1, 2)),

@@ -11,8 +11,7 @@ import pencils
 from derivations import training_time as tt
 from derivations.model import m_kind, parse_m
 from derivations.training_time import traces
-from validation.extrapolate import extrapolate
-from validation.montecarlo import simulate
+from validation import extrapolate, simulate
 
 
 @pytest.fixture(scope="module")

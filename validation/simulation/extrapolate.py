@@ -94,9 +94,11 @@ def extrapolate(results_by_d: Mapping[int, object] | Sequence[object]) -> Extrap
     """``d -> inf`` estimate from simulation results at several ``d``.
 
     ``results_by_d`` maps ``d`` to a result of :func:`validation.simulate` (or is a
-    sequence of such results, whose ``.d`` is used).  All results must describe the
-    same ``psi_n, psi_p, m, t, lam``, and a result's own ``d`` must equal its key
-    (``ValueError`` otherwise: a result filed under the wrong ``d`` would bias the fit).  Returns an :class:`Extrapolation` with ``.test``,
+    sequence of such results, whose ``.d`` is used).  The results must be one model at
+    different ``d`` (:func:`_check_same_model`: the same ``psi_n, psi_p, m, t, lam``, activation,
+    surrogate, training time and data covariance), and a result's own ``d`` must equal its key
+    (``ValueError`` naming what differs otherwise: mixing models or filing a result under the
+    wrong ``d`` would bias the fit silently).  Returns an :class:`Extrapolation` with ``.test``,
     ``.train``, ``.dsm_test_loss`` (the fitted ``c0``), their ``*_se`` and the fits.
 
     Examples
@@ -133,10 +135,8 @@ def extrapolate(results_by_d: Mapping[int, object] | Sequence[object]) -> Extrap
             raise ValueError(f"two results at the same d: {sorted(ds)}")
     if not items:
         raise ValueError("no results to extrapolate")
-    problems = {_signature(r) for _, r in items} - {None}
-    if len(problems) > 1:
-        raise ValueError(f"results describe different parameter points: {sorted(problems)}")
     items.sort(key=lambda kv: kv[0])
+    _check_same_model(items)
     ds = [k for k, _ in items]
     fits = {name: fit_inverse_d(ds, [getattr(r, name) for _, r in items],
                                 [getattr(r, name + "_se") for _, r in items])
@@ -153,9 +153,90 @@ def _own_d(result) -> int | None:
     return None if d is None else int(d)
 
 
-def _signature(result):
-    pr = getattr(result, "problem", None)
-    if pr is None:
-        return None
-    return (pr.psi_n, pr.psi_p, pr.m, pr.t, pr.lam, getattr(result, "surrogate", None),
-            getattr(result, "activation", None))
+#: what one model keeps at every ``d``: attributes of ``result.problem``, then of ``result``
+MODEL_PARAMETERS = ("psi_n", "psi_p", "m", "t", "lam")
+RUN_PARAMETERS = ("activation", "surrogate", "train_time")
+
+
+def spectrum_tolerance(d_min: int) -> float:
+    """Largest Lévy distance between the spectra of runs of one model (:func:`levy_distance`).
+
+    The same spectral measure read at two dimensions by quantiles, bin means or rounded
+    weights (:mod:`validation.simulation.spectra`) is within ``1/d_min``; one or two spikes of
+    weight ``1/d`` (MODEL.md "Spiked covariance") within ``2/d_min``; ``0.01`` absorbs
+    round-off and normalisation.  Distinct spectra of the structured table are ``>= 0.2`` apart.
+    """
+    return 0.01 + 2.0 / d_min
+
+
+def levy_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Lévy distance between the empirical distributions of the values ``a`` and ``b``.
+
+    The smallest ``eps`` with ``F_a(x - eps) - eps <= F_b(x) <= F_a(x + eps) + eps`` for all
+    ``x``: a shift of ``eps`` in value and in mass at once, so a spectrum read at two ``d``
+    (weights ``1/d``) or normalised with round-off is close, while moving mass is not.
+    Found by bisection (to ``1e-9``); the suprema are attained at the jump points.
+
+    >>> levy_distance(np.ones(10), np.ones(20)), levy_distance(np.zeros(4), np.full(4, 0.5))
+    (0.0, 0.5)
+    """
+    a, b = np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float))
+
+    def ok(eps):
+        def one_side(u, v):  # F_u(x - eps) - eps <= F_v(x) at x = u_i + eps
+            Fu = np.arange(1, len(u) + 1) / len(u)
+            Fv = np.searchsorted(v, u + eps, side="right") / len(v)
+            return bool(np.all(Fu - eps <= Fv + 1e-12))
+        return one_side(a, b) and one_side(b, a)
+
+    lo, hi = 0.0, 1.0
+    if ok(0.0):
+        return 0.0
+    while hi - lo > 1e-9:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return round(hi, 8)
+
+
+def _check_same_model(items) -> None:
+    """``ValueError`` naming the first parameter on which the runs ``(d, result)`` differ.
+
+    Compared exactly: ``psi_n, psi_p, m, t, lam`` (of ``result.problem``), the activation,
+    ``surrogate`` and ``train_time``.  The covariance: the spectra, in one unit (the mean of
+    the two ``tau``), must be within :func:`spectrum_tolerance` in Lévy distance (not equal: a
+    model at another ``d`` has other eigenvalues); without recorded spectra, ``tau`` and
+    isotropy must agree.  Results that carry
+    no ``problem`` (plain records of means and errors) are not compared.
+    """
+    runs = [(d, r) for d, r in items if getattr(r, "problem", None) is not None]
+    if len(runs) < 2:
+        return
+    (d0, r0), rest = runs[0], runs[1:]
+
+    def differs(name, a, b, d):
+        return ValueError(f"results describe different parameter points (not one model at different d): "
+                          f"{name} is {a!r} at d={d0} but {b!r} at d={d}")
+
+    for d, r in rest:
+        for name in MODEL_PARAMETERS:
+            a, b = getattr(r0.problem, name, None), getattr(r.problem, name, None)
+            if a != b:
+                raise differs(name, a, b, d)
+        for name in RUN_PARAMETERS:
+            a, b = getattr(r0, name, None), getattr(r, name, None)
+            if a != b:
+                raise differs(name, a, b, d)
+        e0, e = getattr(r0, "eigenvalues", None), getattr(r, "eigenvalues", None)
+        tau0, tau = getattr(r0, "tau", 1.0), getattr(r, "tau", 1.0)
+        if e0 is not None and e is not None:
+            tol = spectrum_tolerance(min(d0, d))
+            unit = 0.5 * (tau0 + tau)  # one unit for both: a rescaled spectrum is another model
+            gap = levy_distance(e0 / unit, e / unit)
+            if gap > tol:
+                raise ValueError(f"results describe different parameter points (not one model at different d): "
+                                 f"the covariance spectra at "
+                                 f"d={d0} and d={d} differ (Lévy distance {gap:.3g} of the eigenvalues in units "
+                                 f"of tau, more than {tol:.3g})")
+        elif (getattr(r0, "isotropic", True), tau0) != (getattr(r, "isotropic", True), tau):
+            raise differs("the covariance (isotropic, tau)", (getattr(r0, "isotropic", True), tau0),
+                          (getattr(r, "isotropic", True), tau), d)

@@ -12,11 +12,17 @@ the preprocessed space).  The memorised fraction is the mean of this indicator o
 samples; its standard error is a bootstrap over the samples.  (A sample equidistant from
 two identical training points is *not* counted: the test compares the two nearest points.)
 
-Distances are computed in chunks with ``‖a‖² + ‖b‖² - 2 a·b`` (clipped at 0 against
-round-off); the two nearest candidates of each sample are then re-measured directly as
-``‖a - b‖`` so the reported distances carry no cancellation error.  Memory is
-``O(chunk_samples × chunk_train)``, so 10,000 samples against 60,000 training images fit
-easily.
+Candidates are found in chunks with ``‖a‖² + ‖b‖² - 2 a·b`` (clipped at 0 against
+round-off) on *centred and rescaled* copies of both sets: the training set's mean is
+subtracted and both are divided by a power of two close to their largest centred entry.  The
+result is then invariant to a translation and a positive rescaling of the data: without the
+centring, a common offset ``c`` makes the three terms ``O(|c|²)`` and their difference loses
+the distances (an offset of ``1e8`` on unit-scale data left nothing); without the rescaling,
+data of size ``1e200`` overflow and ``1e-200`` underflow.  The two nearest candidates of each
+sample are then re-measured directly as ``‖a - b‖`` (the difference of the original rows,
+scaled by the same power of two, which is exact) so the reported distances carry no
+cancellation error.  Memory is ``O(chunk_samples × chunk_train)``, so 10,000 samples against
+60,000 training images fit easily.
 """
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from validation.simulation.problem import check_reals
 
 #: Default block sizes (samples × training points) of one distance block (8 M floats = 64 MB).
 CHUNK_SAMPLES = 1024
@@ -54,6 +62,25 @@ class Memorization:
         return self.fraction
 
 
+def _frame(S: np.ndarray, T: np.ndarray, chunk: int) -> tuple[np.ndarray, float]:
+    """The centre ``c`` (training mean) and scale ``s`` (a power of two) of the candidate search.
+
+    ``s`` is the power of two just above the largest absolute centred entry of either set, so
+    the rescaled entries are below 1 and squared norms stay far from overflow and underflow; a
+    power of two keeps every division exact.  (Only the size matters, not robustness to
+    outliers: the round-off of the Gram trick is relative to the norms whatever ``s`` is.)
+    Read in chunks of ``chunk`` rows: no copy of either set.
+    """
+    centre = T.mean(axis=0)
+    big = 0.0
+    for A in (S, T):
+        for i in range(0, A.shape[0], chunk):
+            big = max(big, float(np.max(np.abs(A[i:i + chunk] - centre))))
+    if not math.isfinite(big):
+        raise ValueError("samples and train differ by more than the float range (about 1e308)")
+    return centre, (2.0 ** math.frexp(big)[1] if big > 0 else 1.0)
+
+
 def two_nearest(samples: np.ndarray, train: np.ndarray, *, chunk_samples: int = CHUNK_SAMPLES,
                 chunk_train: int = CHUNK_TRAIN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices ``(i1, i2)`` of each sample's two nearest training points and the distances ``(d1, d2)``.
@@ -76,15 +103,21 @@ def two_nearest(samples: np.ndarray, train: np.ndarray, *, chunk_samples: int = 
     if chunk_samples < 1 or chunk_train < 2:
         raise ValueError("chunk_samples must be >= 1 and chunk_train >= 2")
     k = S.shape[0]
-    tn = np.einsum("ij,ij->i", T, T)
+    centre, scale = _frame(S, T, chunk_train)
+
+    def framed(A):  # rows of A centred and rescaled (a copy of one chunk)
+        return (A - centre) / scale
+
+    tn = np.concatenate([np.einsum("ij,ij->i", B, B) for B in
+                         (framed(T[i:i + chunk_train]) for i in range(0, T.shape[0], chunk_train))])
     best = np.full((k, 2), np.inf)
     idx = np.zeros((k, 2), dtype=np.int64)
     for s0 in range(0, k, chunk_samples):
-        Sb = S[s0:s0 + chunk_samples]
+        Sb = framed(S[s0:s0 + chunk_samples])
         sn = np.einsum("ij,ij->i", Sb, Sb)
         bd, bi = best[s0:s0 + len(Sb)], idx[s0:s0 + len(Sb)]
         for t0 in range(0, T.shape[0], chunk_train):
-            Tb = T[t0:t0 + chunk_train]
+            Tb = framed(T[t0:t0 + chunk_train])
             D2 = sn[:, None] + tn[None, t0:t0 + len(Tb)] - 2.0 * (Sb @ Tb.T)
             np.maximum(D2, 0.0, out=D2)  # round-off can make tiny distances negative
             # two smallest of this block, then merge with the running two smallest
@@ -94,8 +127,9 @@ def two_nearest(samples: np.ndarray, train: np.ndarray, *, chunk_samples: int = 
             order = np.argsort(cand_d, axis=1, kind="stable")[:, :2]
             bd[:] = np.take_along_axis(cand_d, order, axis=1)
             bi[:] = np.take_along_axis(cand_i, order, axis=1)
-    # exact distances of the two candidates (no cancellation)
-    d = np.stack([np.linalg.norm(S - T[idx[:, c]], axis=1) for c in (0, 1)], axis=1)
+    # exact distances of the two candidates: differences of the original rows (no cancellation),
+    # scaled by a power of two (exact) so that their squares neither overflow nor underflow
+    d = np.stack([np.linalg.norm((S - T[idx[:, c]]) / scale, axis=1) * scale for c in (0, 1)], axis=1)
     swap = d[:, 1] < d[:, 0]
     d[swap] = d[swap][:, ::-1]
     idx[swap] = idx[swap][:, ::-1]
@@ -118,6 +152,9 @@ def memorized_fraction(samples, train, ratio: float = 1 / 3, *, bootstrap: int =
         ``se`` is close to ``sqrt(f(1-f)/k)``.
     seed : seed of the bootstrap resampling.
 
+    The result does not change under a translation and a positive rescaling of both sets
+    (see the module notes); every argument is checked (``ValueError`` naming it).
+
     Examples
     --------
     >>> import numpy as np
@@ -126,13 +163,13 @@ def memorized_fraction(samples, train, ratio: float = 1 / 3, *, bootstrap: int =
     >>> r.fraction, r.memorized.tolist()
     (0.5, [True, False])
     """
-    try:
-        ratio = float(ratio)
-    except (TypeError, ValueError):
-        raise ValueError(f"ratio must be a number in (0, 1], got {ratio!r}") from None
-    if not 0 < ratio <= 1:
+    v = check_reals(ratio=ratio, bootstrap=bootstrap, seed=seed, chunk_samples=chunk_samples,
+                    chunk_train=chunk_train, allow_zero=("seed",),
+                    integers=("bootstrap", "seed", "chunk_samples", "chunk_train"))
+    ratio = v["ratio"]
+    if not ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
-    if int(bootstrap) != bootstrap or bootstrap < 2:
+    if v["bootstrap"] < 2:
         raise ValueError(f"bootstrap must be an integer >= 2, got {bootstrap!r}")
     idx, d1, d2 = two_nearest(samples, train, chunk_samples=chunk_samples, chunk_train=chunk_train)
     mem = d1 < ratio * d2

@@ -1,4 +1,4 @@
-"""Closed forms for the named activations (internal to :mod:`pencils.activation`).
+"""Closed forms for the named activations: numpy and mpmath, no sympy or scipy at import.
 
 Conventions.  ``g, g'`` are standard Gaussians with correlation ``c``;
 ``He_k`` are the probabilists' Hermite polynomials; ``phi``/``Phi`` the standard

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from .problem import instance_streams
+
 
 def straightforward_fit(act, problem, seed: int, test_samples: int, test_seed: int = 99,
                         batch: int = 2000, eigenvalues=None, train_time=None) -> tuple[float, float, float]:
@@ -23,8 +25,7 @@ def straightforward_fit(act, problem, seed: int, test_samples: int, test_seed: i
     with ``scipy.linalg.expm`` (``lam > 0``; an independent route to the eigendecomposition).
     """
     pr = problem
-    streams = np.random.SeedSequence([int(seed), pr.d, pr.n, pr.p]).spawn(5)
-    rng_w, rng_x, rng_z = (np.random.default_rng(s) for s in streams[:3])
+    rng_w, rng_x, rng_z = instance_streams(seed, pr.d, pr.n, pr.p)[:3]
     eig = np.ones(pr.d) if eigenvalues is None else np.asarray(eigenvalues, dtype=float)
     W = rng_w.standard_normal((pr.p, pr.d))
     X = rng_x.standard_normal((pr.n, pr.d)) * np.sqrt(eig)

@@ -27,7 +27,7 @@ points ``x̂ = (y + Delta_t s(y, t)) / a_t`` (Efron 2011, "Tweedie's formula").
 
 A *learned* score is a family of random-features scores trained by DSM at the times of a
 grid ``τ_1 < ... < τ_J`` on the same training points (:func:`train_score_grid`, one
-:func:`validation.montecarlo.fit_on_data` per time).  Between grid times the noise
+:func:`validation.simulation.training.fit_on_data` per time).  Between grid times the noise
 predictor ``ε̂(y, t) = -sqrt(Delta_t) s(y, t) = -B_t φ_t(y)`` (which is what DSM trains and
 which stays ``O(1)`` as ``t → 0``) is interpolated linearly in ``log t`` between the two
 neighbouring trained scores, and ``s = -ε̂ / sqrt(Delta_t)``; outside ``[τ_1, τ_J]`` the
@@ -42,6 +42,8 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from validation.simulation.problem import check_reals, parse_m
+
 Score = Callable[[np.ndarray, float], np.ndarray]
 
 
@@ -51,19 +53,46 @@ def a_delta(t: float) -> tuple[float, float]:
 
 
 def time_grid(T: float, t_min: float, steps: int, kind: str = "geometric") -> np.ndarray:
-    """Decreasing times ``t_0 = T > ... > t_steps = t_min`` (``geometric`` or ``uniform``)."""
-    if not (math.isfinite(T) and math.isfinite(t_min) and 0 < t_min < T):
-        raise ValueError(f"need 0 < t_min < T (finite), got t_min={t_min!r}, T={T!r}")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    """Decreasing times ``t_0 = T > ... > t_steps = t_min`` (``geometric`` or ``uniform``).
+
+    ``T`` and ``t_min`` must be finite reals with ``0 < t_min < T`` and ``steps`` an integer
+    ``>= 1`` (``ValueError`` naming the argument otherwise).
+    """
+    v = check_reals(T=T, t_min=t_min, steps=steps, integers=("steps",))
+    T, t_min, steps = v["T"], v["t_min"], v["steps"]
+    if not t_min < T:
+        raise ValueError(f"need 0 < t_min < T, got t_min={t_min!r}, T={T!r}")
     if kind == "geometric":
-        grid = np.geomspace(T, t_min, int(steps) + 1)
+        grid = np.geomspace(T, t_min, steps + 1)
     elif kind == "uniform":
-        grid = np.linspace(T, t_min, int(steps) + 1)
+        grid = np.linspace(T, t_min, steps + 1)
     else:
         raise ValueError(f"grid kind must be 'geometric' or 'uniform', got {kind!r}")
     grid[0], grid[-1] = T, t_min
     return grid
+
+
+def _check_rng(rng) -> np.random.Generator:
+    """``rng`` itself if it is a ``numpy.random.Generator`` (``TypeError`` otherwise: ``None``
+    or the legacy ``RandomState`` would fail later without naming it)."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator (numpy.random.default_rng(seed)), "
+                        f"got {type(rng).__name__}")
+    return rng
+
+
+def _check_batch(batch) -> int | None:
+    """``None`` (no limit) or an integer ``>= 1``: the rows passed to the score at once."""
+    if batch is None:
+        return None
+    return check_reals(batch=batch, integers=("batch",))["batch"]
+
+
+def _score_dimension(score) -> int | None:
+    """The input dimension a score is known to take (a :class:`ScoreGrid`'s ``d``), else ``None``."""
+    if not callable(score):
+        raise TypeError(f"score must be a callable score(Y, t), got {type(score).__name__}")
+    return getattr(score, "d", None)
 
 
 def _cov_sqrt(covariance, d: int) -> np.ndarray | None:
@@ -110,19 +139,30 @@ class SamplerSetup:
 
     grid: np.ndarray
     Y0: np.ndarray
+    batch: int | None = None
 
 
-def _setup(n_samples, d, T, t_min, steps, grid, rng, covariance, y0) -> SamplerSetup:
+def _setup(score, n_samples, d, T, t_min, steps, grid, rng, covariance, y0, batch,
+           rng_needed: bool = True) -> SamplerSetup:
+    """Check every sampler argument before any work (``ValueError``/``TypeError`` naming it)."""
+    d = check_reals(d=d, integers=("d",))["d"]
+    known = _score_dimension(score)
+    if known is not None and known != d:
+        raise ValueError(f"d = {d} but the score was trained in dimension {known}")
     times = time_grid(T, t_min, steps, grid)
+    batch = _check_batch(batch)
+    if rng_needed or y0 is None:
+        rng = _check_rng(rng)
     if y0 is not None:
         Y = np.array(y0, dtype=np.float64)
-        if Y.ndim != 2 or Y.shape[1] != d:
-            raise ValueError(f"y0 must be (k, {d}), got shape {Y.shape}")
+        if Y.ndim != 2 or Y.shape[1] != d or Y.shape[0] < 1:
+            raise ValueError(f"y0 must be (k >= 1, {d}), got shape {Y.shape}")
+        if not np.all(np.isfinite(Y)):
+            raise ValueError("y0 contains NaN or inf")
     else:
-        if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
-            raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+        n_samples = check_reals(n_samples=n_samples, integers=("n_samples",))["n_samples"]
         Y = initial_samples(n_samples, d, T, rng, covariance)
-    return SamplerSetup(grid=times, Y0=Y)
+    return SamplerSetup(grid=times, Y0=Y, batch=batch)
 
 
 def sample_sde(score: Score, *, n_samples: int, d: int, rng: np.random.Generator, T: float = 5.0,
@@ -135,14 +175,19 @@ def sample_sde(score: Score, *, n_samples: int, d: int, rng: np.random.Generator
     samples at ``t_min``.  ``y0`` overrides the initial draw; ``batch`` bounds the rows
     passed to ``score`` at once; ``progress`` shows a tqdm bar over the steps.
 
+    Checked before any work (``ValueError`` naming the argument and its range, ``TypeError``
+    for ``rng`` and ``score``): ``d`` an integer ``>= 1`` (equal to the score's dimension when
+    it is a :class:`ScoreGrid`, and to ``y0``'s), ``T``, ``t_min`` finite with
+    ``0 < t_min < T``, ``steps`` and ``n_samples`` integers ``>= 1``, ``batch`` ``None`` or an
+    integer ``>= 1``, ``rng`` a ``numpy.random.Generator``.
+
     >>> rng = np.random.default_rng(0)
     >>> Y = sample_sde(lambda y, t: -y, n_samples=20000, d=2, rng=rng, progress=False)
     >>> bool(abs(Y.var() - 1) < 0.05)
     True
     """
-    setup = _setup(n_samples, d, T, t_min, steps, grid, rng, covariance, y0)
-    Y = setup.Y0
-    times = setup.grid
+    setup = _setup(score, n_samples, d, T, t_min, steps, grid, rng, covariance, y0, batch)
+    Y, times, batch = setup.Y0, setup.grid, setup.batch
     for k in tqdm(range(len(times) - 1), desc="reverse SDE", disable=not progress, leave=False):
         t, h = times[k], times[k] - times[k + 1]
         drift = Y + 2.0 * _evaluate(score, Y, t, batch)
@@ -156,12 +201,11 @@ def sample_ode(score: Score, *, n_samples: int, d: int, rng: np.random.Generator
                progress: bool = True) -> np.ndarray:
     """Probability-flow ODE by Heun's method from ``N(0, S_T)`` at ``T`` down to ``t_min``.
 
-    Same arguments as :func:`sample_sde`; the randomness is only in the initial draw.
-    Two score evaluations per step.
+    Same arguments and checks as :func:`sample_sde`; the randomness is only in the initial
+    draw (``rng`` may be ``None`` when ``y0`` is given).  Two score evaluations per step.
     """
-    setup = _setup(n_samples, d, T, t_min, steps, grid, rng, covariance, y0)
-    Y = setup.Y0
-    times = setup.grid
+    setup = _setup(score, n_samples, d, T, t_min, steps, grid, rng, covariance, y0, batch, rng_needed=False)
+    Y, times, batch = setup.Y0, setup.grid, setup.batch
     f = _evaluate(score, Y, times[0], batch) + Y
     for k in tqdm(range(len(times) - 1), desc="probability-flow ODE", disable=not progress, leave=False):
         h = times[k] - times[k + 1]
@@ -173,9 +217,22 @@ def sample_ode(score: Score, *, n_samples: int, d: int, rng: np.random.Generator
 
 
 def tweedie(score: Score, Y: np.ndarray, t: float, batch: int | None = 4096) -> np.ndarray:
-    """Posterior mean ``E[x_0 | y_t = y] = (y + Delta_t s(y, t)) / a_t`` (Tweedie's formula)."""
+    """Posterior mean ``E[x_0 | y_t = y] = (y + Delta_t s(y, t)) / a_t`` (Tweedie's formula).
+
+    ``Y`` is ``(k, d)`` and finite, ``t`` a finite real ``> 0`` (the formula has no meaning at
+    ``t <= 0``: ``a_t > 1``, ``Delta_t < 0``), ``batch`` ``None`` or an integer ``>= 1``
+    (``ValueError`` naming the argument otherwise).
+    """
+    t = check_reals(t=t)["t"]
+    batch = _check_batch(batch)
+    Y = np.asarray(Y, dtype=np.float64)
+    known = _score_dimension(score)
+    if Y.ndim != 2 or Y.shape[0] < 1 or (known is not None and Y.shape[1] != known):
+        raise ValueError(f"Y must be (k >= 1, {known or 'd'}), got shape {Y.shape}")
+    if not np.all(np.isfinite(Y)):
+        raise ValueError("Y contains NaN or inf")
     a, delta = a_delta(t)
-    return (Y + delta * _evaluate(score, np.asarray(Y, dtype=np.float64), t, batch)) / a
+    return (Y + delta * _evaluate(score, Y, t, batch)) / a
 
 
 # ----------------------------------------------------------------------------------
@@ -201,6 +258,11 @@ class ScoreGrid:
         self.predictors = list(predictors)
         self.fits = list(fits) if fits is not None else None
 
+    @property
+    def d(self) -> int | None:
+        """The input dimension of the trained scores (``None`` without ``fits``)."""
+        return int(self.fits[0].W.shape[1]) if self.fits else None
+
     def noise_prediction(self, Y: np.ndarray, t: float) -> np.ndarray:
         lt = math.log(t)
         logs = np.log(self.times)
@@ -224,15 +286,31 @@ def train_score_grid(act, X: np.ndarray, times: Sequence[float], *, p: int, lam:
     """Train one random-features DSM score per time of ``times`` on the same points ``X``.
 
     Each time ``τ_j`` gets its own features and noise: seed ``SeedSequence(seed)``'s
-    ``j``-th spawned integer is passed to :func:`validation.montecarlo.fit_on_data`
+    ``j``-th spawned integer is passed to :func:`validation.simulation.training.fit_on_data`
     (``m`` noise draws per point, ``m = inf`` the exact noise average).  The surrogate
-    needs fresh randomness at evaluation and is therefore not supported here.
+    needs fresh randomness at evaluation and is therefore not supported here.  ``times``
+    (finite, ``> 0``, distinct), ``p`` (integer ``>= 1``), ``lam`` (``>= 0``), ``m`` and
+    ``seed`` (integer ``>= 0``) are checked before the first fit; ``X`` by the fit.
     """
-    from .montecarlo import fit_on_data
+    from validation.simulation.training import fit_on_data
 
     if surrogate:
         raise ValueError("sampling needs a deterministic score: surrogate=True is not supported")
-    times = np.sort(np.asarray(times, dtype=np.float64))
+    try:
+        times = np.asarray(times, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"times must be a 1-D sequence of diffusion times > 0, got {times!r}") from None
+    if times.ndim != 1 or times.size < 1:
+        raise ValueError(f"times must be a non-empty 1-D sequence of diffusion times > 0, got shape {times.shape}")
+    for t in times:
+        check_reals(times=t)
+    times = np.sort(times)
+    if np.any(np.diff(times) == 0):
+        raise ValueError(f"times repeat: {times.tolist()}")
+    check_reals(p=p, lam=lam, allow_zero=("lam",), integers=("p",))
+    parse_m(m)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     seeds = np.random.SeedSequence(int(seed)).generate_state(len(times))
     fits, predictors = [], []
     for t, s in tqdm(list(zip(times, seeds)), desc=f"train scores p={p} m={m}", disable=not progress,

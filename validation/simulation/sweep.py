@@ -60,7 +60,7 @@ CODE_PACKAGES = ("pencils", "derivations", "numerics", "validation")
 
 
 def _code_version() -> str:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     digest = hashlib.sha256()
     for package in CODE_PACKAGES:
         for path in sorted((root / package).rglob("*.py")):

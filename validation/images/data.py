@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from validation.simulation.problem import check_reals
+
 #: IDX element types: code -> numpy big-endian dtype.
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -58,7 +60,8 @@ class MissingDataError(DataFileError, FileNotFoundError):
 # IDX files
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, count: int = -1) -> bytes:
+    """The bytes of ``path`` (the first ``count`` only, if given), decompressed for ``.gz``."""
     if not path.exists():
         raise MissingDataError(f"data file not found: {path}")
     if not path.is_file():
@@ -66,8 +69,9 @@ def _read_bytes(path: Path) -> bytes:
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
+                return fh.read(count)
+        with path.open("rb") as fh:
+            return fh.read(count)
     except (EOFError, gzip.BadGzipFile, OSError) as exc:
         raise DataFileError(f"{path}: cannot decompress/read ({exc}); the file is truncated or "
                             f"not gzip data") from exc
@@ -106,6 +110,55 @@ def read_idx(path) -> np.ndarray:
         raise DataFileError(f"{path}: {body - expected} unexpected bytes after the {expected} data "
                             f"bytes declared by the IDX header (shape {shape})")
     return np.frombuffer(buf, dtype=dtype, count=math.prod(shape), offset=header).reshape(shape)
+
+
+def image_shape_of(path) -> tuple[int, int, int]:
+    """``(N, rows, cols)`` declared by the IDX images file ``path``, from its header only.
+
+    The cheap check of a data path before any work: the magic number, unsigned-byte elements,
+    three dimensions and (for a plain file) the file size the header implies; the full check
+    is :func:`read_idx`'s.  :class:`DataFileError` (a ``ValueError`` naming the file) otherwise.
+    """
+    path = Path(path)
+    buf = _read_bytes(path, 16)
+    if len(buf) < 4:
+        raise DataFileError(f"{path}: not an IDX file ({len(buf)} bytes, shorter than an IDX header)")
+    if buf[0] != 0 or buf[1] != 0 or buf[2] not in IDX_TYPES or buf[3] == 0:
+        raise DataFileError(f"{path}: not an IDX file (it starts with 0x{buf[:4].hex()}; an IDX file "
+                            f"starts with 00 00, a type byte and the number of dimensions)")
+    if buf[2] != 0x08 or buf[3] != 3 or len(buf) < 16:
+        raise DataFileError(f"{path}: expected unsigned-byte images of shape (N, rows, cols), got IDX "
+                            f"type {buf[2]:#04x} with {buf[3]} dimensions (a labels file?)")
+    shape = tuple(int(v) for v in np.frombuffer(buf, dtype=">i4", count=3, offset=4))
+    if min(shape) < 1:
+        raise DataFileError(f"{path}: IDX header declares an empty image array {shape}")
+    if path.suffix != ".gz" and path.stat().st_size != 16 + math.prod(shape):
+        raise DataFileError(f"{path}: {path.stat().st_size} bytes, but the IDX header declares shape "
+                            f"{shape} ({16 + math.prod(shape)} bytes)")
+    return shape
+
+
+def check_data_path(path, *, split: str = "all", downsample: int = 1) -> tuple[int, int]:
+    """Check, from the file headers only, that ``path`` holds images :func:`load_dataset` can
+    read with ``downsample``; return the image size ``(rows, cols)``.
+
+    ``downsample`` must be an integer from 1 to the shorter image side (``k x k`` blocks of a
+    larger ``k`` would leave no pixel).  ``ValueError`` (:class:`DataFileError`,
+    :class:`MissingDataError`) naming the path or the argument otherwise.
+    """
+    k = check_reals(downsample=downsample, integers=("downsample",))["downsample"]
+    path = Path(os.fspath(path))
+    if not path.exists():
+        raise MissingDataError(f"data path not found: {path}")
+    files = image_files(path, split) if path.is_dir() else [path]
+    shapes = {image_shape_of(f)[1:] for f in files}
+    if len(shapes) != 1:
+        raise DataFileError(f"image sizes differ between {[str(f) for f in files]}: {shapes}")
+    rows, cols = shapes.pop()
+    if k > min(rows, cols):
+        raise ValueError(f"downsample must be an integer from 1 to {min(rows, cols)} (the image side of "
+                         f"{path}, {rows} x {cols}), got {k}")
+    return rows, cols
 
 
 def write_idx(path, array) -> None:
@@ -258,13 +311,12 @@ def load_dataset(path, *, split: str = "all", downsample: int = 1) -> ImageData:
         folder (see :func:`image_files`).
     split : for a folder, ``"all"`` (every split found, pooled: train + test), ``"train"``
         or ``"test"``; ignored for a file.
-    downsample : ``k >= 1``; mean-pool ``k x k`` pixel blocks *before* the preprocessing
-        (``d = (rows//k)(cols//k)``), a documented speed option of the experiments.
-        ``1`` (default) is MODEL.md exactly.
+    downsample : an integer ``1 <= k <= min(rows, cols)``; mean-pool ``k x k`` pixel blocks
+        *before* the preprocessing (``d = (rows//k)(cols//k)``), a documented speed option of
+        the experiments.  ``1`` (default) is MODEL.md exactly.
     """
     path = Path(os.fspath(path))
-    if isinstance(downsample, bool) or int(downsample) != downsample or downsample < 1:
-        raise ValueError(f"downsample must be an integer >= 1, got {downsample!r}")
+    downsample = check_reals(downsample=downsample, integers=("downsample",))["downsample"]
     if not path.exists():
         raise MissingDataError(f"data path not found: {path}")
     files = image_files(path, split) if path.is_dir() else [path]
@@ -279,6 +331,9 @@ def load_dataset(path, *, split: str = "all", downsample: int = 1) -> ImageData:
     if len(shapes) != 1:
         raise DataFileError(f"image sizes differ between {[str(f) for f in files]}: {shapes}")
     raw = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    if downsample > min(raw.shape[1:]):
+        raise ValueError(f"downsample must be an integer from 1 to {min(raw.shape[1:])} (the image side, "
+                         f"{raw.shape[1]} x {raw.shape[2]}), got {downsample}")
     if downsample > 1:
         raw = _downsample(raw.astype(np.float64), int(downsample))
     X, mean, scale = preprocess(raw)
