@@ -85,7 +85,7 @@ def main() -> None:
         s.solve(**curve[name])  # warm-up
         tc, _ = _timeit(lambda: s.solve(**curve[name]))
         tca = np.nan if name == "marchenko_pastur" else _timeit(lambda: s.solve(**curve[name], anderson=4))[0]
-        tcc, _ = _timeit(lambda: s.solve(**curve[name], continuation=0), repeat=1)
+        tcc, _ = _timeit(lambda: s.solve(**curve[name], continuation_axis=0), repeat=1)
         tg, sol = _timeit(lambda: s.solve(**grid[name]), repeat=2)
         grid_times[name] = (tg, sol)
         assert sol.ok
