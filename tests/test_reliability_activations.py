@@ -255,3 +255,25 @@ def test_huge_data_variance_is_bounded_in_memory_and_time():
         tracemalloc.stop()
     assert peak < 500e6
     assert time.perf_counter() - start < 120
+
+
+def test_a_user_layer_whose_signal_vanishes():
+    """A user's own pencil: F = mu1a X + Z with mu1a = 0 (a pure-noise layer) is the limit of
+    small mu1a (the division by the leading coefficient made it NaN)."""
+    from numerics.reduced import compile_reduced
+    from pencils.expr import D, Space, gaussian, inverse, trace
+    from pencils.freeprob import equations
+    from pencils.reduce import reduce_systems
+
+    psi, lam = sympy.symbols("psi lam", positive=True)
+    mu = sympy.Symbol("mu1a", real=True)
+    n = Space("n", psi)
+    Xg, Zg = gaussian("X", n, D), gaussian("Z", n, D)
+    F = mu * Xg + Zg
+    solver = compile_reduced(reduce_systems({"r": equations(trace(inverse(F.T @ F / psi + lam)))}))
+    vals = {}
+    for m in (0.0, 1e-8, 1e-12):
+        out = solver.solve({"psi": np.array([2.0]), "lam": np.array([0.1]), "mu1a": np.array([m])})
+        vals[m] = float(out.values["r"][0])
+    assert np.isfinite(vals[0.0])
+    assert abs(vals[1e-8] - vals[0.0]) <= 1e-12 and abs(vals[1e-12] - vals[0.0]) <= 1e-14
