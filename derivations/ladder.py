@@ -11,6 +11,9 @@ resolves every point.
    where that failed, by continuation in ``lam`` (:func:`continue_in_lam`).
 
 ``precision=dps`` skips the first two rungs: every point is solved in mpmath at ``dps`` digits.
+
+A point left unresolved carries its cause (:data:`CAUSES`, ``Ledger.cause``): what failed in
+double precision and, where it was tried, in mpmath, so that the error message can say it.
 """
 from __future__ import annotations
 
@@ -23,10 +26,25 @@ from numerics._errors import ConvergenceError
 
 from .model import QUANTITIES
 
-__all__ = ["REFINE_DPS", "Ledger", "climb", "mp_point", "continue_in_lam"]
+__all__ = ["REFINE_DPS", "CAUSES", "Ledger", "NoStartError", "climb", "mp_point", "continue_in_lam"]
 
 #: Digits of the automatic mpmath refinement of points double precision cannot resolve.
 REFINE_DPS = 30
+
+#: Why a point is unresolved (``Ledger.cause`` holds a "+"-joined chain of these keys).
+CAUSES = {
+    "non-finite": "the equations gave NaN or inf in double precision (a parameter outside the "
+                  "equations' domain, or an overflow)",
+    "residual": "Newton did not reach the residual tolerance in double precision",
+    "rounding": "the estimated rounding error exceeds rtol |value| + atol (near the interpolation "
+                "peak or deep in memorisation, where the errors are small differences of large traces)",
+    "no-start": "the mpmath refinement found no accurate double-precision start for its continuation in lam",
+    "mpmath": "mpmath Newton did not converge",
+}
+
+
+class NoStartError(ConvergenceError):
+    """:func:`continue_in_lam` found no accurate double-precision start."""
 
 
 @dataclass
@@ -41,6 +59,8 @@ class Ledger:
     rounding: np.ndarray
     refined: np.ndarray
     refined_mpmath: np.ndarray
+    #: per point, "" when resolved, else a "+"-joined chain of :data:`CAUSES` keys
+    cause: np.ndarray | None = None
 
     @classmethod
     def empty(cls, size: int, exact: bool) -> "Ledger":
@@ -48,7 +68,8 @@ class Ledger:
         return cls(values={q: np.full(size, np.nan, dtype=dtype) for q in QUANTITIES},
                    converged=np.zeros(size, dtype=bool), residual=np.zeros(size),
                    iterations=np.zeros(size, dtype=int), rounding=np.zeros(size),
-                   refined=np.zeros(size, dtype=bool), refined_mpmath=np.zeros(size, dtype=bool))
+                   refined=np.zeros(size, dtype=bool), refined_mpmath=np.zeros(size, dtype=bool),
+                   cause=np.full(size, "", dtype=object))
 
 
 def climb(theory, kind: str, sel: np.ndarray, raw: list, led: Ledger, *, precision, check_rounding: bool,
@@ -72,6 +93,11 @@ def climb(theory, kind: str, sel: np.ndarray, raw: list, led: Ledger, *, precisi
             err = np.where(good, sol.error[q], np.inf)
             good &= err <= rtol * np.abs(sol.values[q]) + atol
             rounding[sel] = np.maximum(rounding[sel], np.where(np.isfinite(err), err, 0.0))
+    # the solver flags a point whose residual exceeds tol or whose values are not finite
+    tol = solve_options.get("tol", 1e-12)
+    finite_res = np.isfinite(sol.residual) & (sol.residual > tol)
+    led.cause[sel] = np.where(sol.converged, np.where(good, "", "rounding"),
+                              np.where(finite_res, "residual", "non-finite"))
     if exact:
         todo = range(len(sel))
     elif refine:
@@ -89,18 +115,22 @@ def climb(theory, kind: str, sel: np.ndarray, raw: list, led: Ledger, *, precisi
         dps = int(precision) if exact else REFINE_DPS
         try:
             res = mp_point(theory, kind, point, dps, init)
-        except ConvergenceError:
+        except ConvergenceError as exc:
+            tried = "no-start" if isinstance(exc, NoStartError) else "mpmath"
+            led.cause[sel[k]] = "+".join(c for c in (led.cause[sel[k]], tried) if c)
             continue
         for q in QUANTITIES:
             v = res.values[q]
             out[q][sel[k]] = v if exact else float(v)
         good[k] = True
+        led.cause[sel[k]] = ""
         refined[sel[k]] = not exact
         refined_mp[sel[k]] = not exact
         rounding[sel[k]] = 0.0 if exact else float(
             np.finfo(float).eps * max(abs(float(res.values[q])) for q in QUANTITIES))
         resid[sel[k]] = float(res.residual)
     conv[sel] = good
+    led.cause[sel[good]] = ""
 
 
 def _refine_dd(theory, solver, params, sol, todo, sel, rtol, atol, good, out, rounding, resid, refined):
@@ -164,7 +194,7 @@ def continue_in_lam(theory, kind, point, dps, per_decade: int = 8) -> list:
                                    for q in QUANTITIES], axis=0)
     ok = np.cumprod(acc).astype(bool)
     if not ok[0]:
-        raise ConvergenceError(f"no double-precision start at lam={start} for {point}", None)
+        raise NoStartError(f"no double-precision start at lam={start} for {point}", None)
     last = int(np.nonzero(ok)[0][-1])
 
     def solve_at(lam_k, init):

@@ -137,6 +137,48 @@ class Coefficients:
         return dict(mu1=np.asarray(mu1), mu_star=np.sqrt(star), mu_s=np.sqrt(s_sq),
                     mu_f=np.sqrt(np.clip(star - s_sq, 0.0, None)))
 
+    def error(self, t) -> np.ndarray:
+        """Estimated relative error of the numbers of :meth:`at` at diffusion time ``t``: the
+        largest absolute error -- the quadrature error of the one-dimensional moments
+        (``Activation.accuracy``: ``mu0``, ``mu1``, ``mu_*^2``, the Hermite coefficients), that of
+        the kernel behind ``mu_s^2`` (``Activation.kernel_error``, or the structured-data
+        estimate) and the rounding of ``mu_s^2``, ``mu_f^2`` as differences of numbers of size
+        ``E rho(h)^2`` -- relative to the scale ``E rho(h)^2 - mu0^2`` of the features, and for
+        ``mu_f^2`` (the fresh noise) relative to itself.  About ``1e-15`` for closed forms at
+        ordinary parameters; large where ``mu_f^2 << E rho(h)^2`` (a huge data variance) or
+        for a noisy activation."""
+        t = np.asarray(t, dtype=float)
+        times, index = np.unique(t, return_inverse=True)  # one estimate per distinct time
+        return self._error_at(times)[index].reshape(t.shape)
+
+    def _error_at(self, t: np.ndarray) -> np.ndarray:
+        act = self.activation
+        a_sq = np.exp(-2.0 * t)
+        eps4 = 4 * np.finfo(float).eps
+        acc = float(act.accuracy)
+        if self.tau == 1.0:
+            kern = np.where(a_sq > 0.25, act.kernel_error(np.clip(a_sq, 0.0, 1.0)), 0.0)
+            star, shared, fresh = float(act.mu_star_sq), self.mu_s_sq(t), self.mu_f_sq(t)
+            second = float(act.second_moment)
+            # for a_t^2 <= 1/4, mu_s^2 is its Mehler tail (no cancellation), else K(a^2) - mu0^2 - mu1^2 a^2
+            cancel = np.where(a_sq > 0.25, eps4 * second, 0.0)
+        else:
+            v = a_sq * self.tau - np.expm1(-2.0 * t)
+            mu0, mu1, star, shared, fresh, kern = act.equivalence_constants(v, a_sq * self.tau, with_error=True)
+            second = np.asarray(star) + np.asarray(mu0) ** 2 + np.asarray(mu1) ** 2 * v
+            cancel = eps4 * second
+        # mu_*^2, mu_s^2 are differences of numbers of size E rho^2, and mu_f^2 = mu_*^2 - mu_s^2
+        err_star = np.maximum(acc, eps4 * second)
+        err_shared = np.maximum(np.maximum(acc, kern), cancel)
+        err_fresh = err_star + err_shared + eps4 * np.abs(star)
+        # relative to the scale E rho^2 - mu0^2 of the features; mu_f^2 (the fresh noise, where a
+        # huge data variance leaves only rounding) relative to itself
+        scale = np.maximum(np.maximum(second - np.asarray(mu0 if self.tau != 1.0 else act.mu0) ** 2, 0.0), 1e-300)
+        fresh = np.asarray(fresh, dtype=float)
+        rel = np.maximum(np.maximum(err_star, err_shared) / scale,
+                         np.where(fresh > 0, err_fresh / np.where(fresh > 0, fresh, 1.0), err_fresh / scale))
+        return np.broadcast_to(rel, t.shape).copy()
+
     @property
     def mu0(self) -> float:
         return float(self.activation.mu0)

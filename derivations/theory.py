@@ -22,6 +22,7 @@ through the numbers ``mu1, mu_s, mu_f, mu_*``), cached on disk, and compiled onc
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,10 +32,10 @@ import numpy as np
 from numerics._errors import ConvergenceError
 from numerics.options import SolveOptions
 from numerics.reduced import ReducedSolver, solver_layout
-from pencils.activation import activation as _activation
+from pencils.activation import QuadratureWarning, activation as _activation
 from pencils.cache import cached
 
-from .ladder import Ledger, climb
+from .ladder import CAUSES, Ledger, climb
 from .model import QUANTITIES, Coefficients, check_precision, check_real_array, m_kind, parse_m, spectral_measure
 
 # The symbolic side (derivations.dsm, pencils.reduce: sympy) is imported where it is used,
@@ -100,6 +101,10 @@ class Errors:
     refined: np.ndarray | None = None
     #: the subset of ``refined`` solved in ``derivations.ladder.REFINE_DPS``-digit mpmath
     refined_mpmath: np.ndarray | None = None
+    #: estimated relative error of the activation's Gaussian-equivalence numbers at each point
+    #: (:meth:`derivations.model.Coefficients.error`): the values are only as accurate as their
+    #: inputs; ``errors()`` warns (QuadratureWarning) where it exceeds ``rtol``
+    coefficient_error: np.ndarray | None = None
 
 
 class DSMTheory:
@@ -210,14 +215,7 @@ class DSMTheory:
         for q in QUANTITIES:  # an unresolved point is NaN in every field
             out[q][~conv] = np.nan
         if throw and not conv.all():
-            bad = np.nonzero(~conv)[0]
-            k = bad[0]
-            raise ConvergenceError(
-                f"{len(bad)} of {size} points are unresolved, e.g. psi_n={flat[0][k]}, psi_p={flat[1][k]}, "
-                f"t={flat[2][k]}, lam={flat[3][k]}, m={flat[4][k]} (residual {resid[k]:.2e}, "
-                f"estimated rounding error {rounding[k]:.1e}); "
-                "use throw=False to get them flagged, or precision=... near the interpolation peak",
-                None)
+            raise ConvergenceError(_unresolved_message(flat, conv, led, precision), None)
         if exact:
             with mpmath.workdps(int(precision)):
                 loss = np.array([v + 1 - self._spectral_constant_mp(tt) if c else np.nan
@@ -225,11 +223,14 @@ class DSMTheory:
         else:  # the DSM loss on fresh data: E_test + 1 - Delta tr(S^{-1})/d  (= E_test + a^2 isotropic)
             loss = out["test"] + (np.exp(-2.0 * flat[2]) if not self.structured
                                   else 1.0 - self._spectral_constant(flat[2]))
+        coef_err = np.broadcast_to(self.coefficients.error(flat[2]), (size,)).reshape(shape)
+        _warn_inexact_coefficients(self, coef_err, rtol)
         return Errors(test=out["test"].reshape(shape), train=out["train"].reshape(shape),
                       dsm_test_loss=loss.reshape(shape), converged=conv.reshape(shape),
                       residual=resid.reshape(shape), iterations=led.iterations.reshape(shape),
                       rounding_error=rounding.reshape(shape), precision=int(precision) if exact else None,
-                      refined=led.refined.reshape(shape), refined_mpmath=led.refined_mpmath.reshape(shape))
+                      refined=led.refined.reshape(shape), refined_mpmath=led.refined_mpmath.reshape(shape),
+                      coefficient_error=coef_err)
 
     def _errors_at_time(self, psi_n, psi_p, t, lam, m, train_time, precision, throw, solve_options) -> Errors:
         """``errors(..., train_time=T)``: gradient-flow errors (:mod:`derivations.training_time`)."""
@@ -297,6 +298,43 @@ class DSMTheory:
         a_sq = mpmath.exp(-2 * t)
         return delta * mpmath.fsum(mpmath.mpf(w) / (a_sq * mpmath.mpf(s) + delta) for s, w in zip(*self.spectrum))
 
+
+
+def _warn_inexact_coefficients(theory, coef_err: np.ndarray, rtol: float) -> None:
+    """A QuadratureWarning when the activation's numbers are known less accurately than the
+    solver's ``rtol``: the errors inherit that inaccuracy (``Errors.coefficient_error``)."""
+    worst = float(np.max(coef_err)) if coef_err.size else 0.0
+    if worst > rtol:
+        warnings.warn(
+            f"the Gaussian-equivalence numbers of {theory.activation.name} are only known to {worst:.1e} "
+            f"(relative, estimated: quadrature and rounding) > rtol = {rtol:.0e}: the errors are no more accurate "
+            "than that (Errors.coefficient_error)", QuadratureWarning, stacklevel=3)
+
+
+def _unresolved_message(flat: list, conv: np.ndarray, led: Ledger, precision) -> str:
+    """What failed at the unresolved points (:data:`derivations.ladder.CAUSES`), with an example
+    point and the advice that fits its cause."""
+    bad = np.nonzero(~conv)[0]
+    k = bad[0]
+    chain = [c for c in str(led.cause[k] or "").split("+") if c] or ["residual"]
+    counts: dict = {}
+    for j in bad:
+        key = str(led.cause[j] or "")
+        counts[key] = counts.get(key, 0) + 1
+    why = "; then ".join(CAUSES[c] for c in chain)
+    detail = {"non-finite": "", "residual": f" (relative residual {led.residual[k]:.2e})",
+              "rounding": f" (estimated rounding error {led.rounding[k]:.1e})"}.get(chain[0], "")
+    if "non-finite" in chain:
+        advice = "check the parameters (and the activation's coefficients); throw=False flags these points"
+    elif precision is None and len(chain) == 1:  # not refined (refine=False)
+        advice = ("re-solve them in higher precision (refine=True, the default, or precision=...); "
+                  "throw=False flags these points")
+    else:
+        advice = "try precision=... with more digits; throw=False flags these points"
+    summary = "" if len(counts) == 1 else " [" + ", ".join(
+        f"{n} x {key.replace('+', ' then ') or 'unknown'}" for key, n in sorted(counts.items())) + "]"
+    return (f"{len(bad)} of {conv.size} points are unresolved{summary}, e.g. psi_n={flat[0][k]}, "
+            f"psi_p={flat[1][k]}, t={flat[2][k]}, lam={flat[3][k]}, m={flat[4][k]}: {why}{detail}; {advice}")
 
 
 def build(activation, covariance=None):

@@ -50,7 +50,7 @@ from typing import Any
 import sympy
 
 from .cache import cached
-from .expr import MatExpr, Trace
+from .expr import S_NU, MatExpr, Trace
 from .linearize import Pencil, describe, linearize
 
 __all__ = ["FixedPointSystem", "equations"]
@@ -209,6 +209,56 @@ def _simp(c: Any) -> sympy.Expr:
     return c if c.is_number else sympy.cancel(c)
 
 
+def _primitive(form: dict) -> tuple:
+    """``(content, primitive part)`` of a linear form ``{key: coefficient}``.
+
+    The coefficients are rational functions of the parameters; with ``n_k / d_k`` their
+    reduced fractions, the content is ``gcd_k(n_k) / lcm_k(d_k)`` (polynomial gcd over the
+    integers, half-integer powers of a symbol ``b`` read as powers of a new variable ``r``
+    with ``b = r^2``) without its factors in the spectral variable ``s`` (those stay inside the
+    spectral mean), and with the sign that makes the primitive coefficient of the first key
+    canonically positive.  The primitive part ``form / content`` then has polynomial
+    numerators: no parameter is ever divided by, so a parameter may vanish (``mu1 = 0``: an
+    even activation).  Two forms are proportional exactly when their primitive parts are
+    equal (Gauss's lemma: the primitive part is unique up to a unit, here ``+-1``).
+
+    The content also takes the factors of the first primitive coefficient that are provably
+    non-zero (numbers, positive parameters such as ``psi_n``, ``Delta + a^2``), so the unknown
+    keeps the scale of the classical normalisation by the leading coefficient wherever that
+    divides by nothing that can vanish (the traces then keep the size, and the conditioning,
+    they had)."""
+    keys = sorted(form)
+    coefs = [sympy.sympify(form[k]) for k in keys]
+    roots = {}
+    for c in coefs:
+        for e in c.atoms(sympy.Pow):
+            if e.exp.is_Rational and e.exp.q == 2 and e.base.is_Symbol and e.base not in roots:
+                roots[e.base] = sympy.Dummy(f"r_{e.base.name}", positive=True)
+    to_r = {b: r**2 for b, r in roots.items()}
+    back = {r: sympy.sqrt(b) for b, r in roots.items()}
+    polys = [sympy.cancel(c.subs(to_r)) for c in coefs]  # sqrt(b) -> r since r > 0
+    nums, dens = zip(*(sympy.fraction(c) for c in polys))
+    content = sympy.cancel(sympy.gcd_list(list(nums)) / sympy.lcm_list(list(dens)))
+    num, den = sympy.fraction(content)
+    if num.has(S_NU):  # keep only the factors free of s in the content
+        k, factors = sympy.factor_list(num)
+        num = k * sympy.Mul(*(b**e for b, e in factors if not b.has(S_NU)))
+    if den.has(S_NU):
+        k, factors = sympy.factor_list(den)
+        den = k * sympy.Mul(*(b**e for b, e in factors if not b.has(S_NU)))
+    content = num / den
+    # scale the unknown as the leading coefficient does, except for the factors that may vanish
+    # (a parameter such as mu1, or one only known to be >= 0): those stay in the unknown
+    k, factors = sympy.factor_list(sympy.cancel(polys[0] / content))
+    safe = k * sympy.Mul(*(b**e for b, e in factors if b.is_nonzero and not b.has(S_NU)))
+    content = content * safe
+    prim = [sympy.cancel(c / content) for c in polys]
+    if prim[0].could_extract_minus_sign():
+        content, prim = -content, [-c for c in prim]
+    content = _simp(content.xreplace(back))
+    return content, {k: _simp(c.xreplace(back)) for k, c in zip(keys, prim)}
+
+
 def _equations_uncached(pencil: Pencil) -> FixedPointSystem:
     n = pencil.size
     spaces = pencil.spaces
@@ -240,7 +290,8 @@ def _equations_uncached(pencil: Pencil) -> FixedPointSystem:
                         continue
                     f = forms.setdefault((i, l), {})
                     f[(j, m)] = f.get((j, m), 0) + v * alpha * a * b
-    # normalise and merge proportional forms
+    # normalise and merge proportional forms: each form is its content (a multiplier of
+    # tau in eta) times its primitive part (the unknown), so nothing is divided by a parameter
     taus_def: list[dict] = []
     keys: dict[tuple, int] = {}
     Pent: dict[int, dict] = {}
@@ -249,9 +300,8 @@ def _equations_uncached(pencil: Pencil) -> FixedPointSystem:
         f = {k: c for k, c in f.items() if c != 0}
         if not f:
             continue
-        first = min(f)
-        lead = f[first]
-        norm = tuple(sorted((k, _simp(c / lead)) for k, c in f.items()))
+        lead, prim = _primitive(f)
+        norm = tuple(sorted(prim.items()))
         if norm not in keys:
             keys[norm] = len(taus_def)
             taus_def.append(dict(norm))

@@ -490,6 +490,9 @@ class NamedForm:
     #: half-width ``a`` of the strip ``|Im x| < a`` where ``rho`` is analytic (nearest
     #: complex singularity); sets the convergence rate of the trapezoidal rules
     strip: float | None = None
+    #: ``k`` when ``rho(s x) = s^k rho(x)`` for every ``s > 0`` (relu, abs: 1): the constants at any
+    #: variance ``v`` then follow from those at ``v = 1``, ``K_v(c) = v^k K(c / v)``
+    homogeneous: int | None = None
 
     @property
     def expr(self):
@@ -541,13 +544,13 @@ def _forms() -> dict[str, NamedForm]:
             dict(mu0=_exact(lambda: 1 / sqrt(2 * _PI)), mu1=_const(1, 2), second_moment=_const(1, 2)),
             _exact_kernel(lambda c: (sqrt(1 - c * c) + (_PI - mpmath.acos(c)) * c) / (2 * _PI)),
             _relu_kernel, _relu_hermite_mp, relu_moments, relu_second_moment, kinks=(0.0,),
-            reference="arc-cosine kernel of degree 1, Cho & Saul (2009)"),
+            reference="arc-cosine kernel of degree 1, Cho & Saul (2009)", homogeneous=1),
         "abs": NamedForm(
             "abs", np.abs, mpmath.fabs, 1,
             dict(mu0=_exact(lambda: sqrt(2 / _PI)), mu1=_const(0), second_moment=_const(1)),
             _exact_kernel(lambda c: 2 / _PI * (sqrt(1 - c * c) + c * asin(c))),
             _abs_kernel, _abs_hermite_mp, abs_moments, abs_second_moment, kinks=(0.0,),
-            reference="|x| = 2 relu(x) - x and the arc-cosine kernel"),
+            reference="|x| = 2 relu(x) - x and the arc-cosine kernel", homogeneous=1),
         "linear": NamedForm(
             "linear", lambda u: np.asarray(u, dtype=float) * 1.0, mpmath.mpf, -1,
             dict(mu0=_const(0), mu1=_const(1), second_moment=_const(1)),

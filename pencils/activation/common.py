@@ -2,8 +2,9 @@
 of :mod:`pencils.activation` (its bottom layer: it imports only :mod:`pencils.activation.closed_forms`)."""
 from __future__ import annotations
 
+import math
 import numbers
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import mpmath
 import numpy as np
@@ -18,6 +19,13 @@ from .closed_forms import MAX_ORDER
 FLOAT_TOL = 1e-13
 #: Tolerance of the nested trapezoidal rules behind :meth:`Activation.kernel` (one number per ``c``).
 KERNEL_TOL = 1e-15
+#: Budget of the adaptive mpmath quadrature of the Hermite moments (bisections of a panel, two
+#: evaluations of the 24-point rule each): for a ``rho`` known in double precision only, and per
+#: digit for one known to any precision.  Smooth activations need 60-80 bisections at 30 digits
+#: and about 270 at 60; a noisy callable (float32) would need millions.  Past the budget the
+#: quadrature stops and reports the accuracy it reached (a QuadratureWarning, ``Activation.accuracy``).
+QUADRATURE_BISECTIONS_DOUBLE = 200
+QUADRATURE_BISECTIONS_PER_DIGIT = 100
 #: Largest Hermite order used by the Mehler series of :meth:`Activation.kernel_mp`.
 MEHLER_MP_MAX_ORDER = 128
 #: Slack allowed on ``c`` in ``[-1, 1]`` and ``a_sq`` in ``[0, 1]`` before a ValueError.
@@ -40,6 +48,43 @@ def _sympy_to_mp(value: sympy.Expr, dps: int):
     if im != 0:
         raise ValueError(f"rho must be real-valued; a coefficient evaluated to {value} = {re} + {im} I")
     return mpmath.mpf(sympy.Float(re, dps)._mpf_) if re != 0 else mpmath.mpf(0)
+
+
+def _check_growth(fn_mp: Callable, name: str, variance: float = 1.0) -> None:
+    """Reject ``rho`` whose ``rho(x)^2 phi_v(x)`` does not decay fast at large ``|x|`` (``phi_v``
+    the centred Gaussian density of variance ``v``).
+
+    ``E rho(h)^2 < inf``, ``h ~ N(0, v)``, needs ``2 log|rho(sqrt(v) u)| - u^2/2 -> -inf`` faster
+    than ``-log|u|``; we ask for ``2 log|rho(sqrt(v) u)| - u^2/2 + 2 log|u| < -200`` at
+    ``|u| = 64`` and ``128`` (at ``v = 1``: ``exp(x^2/4)`` is exactly borderline and fails,
+    ``exp(x^2/5)`` passes; at ``v = 3`` ``exp(x^2/5)`` fails: ``E exp(2 h^2/5) = inf`` for ``v >= 5/4``).
+    The pre-activation variance is ``v = a_t^2 tau + Delta_t`` for data with ``tr Sigma / d = tau``
+    (MODEL.md): a heavy-tailed ``rho`` can be fine on isotropic data and not on structured data.
+    """
+    sv = mpmath.sqrt(mpmath.mpf(variance))
+    at = "" if variance == 1 else f" at pre-activation variance v = {float(variance):.6g}"
+    for u in (64, -64, 128, -128):
+        with mpmath.workdps(30):
+            x = sv * u
+            try:
+                r = fn_mp(x)
+            except OverflowError:
+                r = mpmath.inf
+            except (ArithmeticError, ValueError, TypeError) as exc:
+                raise ValueError(
+                    f"rho = {name} could not be evaluated at x = {mpmath.nstr(x, 6)}: {exc!r}. rho must be "
+                    "real-valued and finite on the whole real line (otherwise the Gaussian second "
+                    "moment is not finite)") from None
+            r = abs(mpmath.mpmathify(r))
+            if mpmath.isnan(r):
+                raise ValueError(f"rho must be real-valued and finite: {name} is NaN at x = {mpmath.nstr(x, 6)}")
+            if r == 0:
+                continue
+            if mpmath.isinf(r) or 2 * mpmath.log(r) - u * u / 2 + 2 * math.log(abs(u)) > -200:
+                raise ValueError(
+                    f"Gaussian second moment E[rho(h)^2]{at} is not finite (or rho is too heavy-tailed to "
+                    f"integrate accurately) for {name}: rho(x)^2 phi_v(x) does not decay at x = "
+                    f"{mpmath.nstr(x, 6)}")
 
 
 def _check_dps(dps) -> int:

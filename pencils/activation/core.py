@@ -20,6 +20,7 @@ from .common import (
     RANGE_SLACK,
     QuadratureWarning,
     _check_dps,
+    _check_growth,
     _check_order,
     _check_range,
     _sympy_to_mp,
@@ -316,6 +317,24 @@ class Activation(_EquivalenceConstants, _GaussianMoments):
         out = self.mu_star_sq - np.asarray(s)
         out = np.where((out < 0) & (out > -1e-14 * self._scale**2), 0.0, out)
         return float(out) if np.ndim(s) == 0 else out
+
+    def check_variance(self, variance: float) -> None:
+        """ValueError naming ``rho`` and ``v`` unless ``E rho(h)^2 < inf`` for ``h ~ N(0, v)``.
+
+        Named activations and polynomials grow polynomially (always finite).  Otherwise the
+        tails are tested numerically at ``|x| = 64 sqrt(v)`` and ``128 sqrt(v)``
+        (:func:`~pencils.activation.common._check_growth`): ``exp(x^2/5)`` passes at ``v = 1``
+        (isotropic data) and fails at ``v = 3``.  Memoised per ``v``.
+        """
+        v = float(variance)
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"variance must be finite and > 0, got {variance!r}")
+        if self._form is not None or self._poly is not None or v == 1.0:
+            return  # polynomial growth, or checked when rho was built (v = 1)
+        key = ("integrable", v)
+        if key not in self._memo:
+            _check_growth(self._fn_mp, self.name, v)
+            self._memo[key] = True
 
     # ------------------------------------------------------------------ structured data, Gaussian moments
     # Defined in the mixins (equivalence.py, gaussian_moments.py); named here too because the

@@ -32,6 +32,7 @@ class _EquivalenceConstants:
 
         ``v = 1`` gives exactly :attr:`mu0`, :attr:`mu1`, :attr:`mu_star_sq` and
         :meth:`mu_s_sq` ``(c)``.  Otherwise: polynomials exactly (Mehler series, finite);
+        positively homogeneous ``rho`` (relu, abs) from ``K_v(c) = v^k K(c/v)``;
         everything else by piecewise Gauss--Legendre in ``(u, w)``, ``h = sqrt(v) u``,
         ``h' = sqrt(v)(r u + sqrt(1 - r^2) w)``, ``r = c / v``, split at the kinks of
         ``rho`` (geometric convergence on every panel), with the 1-D moments from the
@@ -64,6 +65,8 @@ class _EquivalenceConstants:
             rows[4, unit] = self.mu_f_sq(cu)
             rows[5, unit] = (np.vectorize(self._kernel_error_at, otypes=[float])(cu)
                              if self._gl_kernel_applies() else 0.0)
+        for value in sorted(set(flat_v[~unit].tolist())):
+            self.check_variance(value)
         for key in sorted(set(zip(flat_v[~unit].tolist(), flat_c[~unit].tolist()))):
             sel = (flat_v == key[0]) & (flat_c == key[1])
             rows[:, sel] = np.array(self._constants_at(*key))[:, None]
@@ -92,6 +95,14 @@ class _EquivalenceConstants:
                 second = float(np.sum(norm2))
                 kern = float(np.polynomial.polynomial.polyval(r, norm2))
                 err = 0.0
+            elif self._form is not None and self._form.homogeneous:
+                # rho(sqrt(v) y) = v^(k/2) rho(y): E[rho(h) rho(h')] = v^k K(r), exact at any v
+                k = self._form.homogeneous
+                alpha = self.gaussian_moments(0.0, sv, 1)
+                mu0, mu1 = float(alpha[0]), float(alpha[1]) / sv
+                second = float(self.gaussian_second_moment(0.0, sv))
+                kern = v**k * float(self.kernel(r))
+                err = 1e-16 * second
             elif self._form is not None and self._form.moments is not None and abs(r) <= 0.5:
                 # closed-form Gaussian moments: the Mehler series sum_j r^j alpha_j^2 / j!, its tail
                 # after J = 60 terms below |r|^61 (E rho(h)^2 - partial sum) <= 4e-19 E rho(h)^2
@@ -146,10 +157,17 @@ class _EquivalenceConstants:
             if abs(c) > v * (1 + RANGE_SLACK):
                 raise ValueError("covariance must satisfy |c| <= variance")
             c = max(min(c, v), -v)
+            self.check_variance(float(v))
             if v == 1:
                 co = self.coefficients_mp(dps)
                 mu0, mu1, star = co.mu0, co.mu1, co.mu_star_sq
                 kern = self.kernel_mp(c, dps)
+            elif self._form is not None and self._form.homogeneous:  # v^k K(c / v), as in float
+                k = self._form.homogeneous
+                co = self.coefficients_mp(dps)
+                mu0, mu1 = co.mu0 * v ** (mpmath.mpf(k) / 2), co.mu1 * v ** (mpmath.mpf(k - 1) / 2)
+                star = co.second_moment * v**k - mu0**2 - mu1**2 * v
+                kern = v**k * self.kernel_mp(c / v, dps)
             else:
                 self._require_mp_exact()
                 sv = mpmath.sqrt(v)

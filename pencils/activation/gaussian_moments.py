@@ -52,9 +52,11 @@ class _GaussianMoments:
             elif self._poly is not None:
                 block = self._polynomial_moments(m_, s_, order)
             elif self.kinks:
+                self.check_variance(float(np.max(s_)) ** 2)
                 block = self._kinked_moments(m_, s_, order)[0][:order + 1]
                 block *= sqrt_factorials(order)[:, None]
             else:
+                self.check_variance(float(np.max(s_)) ** 2)
                 A, _, err = self._trapezoid_moments(m_, s_, order)
                 self._warn_accuracy(err, s_, "gaussian_moments")
                 block = A[:order + 1]
@@ -90,8 +92,10 @@ class _GaussianMoments:
                 vals = _safe_eval(self._fn, m_[:, None] + s_[:, None] * x, "a polynomial")
                 out[pos] = (vals * vals) @ w
             elif self.kinks:
+                self.check_variance(float(np.max(s_)) ** 2)
                 out[pos] = self._kinked_moments(m_, s_, 0)[1]
             else:
+                self.check_variance(float(np.max(s_)) ** 2)
                 _, S, err = self._trapezoid_moments(m_, s_, 0, second=True)
                 self._warn_accuracy(err, s_, "gaussian_second_moment")
                 out[pos] = S

@@ -4,10 +4,13 @@ trapezoidal rule for the kernel ``K(c)``."""
 from __future__ import annotations
 
 import functools
+import heapq
 import math
 from typing import Callable
 
 import mpmath
+
+from .common import QUADRATURE_BISECTIONS_DOUBLE, QUADRATURE_BISECTIONS_PER_DIGIT
 
 # =========================================================================== mpmath quadrature
 
@@ -27,7 +30,7 @@ def _truncation_point(dps: int) -> int:
 
 
 def _mp_gauss_moments(fn_mp: Callable, order: int, dps: int, *, kinks=(), scale: float = 1.0,
-                      exact: bool = True):
+                      exact: bool = True, budget: int | None = None):
     """Normalised Hermite moments ``n_k = E[rho(g) He_k(g)] / sqrt(k!)``, ``E rho(g)^2`` and an error.
 
     Adaptive composite 24-point Gauss--Legendre quadrature of
@@ -36,6 +39,16 @@ def _mp_gauss_moments(fn_mp: Callable, order: int, dps: int, *, kinks=(), scale:
     and known kinks and are bisected until the two halves agree with the whole to
     ``10^-(dps+3) scale``.  ``exact=False`` means ``fn_mp`` only has double
     precision; the tolerance is then ``1e-15 scale``.
+
+    Budget: at most ``budget`` bisections (default :func:`quadrature_budget`), taken
+    largest change first (globally adaptive, as QUADPACK's QAG: Piessens et al. 1983,
+    ch. 2).  A noisy ``rho`` (a float32 callable, say) never meets the tolerance: its
+    panels would be bisected down to the minimal width, millions of them.  When the
+    budget runs out, every panel still pending is accepted as is and adds the change
+    ``|Q_left + Q_right - Q_whole|`` of the bisection that created it (split evenly
+    between the two halves) to the error estimate, which therefore stays honest.  Within
+    the budget the panels accepted and the order of their summation are those of a plain
+    depth-first bisection.
 
     Returns ``(n, second_moment, error_estimate, worst_x)`` as mpf numbers at
     ``dps + 10`` digits; ``worst_x`` locates the panel with the largest residual.
@@ -91,26 +104,42 @@ def _mp_gauss_moments(fn_mp: Callable, order: int, dps: int, *, kinks=(), scale:
             d = max(abs(p - q) for p, q in zip(u[:-1], v[:-1]))
             return max(d, abs(u[-1] - v[-1]) / scale)
 
-        total = [mpmath.mpf(0)] * (order + 2)
-        error = mpmath.mpf(0)
-        worst = (mpmath.mpf(0), mpmath.mpf(0))
         full = cuts[-1] - cuts[0]
-        stack = [(a, b, panel(a, b)) for a, b in zip(cuts[:-1], cuts[1:])]
-        while stack:
-            a, b, whole = stack.pop()
+        left_over = quadrature_budget(dps, exact) if budget is None else int(budget)
+        # pending panels, largest parent change first: (-change, position, a, b, Q_whole)
+        heap = [(-mpmath.inf, k, a, b, panel(a, b)) for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
+        heapq.heapify(heap)
+        done = []  # accepted panels: (a, change, midpoint, Q)
+        while heap and left_over > 0:
+            _, _, a, b, whole = heapq.heappop(heap)
+            left_over -= 1
             m = (a + b) / 2
             left, right = panel(a, m), panel(m, b)
             fine = [p + q for p, q in zip(left, right)]
             g = gap(fine, whole)
             if g <= tol * (b - a) / full or b - a < min_width:
-                total = [p + q for p, q in zip(total, fine)]
-                error += g
-                if g > worst[0]:
-                    worst = (g, m)
+                done.append((a, g, m, fine))
             else:
-                stack.append((a, m, left))
-                stack.append((m, b, right))
+                heapq.heappush(heap, (-g / 2, float(a), a, m, left))
+                heapq.heappush(heap, (-g / 2, float(m), m, b, right))
+        done += [(a, -neg, (a + b) / 2, whole) for neg, _, a, b, whole in heap]  # budget spent
+        # summed right to left, as the depth-first bisection does
+        total = [mpmath.mpf(0)] * (order + 2)
+        error = mpmath.mpf(0)
+        worst = (mpmath.mpf(0), mpmath.mpf(0))
+        for _, g, m, fine in sorted(done, key=lambda item: item[0], reverse=True):
+            total = [p + q for p, q in zip(total, fine)]
+            error += g
+            if g > worst[0]:
+                worst = (g, m)
         return total[:-1], total[-1], error, worst[1]
+
+
+def quadrature_budget(dps: int, exact: bool) -> int:
+    """Bisections allowed to :func:`_mp_gauss_moments`: :data:`~.common.QUADRATURE_BISECTIONS_DOUBLE`
+    for a ``rho`` known in double precision only, else
+    :data:`~.common.QUADRATURE_BISECTIONS_PER_DIGIT` times ``dps``."""
+    return QUADRATURE_BISECTIONS_PER_DIGIT * int(dps) if exact else QUADRATURE_BISECTIONS_DOUBLE
 
 
 @functools.lru_cache(maxsize=16)
@@ -162,6 +191,13 @@ def _mp_pair_kernel(fn_mp, kinks, v, c, dps: int, q: int) -> mpmath.mpf:
             for x, w in zip(gx, gw):
                 yield mid + half * x, half * w
 
+    panels = [int(mpmath.ceil(2 * L * max(1, scale))) + len(kinks) for scale in (sv, sv * sr)]
+    work = panels[0] * q * (panels[1] * q if sr else 1)
+    if work > MAX_MP_PAIR_EVALUATIONS:  # panels of width 1/sqrt(v): the work grows like v
+        raise ValueError(
+            f"the {dps}-digit two-dimensional quadrature at variance v = {mpmath.nstr(v, 6)} needs about "
+            f"{float(work):.1e} evaluations of rho (limit {MAX_MP_PAIR_EVALUATIONS:.0e}): the variance is "
+            "too large (structured data: v = a_t^2 tau + Delta_t, tau = tr(Sigma)/d; rescale the data)")
     kinks = [mpmath.mpf(k) for k in kinks]
     total = mpmath.mpf(0)
     for u, wu in rule(grid(sv, [k / sv for k in kinks])):
@@ -176,6 +212,11 @@ def _mp_pair_kernel(fn_mp, kinks, v, c, dps: int, q: int) -> mpmath.mpf:
                                 for w, wq in rule(grid(sv * sr, moving))) * inv
         total += wu * mpmath.exp(-u * u / 2) * ru * inner
     return total * inv
+
+
+#: Most evaluations of ``rho`` the mpmath two-dimensional rule may take (about ten minutes at 30
+#: digits); its panels have width ``1/sqrt(v)``, so this bounds the variance (about 60 at 30 digits).
+MAX_MP_PAIR_EVALUATIONS = 2e7
 
 
 def _mp_kernel_trapezoid(fn_mp, c, dps: int, scale: float, name: str, strip: float | None = None):

@@ -177,6 +177,26 @@ def _panels(breaks: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes, weights
 
 
+#: Floats per array of one block of the two-dimensional rule (16 MB): memory stays bounded.
+_PAIR_BLOCK = 1 << 21
+#: Most evaluations of ``rho`` one piecewise Gauss--Legendre integral may take.  Panels have
+#: width ``1 / std`` (the scale of ``rho(std xi)``), so the work grows like the standard deviation
+#: (like its square in two dimensions): 20 nodes a panel at std = 1 take about 7e3 evaluations in
+#: two dimensions, 2e5 in one.  Beyond this a ValueError names the variance (seconds of work left).
+MAX_QUADRATURE_EVALUATIONS = 5e7
+
+
+def _check_work(evaluations: float, what: str, argument: str) -> None:
+    """ValueError before a quadrature whose work (and, unblocked, memory) grows with the variance
+    exceeds :data:`MAX_QUADRATURE_EVALUATIONS`."""
+    if evaluations > MAX_QUADRATURE_EVALUATIONS:
+        raise ValueError(
+            f"{what} needs about {evaluations:.1e} evaluations of rho (panels of width 1/sqrt({argument}) "
+            f"resolve rho(sqrt({argument}) xi); the limit is {MAX_QUADRATURE_EVALUATIONS:.0e}): the "
+            f"variance is too large for the quadrature. For structured data it is v = a_t^2 tau + Delta_t "
+            "with tau = tr(Sigma)/d of the covariance: rescale the data (MODEL.md normalises tau = 1)")
+
+
 def _breaks(width: float, kinks: np.ndarray) -> np.ndarray:
     """Panel boundaries on ``[-L, L]``: a uniform grid of spacing ``<= width`` plus the kinks inside."""
     L = _GL_HALF_WIDTH
@@ -201,6 +221,11 @@ def _gl_gaussian_pair(fn, kinks: tuple, v: float, c: float, q: int,
     r = max(-1.0, min(1.0, c / v))
     sr = math.sqrt(max(0.0, 1.0 - r * r))
     kinks = np.asarray(kinks, dtype=float)
+    L = _GL_HALF_WIDTH
+    outer = int(math.ceil(2.0 * L * refine / min(1.0, 1.0 / sv))) + kinks.size
+    inner = (int(math.ceil(2.0 * L * refine / min(1.0, 1.0 / (sv * sr)))) + kinks.size) if sr * sv >= 1e-12 else 1
+    _check_work(outer * q * inner * q, f"the Gaussian pair at variance v = {v:.6g}, covariance c = {c:.6g}",
+                "v")
     U, Wu = _panels(_breaks(min(1.0, 1.0 / sv) / refine, kinks / sv), q)
     gauss_u = Wu * np.exp(-0.5 * U * U) / math.sqrt(2.0 * math.pi)
     with np.errstate(all="ignore"):
@@ -212,18 +237,22 @@ def _gl_gaussian_pair(fn, kinks: tuple, v: float, c: float, q: int,
         with np.errstate(all="ignore"):
             other = np.asarray(fn(sv * r * U), dtype=float) * np.ones_like(U)
         return mean, first, second, float(gauss_u @ (rho_u * other))
-    L = _GL_HALF_WIDTH
     base = np.linspace(-L, L, int(math.ceil(2.0 * L * refine / min(1.0, 1.0 / (sv * sr)))) + 1)
-    if kinks.size:
-        moving = np.clip((kinks[None, :] / sv - r * U[:, None]) / sr, -L, L)
-        wb = np.sort(np.concatenate([np.broadcast_to(base, (U.size, base.size)), moving], axis=1), axis=1)
-    else:
-        wb = base[None, :]
-    Wn, Ww = _panels(wb, q)
-    gauss_w = Ww * np.exp(-0.5 * Wn * Wn) / math.sqrt(2.0 * math.pi)
-    with np.errstate(all="ignore"):
-        inner = np.asarray(fn(sv * (r * U[:, None] + sr * Wn)), dtype=float)
-    G = np.sum(gauss_w * inner, axis=1)
+    # the inner integrals, a block of outer nodes at a time (bounded memory)
+    block = max(1, _PAIR_BLOCK // ((base.size + kinks.size) * q))
+    G = np.empty(U.size)
+    for lo in range(0, U.size, block):
+        Ub = U[lo:lo + block]
+        if kinks.size:
+            moving = np.clip((kinks[None, :] / sv - r * Ub[:, None]) / sr, -L, L)
+            wb = np.sort(np.concatenate([np.broadcast_to(base, (Ub.size, base.size)), moving], axis=1), axis=1)
+        else:
+            wb = base[None, :]
+        Wn, Ww = _panels(wb, q)
+        gauss_w = Ww * np.exp(-0.5 * Wn * Wn) / math.sqrt(2.0 * math.pi)
+        with np.errstate(all="ignore"):
+            vals = np.asarray(fn(sv * (r * Ub[:, None] + sr * Wn)), dtype=float)
+        G[lo:lo + block] = np.sum(gauss_w * vals, axis=1)
     return mean, first, second, float(gauss_u @ (rho_u * G))
 
 
@@ -331,12 +360,15 @@ def _gl_shifted_moments(fn, kinks, m: np.ndarray, s: np.ndarray, order: int, q: 
     L = _GL_MOMENT_HALF_WIDTH
     kinks = np.asarray(kinks, dtype=float)
     width = min(1.0, 1.0 / max(float(np.max(s)), 1e-300))
+    per_input = (2.0 * L / width + kinks.size) * q
+    _check_work(per_input, f"the Gaussian moments at std up to {float(np.max(s)):.6g}", "std^2")
+    rows = int(min(_GL_MOMENT_ROWS, max(1, _PAIR_BLOCK // per_input)))  # bounded memory
     base = np.linspace(-L, L, int(math.ceil(2.0 * L / width)) + 1)
     A = np.empty((order + 1, m.size))
     S = np.empty(m.size)
     inv_sqrt = 1.0 / np.sqrt(np.arange(1, order + 2, dtype=float))
-    for start in range(0, m.size, _GL_MOMENT_ROWS):
-        mm, ss = m[start:start + _GL_MOMENT_ROWS], s[start:start + _GL_MOMENT_ROWS]
+    for start in range(0, m.size, rows):
+        mm, ss = m[start:start + rows], s[start:start + rows]
         if kinks.size:
             moving = np.clip((kinks[None, :] - mm[:, None]) / ss[:, None], -L, L)
             breaks = np.sort(np.concatenate([np.broadcast_to(base, (mm.size, base.size)), moving], axis=1),

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # annotations only
     import sympy
 
 from .closed_forms import ALIASES, NAMED, SymbolicForms, symbols as _symbols
-from .common import FLOAT_TOL, ActivationSpecError, QuadratureWarning, _check_dps
+from .common import FLOAT_TOL, ActivationSpecError, QuadratureWarning, _check_dps, _check_growth
 from .core import Activation
 from .quadrature import _detect_kinks
 
@@ -131,35 +131,6 @@ def _check_real_finite(fn: Callable[[np.ndarray], np.ndarray], name: str) -> Non
     if np.any(np.isinf(v)):
         x = xs[np.argmax(np.isinf(v))]
         raise ValueError(f"Gaussian second moment is not finite: {name} is infinite at x = {x:g}")
-
-
-def _check_growth(fn_mp: Callable, name: str) -> None:
-    """Reject ``rho`` whose ``rho(x)^2 phi(x)`` does not decay fast at large ``|x|``.
-
-    ``E rho(g)^2 < inf`` needs ``2 log|rho(x)| - x^2/2 -> -inf`` faster than ``-log|x|``;
-    we ask for ``2 log|rho(x)| - x^2/2 + 2 log|x| < -200`` at ``|x| = 64`` and ``128``
-    (``exp(x^2/4)`` is exactly borderline and fails, ``exp(x^2/5)`` passes).
-    """
-    for x in (64, -64, 128, -128):
-        with mpmath.workdps(30):
-            try:
-                r = fn_mp(mpmath.mpf(x))
-            except OverflowError:
-                r = mpmath.inf
-            except (ArithmeticError, ValueError, TypeError) as exc:
-                raise ValueError(
-                    f"rho = {name} could not be evaluated at x = {x}: {exc!r}. rho must be real-valued "
-                    "and finite on the whole real line (otherwise the Gaussian second moment is not "
-                    "finite)") from None
-            r = abs(mpmath.mpmathify(r))
-            if mpmath.isnan(r):
-                raise ValueError(f"rho must be real-valued and finite: {name} is NaN at x = {x}")
-            if r == 0:
-                continue
-            if mpmath.isinf(r) or 2 * mpmath.log(r) - x * x / 2 + 2 * math.log(abs(x)) > -200:
-                raise ValueError(
-                    f"Gaussian second moment E[rho(g)^2] is not finite (or rho is too heavy-tailed to "
-                    f"integrate accurately): rho(x)^2 phi(x) does not decay at x = {x} for {name}")
 
 
 def _real_roots(f: sympy.Expr) -> set[float]:
