@@ -168,7 +168,7 @@ def test_unresolved_message_names_the_cause():
         broken.errors(m=1, refine=False, **POINT)
     assert "interpolation peak" not in str(info.value)
     with pytest.raises(ConvergenceError, match="residual tolerance"):
-        th.errors(m=1, refine=False, maxiter=0, fp_maxiter=1, continuation=False, **POINT)
+        th.errors(m=1, refine=False, newton_maxiter=0, fp_maxiter=1, continuation=None, **POINT)
     with pytest.raises(ConvergenceError, match="rounding error .* precision="):
         th.errors(m=1, refine=False, rtol=1e-30, atol=0.0, **POINT)  # no double meets 1e-30
 
