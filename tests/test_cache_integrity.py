@@ -141,6 +141,21 @@ def test_a_source_of_another_kernel_is_regenerated(folder):
     assert _run(path)["warnings"] == []
 
 
+def test_the_build_digest_covers_source_compiler_and_every_flag():
+    """Whatever the library is built from changes its digest (and so its file name and the
+    value it must export): one byte of source, the compiler, any flag or their order."""
+    from numerics.kernel import build_digest
+
+    base = build_digest(b"int x;", "/usr/bin/c++", ("-O2", "-DKERNEL_DOUBLE"))
+    assert base == build_digest(b"int x;", "/usr/bin/c++", ("-O2", "-DKERNEL_DOUBLE"))
+    others = [build_digest(b"int y;", "/usr/bin/c++", ("-O2", "-DKERNEL_DOUBLE")),
+              build_digest(b"int x;", "/usr/bin/clang++", ("-O2", "-DKERNEL_DOUBLE")),
+              build_digest(b"int x;", "/usr/bin/c++", ("-O2", "-DKERNEL_DD")),
+              build_digest(b"int x;", "/usr/bin/c++", ("-DKERNEL_DOUBLE", "-O2")),
+              build_digest(b"int x;", "/usr/bin/c++", ("-O2", "-DKERNEL_DOUBLE", "-mfma"))]
+    assert len({base, *others}) == 6
+
+
 # -- derivation pickles -----------------------------------------------------------------
 
 

@@ -454,7 +454,7 @@ def test_make_problem_never_fails_obscurely(d, psi_n, m):
 CLI_CASES = {
     "table-d-nan": ["table", "--d", "nan", "100"], "table-seeds-neg": ["table", "--seeds", "-3"],
     "structured-seeds-str": ["structured", "--seeds", "many"], "time-d-zero": ["time", "--d", "0", "10"],
-    "real-missing-data": ["real", "--data", "/nonexistent/images.idx"],
+    "real-missing-data": ["real", "--data", "/nonexistent/images.idx"], "real-no-data": ["real"],
     "report-lam-neg": ["report", "--lam", "-1"], "report-t-inf": ["report", "--t", "inf"],
     "report-m-str": ["report", "--m", "lots"], "report-psi-n-nan": ["report", "--psi-n", "nan"],
     "main-activation-bogus": ["--activation", "no_such_function"], "main-grid-zero": ["--grid", "0"],
@@ -473,6 +473,8 @@ def test_command_line_rejects_bad_arguments_in_one_line(argv, tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("usage")]
     assert "Traceback" not in proc.stderr
     assert len(lines) <= 2, proc.stderr
+    named = [a for a in argv if a.startswith("--")] or argv[:1]
+    assert any(n.lstrip("-").lower() in proc.stderr.lower() for n in named), proc.stderr
 
 
 if __name__ == "__main__":  # the outcome table of the pinned cases
