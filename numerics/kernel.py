@@ -21,9 +21,13 @@ One library per number type, each built on first use:
 The attractivity test of a root (spectral radius of ``(I + f')/2`` below 1) runs the
 Schur--Cohn recursion on the characteristic polynomial (Faddeev--LeVerrier), free of LAPACK.
 
-The files are named by the cache key of their system, the compiler flags and the digest of
-the hand-written C++ (a change of the deriving code gives new files), so a fresh process
-loads the library without sympy.  Without a C++ compiler (``$CXX``, else ``c++``, ``g++``
+The source file is named by the cache key of its system, the compiler flags and the digest
+of the hand-written C++ (a change of the deriving code gives new files), and its first line
+names that key; each library by the SHA-256 of its full source, compiler and flags
+(:func:`build_digest`), which it also exports (:data:`DIGEST_SYMBOL`), and it carries a seal
+(the hash of its own bytes).  A fresh process reads the source, checks the seal and the
+digest, and loads the library without sympy; a library that is damaged or was built from
+another source is rebuilt once, with a :class:`KernelWarning`, never loaded.  Without a C++ compiler (``$CXX``, else ``c++``, ``g++``
 or ``clang++``) or with ``DSM_KERNEL=numpy``, the numpy solver runs instead.
 
 References: I. Schur (1917), A. Cohn (1922); Householder, *The Theory of Matrices in
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import os
 import shutil
 import subprocess
@@ -45,7 +50,8 @@ import numpy as np
 
 from .codegen import KMAX, runtime_digest
 
-__all__ = ["kernel_enabled", "threads", "compiler", "load_kernel", "Kernel", "KernelWarning", "CXXFLAGS"]
+__all__ = ["kernel_enabled", "threads", "compiler", "load_kernel", "Kernel", "KernelWarning", "CXXFLAGS",
+           "build_digest", "DIGEST_SYMBOL"]
 
 #: Compiler flags: IEEE double, no contraction into fused multiply-adds (double-double needs
 #: exact products and sums; the double path then matches the numpy solver's operations).
@@ -73,7 +79,8 @@ def threads() -> int:
 
 class KernelWarning(UserWarning):
     """The compiled kernel is not available (no compiler, or the build failed): the
-    vectorised numpy solver runs instead."""
+    vectorised numpy solver runs instead; or a cached source or library was rejected
+    (damaged, or of another kernel) and is being rebuilt."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -151,7 +158,7 @@ class Kernel:
     def __init__(self, params: tuple, outputs: tuple, builder, source: Path | None = None, n_core: int = 0):
         self.params, self.outputs, self.source, self.n_core = params, outputs, source, n_core
         self.n_params, self.n_out = len(params), len(outputs)
-        self._builder = builder  # variant -> library path (builds it when missing)
+        self._builder = builder  # variant -> loaded and verified library (built when missing)
         self._libs: dict = {}
 
     def lib(self, variant: str = "double"):
@@ -159,7 +166,7 @@ class Kernel:
         :class:`KernelWarning`) when it cannot be built."""
         if variant not in self._libs:
             try:
-                lib = ctypes.CDLL(str(self._builder(variant)))
+                lib = self._builder(variant)
                 layout = (ctypes.c_int * 4)()
                 lib.kernel_layout(layout)
                 if (layout[0], layout[2], layout[3]) != (self.n_params, self.n_out, self.n_core):
@@ -171,7 +178,7 @@ class Kernel:
                     getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_int]
                     getattr(lib, name).restype = ctypes.c_int
                 self._libs[variant] = lib
-            except (OSError, RuntimeError, NotImplementedError) as exc:
+            except (OSError, RuntimeError, NotImplementedError, AttributeError) as exc:
                 what = {"double": "compiled kernel", "dd": "double-double kernel", "complex": "complex kernel"}
                 warnings.warn(f"{what[variant]} unavailable ({exc}); using "
                               f"{'mpmath' if variant == 'dd' else 'the numpy solver'}", KernelWarning, stacklevel=3)
@@ -243,27 +250,162 @@ _failed: set = set()
 _VARIANT_FLAGS = {"double": ("-DKERNEL_DOUBLE",), "dd": ("-DKERNEL_DD", "-O1"), "complex": ("-DKERNEL_COMPLEX",)}
 
 
-def _build(folder: Path, name: str, variant: str, flags: tuple) -> Path:
-    """Compile ``name.cpp`` into ``name-variant.so`` (atomically) unless it exists."""
-    lib_path = folder / f"{name}-{variant}.so"
-    if lib_path.is_file():
-        return lib_path
+#: The function every library exports: the digest of what it was built from (:func:`build_digest`).
+DIGEST_SYMBOL = "dsm_kernel_digest"
+
+
+def _header(name: str) -> bytes:
+    """First line of the kernel source ``name.cpp``: the name it was written for, so that a
+    source file found under another kernel's name is regenerated, never compiled."""
+    return f"// dsm-curves {name}\n".encode()
+
+
+def build_digest(source: bytes, cxx: str, flags: tuple) -> str:
+    """SHA-256 of everything a library is built from: its full source (the generated code
+    with the hand-written runtime pasted in), the compiler and every flag.  Each library
+    exports it (:data:`DIGEST_SYMBOL`); the loader compares it with the digest of the source
+    on disk, so a library built from anything else is never used."""
+    digest = hashlib.sha256(f"{cxx}\0{' '.join(flags)}\0".encode())
+    digest.update(source)
+    return digest.hexdigest()
+
+
+#: The seal appended to every library: this tag and the SHA-256 (hex) of the bytes before it.
+_SEAL = b"\0dsm-sha256:"
+_SEAL_LEN = len(_SEAL) + 64
+
+
+def _seal(path: Path) -> None:
+    """Append the seal to a freshly built library (``dlopen`` ignores bytes past the ELF's
+    own contents)."""
+    data = path.read_bytes()
+    with path.open("ab") as fh:
+        fh.write(_SEAL + hashlib.sha256(data).hexdigest().encode())
+
+
+def _damage(path: Path) -> str | None:
+    """Why the bytes of ``path`` are not a whole library built here (``None`` when they are).
+    Checked before ``dlopen``: a truncated shared object can kill the process (SIGBUS)
+    instead of raising."""
+    data = path.read_bytes()
+    if len(data) < _SEAL_LEN or data[-_SEAL_LEN:-64] != _SEAL:
+        return "it is truncated or was not built here (no seal)"
+    if hashlib.sha256(data[:-_SEAL_LEN]).hexdigest().encode() != data[-64:]:
+        return "its bytes are damaged (seal mismatch)"
+    return None
+
+
+def _open(path: Path, digest: str):
+    """``path`` loaded, after checking its seal and its build digest (``OSError`` when it
+    cannot be loaded, ``RuntimeError`` when it is damaged, or carries no digest or another
+    one)."""
+    problem = _damage(path)
+    if problem is not None:
+        raise RuntimeError(problem)
+    lib = ctypes.CDLL(str(path))
+    try:
+        fn = getattr(lib, DIGEST_SYMBOL)
+    except AttributeError:
+        raise RuntimeError("it carries no build digest") from None
+    fn.argtypes, fn.restype = [], ctypes.c_char_p
+    found = (fn() or b"").decode("ascii", "replace")
+    if found != digest:
+        raise RuntimeError(f"it was built from another source (digest {found[:12]}, expected {digest[:12]})")
+    return lib
+
+
+def _compile(folder: Path, name: str, flags: tuple, digest: str, stem: str) -> Path:
+    """``name.cpp`` (and the one-line definition of the digest function) compiled into a
+    fresh temporary file of ``folder``."""
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX)")
-    fd, tmp_lib = tempfile.mkstemp(dir=folder, suffix=".so")
+    fd, stub = tempfile.mkstemp(dir=folder, prefix=".digest-", suffix=".cpp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f'extern "C" const char *{DIGEST_SYMBOL}(void) {{ return "{digest}"; }}\n')
+    fd, tmp_lib = tempfile.mkstemp(dir=folder, prefix=f".{stem}-", suffix=".so")
     os.close(fd)
-    cmd = [cxx, *flags, *_VARIANT_FLAGS[variant], "-o", tmp_lib, str(folder / f"{name}.cpp")]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run([cxx, *flags, "-o", tmp_lib, str(folder / f"{name}.cpp"), stub],
+                              capture_output=True, text=True)
     except OSError:
         os.unlink(tmp_lib)
         raise
+    finally:
+        os.unlink(stub)
     if proc.returncode != 0:
         os.unlink(tmp_lib)
         raise RuntimeError(f"{cxx} failed: {proc.stderr.strip()[-2000:]}")
-    os.replace(tmp_lib, lib_path)  # atomic: concurrent processes never load half a library
-    return lib_path
+    _seal(Path(tmp_lib))
+    return Path(tmp_lib)
+
+
+def _library(folder: Path, name: str, variant: str, flags: tuple):
+    """The loaded library of kernel ``name`` and ``variant``, built when missing.
+
+    The file is named by the digest of its source, compiler and flags; the loader checks
+    its seal (a hash of its bytes, :func:`_damage`) and the digest compiled into it.  A file
+    that is damaged (truncated, garbage) or that was built from another source is rebuilt,
+    once, with a :class:`KernelWarning`.
+    A build goes to a temporary name, is loaded and checked there (a name never loaded
+    before: ``dlopen`` would hand back a library already loaded under the final name),
+    and is renamed into place atomically, so concurrent processes never see half a library.
+    """
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX)")
+    flags = (*flags, *_VARIANT_FLAGS[variant])
+    digest = build_digest((folder / f"{name}.cpp").read_bytes(), cxx, flags)
+    stem = f"{name}-{variant}"
+    lib_path = folder / f"{stem}-{digest[:16]}.so"
+    if lib_path.is_file():
+        try:
+            return _open(lib_path, digest)
+        except (OSError, RuntimeError) as exc:
+            warnings.warn(f"compiled library {lib_path} rejected ({exc}); rebuilding it", KernelWarning, stacklevel=5)
+    tmp = _compile(folder, name, flags, digest, stem)
+    try:
+        lib = _open(tmp, digest)
+        os.replace(tmp, lib_path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    for old in folder.glob(f"{stem}-*.so"):  # libraries of an earlier source of this kernel
+        if old != lib_path:
+            try:
+                old.unlink()
+            except OSError:
+                pass
+    return lib
+
+
+def _write_source(src: Path, name: str, source) -> None:
+    """``source()`` (sympy) written to ``src`` under its header, atomically."""
+    text = source()
+    src.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=src.parent, prefix=".src-", suffix=".cpp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_header(name) + text.encode())
+        os.replace(tmp, src)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _source_is_ours(src: Path, name: str) -> bool:
+    """Whether ``src`` exists and was written for the kernel ``name`` (its first line)."""
+    try:
+        with src.open("rb") as fh:
+            return fh.readline() == _header(name)
+    except OSError:
+        return False
 
 
 def load_kernel(key: str, params: tuple, outputs: tuple, n_core: int, source) -> Kernel | None:
@@ -284,18 +426,16 @@ def load_kernel(key: str, params: tuple, outputs: tuple, n_core: int, source) ->
         if compiler() is None:
             raise RuntimeError("no C++ compiler found (set CXX)")
         src = folder / f"{name}.cpp"
-        if not src.is_file():
-            text = source()  # sympy: only when the source is missing
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".cpp")
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, src)
+        if not _source_is_ours(src, name):  # sympy: only when the source is missing (or not this kernel's)
+            if src.is_file():
+                warnings.warn(f"kernel source {src} was written for another kernel; regenerating it", KernelWarning,
+                              stacklevel=3)
+            _write_source(src, name, source)
     except (OSError, RuntimeError, NotImplementedError) as exc:
         _failed.add(name)
         warnings.warn(f"compiled kernel unavailable ({exc}); using the numpy solver", KernelWarning, stacklevel=3)
         return None
-    kernel = Kernel(tuple(params), tuple(outputs), lambda variant: _build(folder, name, variant, flags), src,
+    kernel = Kernel(tuple(params), tuple(outputs), lambda variant: _library(folder, name, variant, flags), src,
                     int(n_core))
     _loaded[name] = kernel
     return kernel
