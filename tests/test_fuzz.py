@@ -138,6 +138,21 @@ def _theory():
     return pencils.build("relu")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _derived_once():
+    """Derive and compile what the cases use before any alarm runs: the alarm times one call,
+    not the one-off derivation (20 s for finite m on a cold cache) or kernel builds."""
+    from derivations import classic
+
+    th = _theory()
+    for m in (1, 4, math.inf):
+        th.equations(m=m)
+        th.errors(psi_n=1.0, psi_p=[0.5, 1.0, 2.0], t=0.5, lam=[[1e-2], [1e-6]], m=m, throw=False)
+    classic.ridge_risk(gamma=0.5, lam=0.1, r2=1.0, sigma2=0.5)
+    classic.random_features_risk(psi_p=2.0, psi_n=1.0, lam=1e-2, mu1=0.5, mustar=0.3)
+    classic.marchenko_pastur_stieltjes(gamma=0.5, z=-1.0)
+
+
 def _nonneg_errors(e) -> bool:
     ok = np.asarray(e.converged)
     return bool(np.all(np.asarray(e.test)[ok] >= 0) and np.all(np.asarray(e.train)[ok] >= 0))
