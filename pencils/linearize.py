@@ -523,18 +523,15 @@ class Pencil:
         if sorted(perm) != list(range(self.size)):
             raise ValueError(f"{perm} is not a permutation of range({self.size})")
 
-        def pm(M: sympy.ImmutableMatrix | None) -> Any:
+        def pm(M: sympy.ImmutableMatrix | None, rows: bool = True, cols: bool = True) -> Any:
             if M is None:
                 return None
-            if M.shape == (self.size, self.size):
-                return sympy.ImmutableMatrix(self.size, self.size, lambda a, b: M[perm[a], perm[b]])
-            if M.shape[0] == 1:
-                return sympy.ImmutableMatrix(1, self.size, lambda _, b: M[0, perm[b]])
-            return sympy.ImmutableMatrix(self.size, 1, lambda a, _: M[perm[a], 0])
+            return sympy.ImmutableMatrix(M.shape[0], M.shape[1], lambda a, b: M[perm[a] if rows else a,
+                                                                               perm[b] if cols else b])
 
         return Pencil(tuple(self.spaces[p] for p in perm), pm(self.L0),
                       {k: (a, pm(E), pm(F)) for k, (a, E, F) in self.gaussians.items()},
-                      pm(self.U), pm(self.V), self.D, pm(self.readout), self.constant,
+                      pm(self.U, rows=False), pm(self.V, cols=False), self.D, pm(self.readout), self.constant,
                       self.rows, self.cols, self.source)
 
     def __repr__(self) -> str:
