@@ -23,6 +23,11 @@ Operators: ``A + B``, ``A - B``, ``A @ B`` (also ``A * B`` between matrices),
 ``c * A`` with ``c`` a number or sympy expression, ``A + c`` for square ``A``
 (meaning ``A + c I``), ``A.T``, ``A.inv()`` / ``inverse(A)``, ``A ** -1``.
 
+Extensions, in their own modules: concatenation and block matrices over direct sums of
+spaces (:mod:`pencils.blocks`, :class:`SumSpace`), random vectors averaged into traces and
+replicas of named Gaussians (:mod:`pencils.averages`), outputs that are rational functions
+of several traces (:mod:`pencils.outputs`: ``Trace * Trace``, ``1 / Trace``, ...).
+
 :func:`trace` gives the normalised trace ``(1/d) Tr(A)`` of a square expression
 (normalised by the reference size for every space, so ``trace(identity(n)) =
 psi_n``); traces form linear combinations with scalar coefficients.
