@@ -20,6 +20,10 @@ from .activation import Activation, activation, KNOWN_ACTIVATIONS
 _LAZY = {
     **dict.fromkeys(["D", "MatExpr", "Space", "Trace", "gaussian", "identity", "inverse", "trace",
                      "transpose"], "expr"),
+    **dict.fromkeys(["SumSpace"], "expr"),
+    **dict.fromkeys(["hstack", "vstack", "block"], "blocks"),
+    **dict.fromkeys(["gaussian_vector", "average", "replica"], "averages"),
+    **dict.fromkeys(["TraceExpr", "split_output"], "outputs"),
     **dict.fromkeys(["Pencil", "linearize"], "linearize"),
     **dict.fromkeys(["FixedPointSystem", "equations"], "freeprob"),
     # The public entry point.  It lives on the derivations floor, which builds on this one:

@@ -23,6 +23,11 @@ Operators: ``A + B``, ``A - B``, ``A @ B`` (also ``A * B`` between matrices),
 ``c * A`` with ``c`` a number or sympy expression, ``A + c`` for square ``A``
 (meaning ``A + c I``), ``A.T``, ``A.inv()`` / ``inverse(A)``, ``A ** -1``.
 
+Extensions, in their own modules: concatenation and block matrices over direct sums of
+spaces (:mod:`pencils.blocks`, :class:`SumSpace`), random vectors averaged into traces and
+replicas of named Gaussians (:mod:`pencils.averages`), outputs that are rational functions
+of several traces (:mod:`pencils.outputs`: ``Trace * Trace``, ``1 / Trace``, ...).
+
 :func:`trace` gives the normalised trace ``(1/d) Tr(A)`` of a square expression
 (normalised by the reference size for every space, so ``trace(identity(n)) =
 psi_n``); traces form linear combinations with scalar coefficients.
@@ -41,14 +46,16 @@ psi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import sympy
 
+from .outputs import TraceExpr
+from .spaces import ONE, D, Space, SumSpace, direct_sum, parts
+
 __all__ = [
-    "Space", "D", "MatExpr", "Trace", "gaussian", "identity", "zeros", "inverse",
-    "transpose", "trace", "as_scalar", "S_NU", "SpectralMean", "spectral",
+    "Space", "SumSpace", "parts", "direct_sum", "D", "ONE", "MatExpr", "Trace", "gaussian", "identity", "zeros", "inverse",
+    "transpose", "trace", "as_scalar", "S_NU", "SpectralMean", "spectral", "has_vectors",
 ]
 
 #: The spectral variable: an eigenvalue ``s`` of the data covariance ``Sigma`` (see :func:`spectral`).
@@ -80,7 +87,7 @@ class SpectralMean(sympy.Function):
 
 def as_scalar(c: Any) -> sympy.Expr:
     """Sympify a scalar coefficient, rejecting matrices and non-finite numbers."""
-    if isinstance(c, (MatExpr, Trace)):  # noqa: F821 - defined below, used at call time
+    if isinstance(c, (MatExpr, Trace)) or _defers(c):  # noqa: F821 - defined below
         raise ValueError("expected a scalar, got a matrix expression or trace")
     try:
         e = sympy.sympify(c)
@@ -93,26 +100,25 @@ def as_scalar(c: Any) -> sympy.Expr:
     return e
 
 
-@dataclass(frozen=True)
-class Space:
-    """An index set of size ``ratio * d`` (``ratio`` a positive sympy expression)."""
+def _defers(obj: Any) -> bool:
+    """Objects that take over an operator with a trace: the rational outputs of
+    :mod:`pencils.outputs`."""
+    return getattr(obj, "_pencils_defer", False)
 
-    name: str
-    ratio: sympy.Expr = sympy.Integer(1)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError("a Space needs a non-empty name")
-        r = as_scalar(self.ratio)
-        if r.is_number and not (r.is_real and r > 0):
-            raise ValueError(f"size ratio of space {self.name!r} must be positive, got {r}")
-        if r.is_positive is False:
-            raise ValueError(f"size ratio of space {self.name!r} must be positive, got {r}")
-        object.__setattr__(self, "ratio", r)
-
-    def __repr__(self) -> str:
-        return f"Space({self.name!r}, {self.ratio})"
-
+def has_vectors(e: "MatExpr") -> bool:
+    """Whether ``e`` contains a random vector (:func:`pencils.averages.gaussian_vector`)."""
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if x.op in ("vec", "vecT") or ONE in (x.rows, x.cols):
+            return True
+        for a in x.args:
+            if isinstance(a, MatExpr):
+                stack.append(a)
+            elif isinstance(a, tuple) and len(a) == 2 and isinstance(a[1], MatExpr):
+                stack.append(a[1])
+    return False
 
 
 def _key_of(obj: Any) -> Any:
@@ -123,9 +129,12 @@ class MatExpr:
     """An immutable, canonical matrix expression (build it with the module functions).
 
     ``op`` is one of ``gauss`` (args ``(name, variance)``), ``gaussT`` (its transpose,
-    args ``(gauss,)``), ``eye`` (args ``(c,)``: ``c`` times the identity), ``add``
+    args ``(gauss,)``), ``vec`` / ``vecT`` (a random vector, a ``space x ONE`` column, and
+    its transpose: :mod:`pencils.averages`), ``eye`` (args ``(c,)``: ``c`` times the identity), ``add``
     (args: tuple of ``(coefficient, term)``, empty for the zero matrix), ``mul``
-    (args: factors, none of them scalar), ``scale`` (args ``(c, expr)``), ``inv`` and
+    (args: factors, none of them scalar), ``scale`` (args ``(c, expr)``), ``inv``, ``block``
+    (args ``(k, m, *blocks)``: a ``k x m`` grid, row by row, over direct sums of spaces,
+    :mod:`pencils.blocks`) and
     ``spec`` (args ``(f,)``: the deterministic ``d x d`` matrix ``f(Sigma)``, :func:`spectral`).
     """
 
@@ -259,6 +268,10 @@ class MatExpr:
             return a[0]
         if op == "gaussT":
             return f"{a[0].args[0]}.T"
+        if op == "vec":
+            return f"{a[0]}"
+        if op == "vecT":
+            return f"{a[0].args[0]}.T"
         if op == "eye":
             return f"{a[0]}*I_{self.rows.name}"
         if op == "add":
@@ -273,6 +286,10 @@ class MatExpr:
             return f"inv({a[0]._str()})"
         if op == "spec":
             return f"f[{a[0]}](Sigma)"
+        if op == "block":
+            k, m, bl = a[0], a[1], a[2:]
+            return "block[" + "; ".join(", ".join(b._str() for b in bl[i * m:(i + 1) * m])
+                                        for i in range(k)) + "]"
         raise AssertionError(op)
 
 
@@ -295,8 +312,8 @@ def gaussian(name: str, rows: Space, cols: Space, variance: Any = 1) -> MatExpr:
 
 
 def identity(space: Space, c: Any = 1) -> MatExpr:
-    """``c`` times the identity of ``space``."""
-    if not isinstance(space, Space):
+    """``c`` times the identity of ``space`` (a :class:`Space` or a :class:`SumSpace`)."""
+    if not isinstance(space, (Space, SumSpace)):
         raise ValueError("identity needs a Space")
     c = as_scalar(c)
     if c == 0:
@@ -326,9 +343,9 @@ def zeros(rows: Space, cols: Space) -> MatExpr:
 def transpose(e: MatExpr) -> MatExpr:
     """``eᵀ``, pushed down to the atoms."""
     op, a = e.op, e.args
-    if op == "gauss":
-        return MatExpr("gaussT", (e,), e.cols, e.rows)
-    if op == "gaussT":
+    if op in ("gauss", "vec"):
+        return MatExpr(op + "T", (e,), e.cols, e.rows)
+    if op in ("gaussT", "vecT"):
         return a[0]
     if op in ("eye", "spec"):
         return e
@@ -340,17 +357,27 @@ def transpose(e: MatExpr) -> MatExpr:
         return _scale(a[0], transpose(a[1]))
     if op == "inv":
         return inverse(transpose(a[0]))
+    if op == "block":
+        k, m, bl = a[0], a[1], a[2:]
+        return MatExpr("block", (m, k, *(transpose(bl[i * m + j]) for j in range(m) for i in range(k))),
+                       e.cols, e.rows)
     raise AssertionError(op)
 
 
 def inverse(e: MatExpr) -> MatExpr:
-    """``e⁻¹`` of a square expression (``ValueError`` for rectangular or zero ``e``)."""
+    """``e⁻¹`` of a square expression (``ValueError`` for rectangular or zero ``e``).
+
+    An expression containing a random vector is refused (it would not be a quadratic form
+    any more)."""
     if not isinstance(e, MatExpr):
         raise ValueError("inverse needs a matrix expression")
     if not e.is_square:
         raise ValueError(f"cannot invert a rectangular {e.rows.name}x{e.cols.name} expression")
     if e.op == "add" and not e.args:
         raise ValueError("cannot invert the zero matrix")
+    if has_vectors(e):
+        raise ValueError("cannot invert an expression of random vectors: only quadratic forms "
+                         "in them are averaged (pencils.averages.average)")
     if e.op == "inv":
         return e.args[0]
     if e.op == "eye":
@@ -444,6 +471,13 @@ def _mul(factors: list[MatExpr]) -> MatExpr:
     rows, cols = factors[0].rows, factors[-1].cols
     if not flat:
         return identity(rows, c)
+    for i in range(len(flat) - 1):  # a block row times a block column: sum_k A_k B_k
+        lf, rf = flat[i], flat[i + 1]
+        if lf.op == rf.op == "block" and lf.args[0] == 1 and rf.args[1] == 1 and lf.args[1] == rf.args[0] \
+                and all(x.cols == y.rows for x, y in zip(lf.args[2:], rf.args[2:])):
+            inner = _add([(sympy.Integer(1), _mul([x, y])) for x, y in zip(lf.args[2:], rf.args[2:])],
+                         lf.rows, rf.cols)
+            return _scale(c, _mul(flat[:i] + [inner] + flat[i + 2:]))
     body = flat[0] if len(flat) == 1 else MatExpr("mul", tuple(flat), rows, cols)
     return _scale(c, body)
 
@@ -460,6 +494,7 @@ class Trace:
     """
 
     __slots__ = ("terms", "constant", "key")
+    _pencils_trace = True  # how pencils.outputs recognises a trace (it does not import this module)
 
     def __init__(self, terms: tuple[tuple[sympy.Expr, MatExpr], ...], constant: Any = 0):
         self.terms = terms
@@ -476,6 +511,8 @@ class Trace:
         return isinstance(other, Trace) and self.key == other.key
 
     def _combine(self, other: Any, sign: int) -> "Trace":
+        if _defers(other):
+            return NotImplemented
         if isinstance(other, Trace):
             return _trace_sum(list(self.terms) + [(sign * c, t) for c, t in other.terms],
                               self.constant + sign * other.constant)
@@ -496,16 +533,26 @@ class Trace:
         return self * -1
 
     def __mul__(self, other: Any) -> "Trace":
+        if isinstance(other, Trace) or _defers(other):  # a rational output, not a linear trace
+            return TraceExpr.of(self) * other
         c = as_scalar(other)
         return _trace_sum([(c * ci, t) for ci, t in self.terms], c * self.constant)
 
     __rmul__ = __mul__
 
     def __truediv__(self, other: Any) -> "Trace":
+        if isinstance(other, Trace) or _defers(other):
+            return TraceExpr.of(self) / other
         c = as_scalar(other)
         if c == 0:
             raise ValueError("division of a trace by zero")
         return self * (1 / c)
+
+    def __rtruediv__(self, other: Any) -> Any:
+        return other / TraceExpr.of(self)
+
+    def __pow__(self, k: Any) -> Any:
+        return TraceExpr.of(self) ** k
 
     def free_symbols(self) -> set:
         s = set(self.constant.free_symbols)
@@ -520,11 +567,29 @@ class Trace:
         return " + ".join(parts)
 
 
-#: The reference space (size ``d``).
-D = Space("d", sympy.Integer(1))
+
+
+def _split_blocks(terms: list) -> list:
+    """The trace over a direct sum is the sum of the diagonal blocks' traces: replace each
+    square block matrix (scaled, or inside a sum) by its diagonal blocks."""
+    out = []
+    for c, t in terms:
+        if t.op == "block" and t.args[0] == t.args[1] and all(
+                t.args[2 + i * (t.args[0] + 1)].is_square for i in range(t.args[0])):
+            k = t.args[0]
+            out.extend(_split_blocks([(c, t.args[2 + i * (k + 1)]) for i in range(k)]))
+        elif t.op == "scale" and t.args[1].op == "block":
+            out.extend(_split_blocks([(c * t.args[0], t.args[1])]))
+        elif t.op == "add" and any(_split(x)[1].op == "block" for _, x in t.args):
+            out.extend(_split_blocks([(c * ci, ti) for ci, ti in t.args]))
+        else:
+            out.append((c, t))
+    return out
 
 
 def _trace_sum(terms: list[tuple[Any, MatExpr]], constant: Any) -> Trace:
+    if any(isinstance(t.rows, SumSpace) for _, t in terms):
+        terms = _split_blocks(terms)
     by_space: dict[Space, list] = {}
     const = sympy.sympify(constant)
     for c, t in terms:
@@ -557,4 +622,7 @@ def trace(e: MatExpr) -> Trace:
         raise ValueError("trace needs a matrix expression")
     if not e.is_square:
         raise ValueError(f"trace of a rectangular {e.rows.name}x{e.cols.name} expression")
+    if has_vectors(e):
+        raise ValueError("trace of an expression of random vectors: average the quadratic form "
+                         "instead (pencils.averages.average)")
     return _trace_sum([(sympy.Integer(1), e)], 0)

@@ -20,7 +20,17 @@ Anal. 274, sections 3-4):
 * inverse: ``L' = [[L, V], [U, -D]]``, ``U' = [0, -I]``, ``V' = [0; I]``, ``D' = 0``
   (Schur complement: the last diagonal block of ``L'^{-1}`` is ``-r^{-1}``);
 * scalars scale ``V`` and ``D``; transposes never reach the pencil because
-  :mod:`pencils.expr` pushes them down to the atoms.
+  :mod:`pencils.expr` pushes them down to the atoms;
+* block matrix ``[[r_11, ..., r_1m], ...]`` over direct sums of spaces
+  (:mod:`pencils.blocks`): ``L = diag(L_IJ)``, and ``U``, ``V``, ``D`` become block
+  matrices with one block row (column) per component of the row (column) space: block
+  ``(I, J)`` puts ``U_IJ`` in the rows of component ``I``, ``V_IJ`` in the columns of
+  component ``J`` and ``D_IJ`` at ``(I, J)``.  The rules above then hold with ``U``, ``V``,
+  ``D`` block-valued (a product contracts the shared components, an inverse adds one
+  pencil block per component); this is the block form of the realization of a matrix of
+  rational functions (Helton, Mai and Speicher 2018, section 3; Mingo and Speicher 2017,
+  ch. 10, on linearizations of matrices over an algebra).  The normalised trace over a
+  direct sum is the sum over its components.
 
 Keeping pencils small.  Sub-expressions are linearised once (memoised on their
 canonical form).  Afterwards two exact reductions are applied:
@@ -28,10 +38,21 @@ canonical form).  Afterwards two exact reductions are applied:
 1. *pruning*: a block that is not reachable from the support of ``U`` or cannot
    reach the support of ``V`` in the graph of ``L`` does not influence
    ``U L^{-1} V`` (the pencil is block-triangular with respect to it) and is dropped;
-2. *Schur elimination*: a block ``k`` with ``L_kk = c I`` (``c`` provably non-zero)
+2. *Schur elimination*: a block ``k`` with ``L_kk = c I`` (``c`` a non-zero *number*)
    is eliminated, ``L <- L_{-k,-k} - L_{-k,k} c^{-1} L_{k,-k}``, whenever the
    result stays linear (no product of two Gaussian blocks) and ``U``, ``V`` stay
    deterministic; ``D`` absorbs ``U_k c^{-1} V_k``.
+
+The pivot ``c`` is never a parameter (nor the spectral variable): eliminating a block
+whose diagonal is, say, ``mu`` would write ``1/mu`` into the pencil, and a parameter may be
+``0`` at the points the equations are solved (a layer with ``mu1 = 0``, a ridge ``lam = 0``
+limit), where the pencil itself is still fine.  So the pencil is polynomial in the
+parameters wherever the expression is (only the user's own divisions and inverses of
+scalars appear in denominators), and its equations have the limit of a small parameter as
+their value at ``0``.
+
+Block matrices (:mod:`pencils.blocks`) are reduced to their blocks before they get here;
+random vectors (:mod:`pencils.averages`) must be averaged into traces first.
 
 For example ``(XᵀX/psi + lam)^{-1}`` needs the 2-block pencil
 ``[[I_n, Xᵀ...]]`` instead of the 5 blocks of the raw rules; a chain of ``k``
@@ -55,7 +76,7 @@ from typing import Any, Iterable
 import sympy
 
 from .cache import cached
-from .expr import S_NU, MatExpr, Space, Trace
+from .expr import S_NU, MatExpr, Space, SumSpace, Trace, has_vectors, parts
 
 __all__ = ["Pencil", "linearize", "describe"]
 
@@ -68,6 +89,8 @@ def describe(obj: Any) -> str:
         return sympy.srepr(obj)
     if isinstance(obj, Space):
         return f"Space({obj.name!r},{sympy.srepr(obj.ratio)})"
+    if isinstance(obj, SumSpace):
+        return "SumSpace" + describe(obj.spaces)
     if isinstance(obj, MatExpr):
         return describe(obj.key)
     if isinstance(obj, Trace):
@@ -109,84 +132,142 @@ def _simp(c: Any) -> sympy.Expr:
 
 @dataclass
 class _Real:
-    """Mutable realization ``D + U L^{-1} V`` used while building."""
+    """Mutable realization ``D + U L^{-1} V`` used while building.
+
+    Rows and columns of the expression may be direct sums of spaces (:mod:`pencils.blocks`):
+    ``U`` is then a block matrix with one block row per *component* of ``rows``, ``V`` one
+    block column per component of ``cols`` and ``D`` a matrix of scalars between components
+    (for a plain space there is one component, ``0``)."""
 
     spaces: list
     L: dict  # (i, j) -> {basis: coefficient}
-    U: dict  # i -> coefficient
-    V: dict  # j -> coefficient
-    D: Any
-    rows: Space
-    cols: Space
+    U: dict  # (row component, block i) -> coefficient
+    V: dict  # (block j, column component) -> coefficient
+    D: dict  # (row component, column component) -> coefficient
+    rows: Any
+    cols: Any
 
     @property
     def n(self) -> int:
         return len(self.spaces)
 
+    def ublocks(self) -> set:
+        return {i for _, i in self.U}
+
+    def vblocks(self) -> set:
+        return {j for j, _ in self.V}
+
     def shifted(self, off: int) -> "_Real":
         return _Real(list(self.spaces), {(i + off, j + off): dict(v) for (i, j), v in self.L.items()},
-                     {i + off: c for i, c in self.U.items()}, {j + off: c for j, c in self.V.items()},
-                     self.D, self.rows, self.cols)
+                     {(a, i + off): c for (a, i), c in self.U.items()},
+                     {(j + off, b): c for (j, b), c in self.V.items()},
+                     dict(self.D), self.rows, self.cols)
+
+
+def _scalar(c: Any, rows: Any, cols: Any) -> _Real:
+    """``c I`` (no pencil blocks): ``D`` is ``c`` on every component."""
+    c = sympy.sympify(c)
+    D = {} if c == 0 else {(a, a): c for a in range(len(parts(rows)))}
+    return _Real([], {}, {}, {}, D, rows, cols)
 
 
 def _atom(e: MatExpr) -> _Real:
     basis = (e.args[0], False) if e.op == "gauss" else (e.args[0].args[0], True)
     one = sympy.Integer(1)
     return _Real([e.rows, e.cols], {(0, 0): {None: one}, (1, 1): {None: one}, (0, 1): {basis: -one}},
-                 {0: one}, {1: one}, sympy.Integer(0), e.rows, e.cols)
+                 {(0, 0): one}, {(1, 0): one}, {}, e.rows, e.cols)
 
 
 def _direct_sum(a: _Real, b: _Real) -> tuple[_Real, _Real, int]:
     b2 = b.shifted(a.n)
     L = {k: dict(v) for k, v in a.L.items()}
     L.update(b2.L)
-    return _Real(a.spaces + b2.spaces, L, {}, {}, 0, a.rows, b.cols), b2, a.n
+    return _Real(a.spaces + b2.spaces, L, {}, {}, {}, a.rows, b.cols), b2, a.n
 
 
-def _sum(parts: list[tuple[sympy.Expr, _Real]]) -> _Real:
-    c0, r = parts[0]
+def _add_into(target: dict, key: Any, value: Any) -> None:
+    target[key] = target.get(key, 0) + value
+
+
+def _sum(terms: list[tuple[sympy.Expr, _Real]]) -> _Real:
+    c0, r = terms[0]
     out = _Real(list(r.spaces), {k: dict(v) for k, v in r.L.items()}, dict(r.U),
-                {j: c0 * v for j, v in r.V.items()}, c0 * r.D, r.rows, r.cols)
-    for c, r in parts[1:]:
+                {j: c0 * v for j, v in r.V.items()}, {k: c0 * v for k, v in r.D.items()}, r.rows, r.cols)
+    for c, r in terms[1:]:
         new, r2, _ = _direct_sum(out, r)
         new.U = {**out.U, **r2.U}
         new.V = {**out.V, **{j: c * v for j, v in r2.V.items()}}
-        new.D = out.D + c * r.D
+        new.D = dict(out.D)
+        for k, v in r.D.items():
+            _add_into(new.D, k, c * v)
         new.rows, new.cols = out.rows, out.cols
         out = new
     return out
 
 
+def _block(grid: list[list[_Real]], rows: Any, cols: Any) -> _Real:
+    """A block matrix: the direct sum of its blocks' realizations, each block's ``U`` rows,
+    ``V`` columns and ``D`` placed at its components' offsets."""
+    roff = [0]
+    for row in grid:
+        roff.append(roff[-1] + len(parts(row[0].rows)))
+    coff = [0]
+    for r in grid[0]:
+        coff.append(coff[-1] + len(parts(r.cols)))
+    out = _Real([], {}, {}, {}, {}, rows, cols)
+    for I, row in enumerate(grid):
+        for J, r in enumerate(row):
+            new, r2, _ = _direct_sum(out, r)
+            new.U = {**out.U, **{(a + roff[I], i): u for (a, i), u in r2.U.items()}}
+            new.V = {**out.V, **{(j, b + coff[J]): v for (j, b), v in r2.V.items()}}
+            new.D = dict(out.D)
+            for (a, b), v in r.D.items():
+                _add_into(new.D, (a + roff[I], b + coff[J]), v)
+            new.rows, new.cols = rows, cols
+            out = new
+    return out
+
+
 def _product(a: _Real, b: _Real) -> _Real:
     new, b2, off = _direct_sum(a, b)
-    for i, vi in a.V.items():
-        for j, uj in b2.U.items():
-            new.L.setdefault((i, j), {})
-            _lc_add_into(new.L[(i, j)], {None: -vi * uj})
+    for (i, c), vi in a.V.items():
+        for (c2, j), uj in b2.U.items():
+            if c == c2:
+                new.L.setdefault((i, j), {})
+                _lc_add_into(new.L[(i, j)], {None: -vi * uj})
     new.U = dict(a.U)
-    if a.D != 0:
-        for j, uj in b2.U.items():
-            new.U[j] = new.U.get(j, 0) + a.D * uj
+    for (r, c), dv in a.D.items():
+        for (c2, j), uj in b2.U.items():
+            if c == c2:
+                _add_into(new.U, (r, j), dv * uj)
     new.V = dict(b2.V)
-    if b.D != 0:
-        for i, vi in a.V.items():
-            new.V[i] = new.V.get(i, 0) + vi * b.D
-    new.D = a.D * b.D
+    for (c, s), dv in b.D.items():
+        for (i, c2), vi in a.V.items():
+            if c == c2:
+                _add_into(new.V, (i, s), vi * dv)
+    new.D = {}
+    for (r, c), x in a.D.items():
+        for (c2, s), y in b.D.items():
+            if c == c2:
+                _add_into(new.D, (r, s), x * y)
     new.rows, new.cols = a.rows, b.cols
     return new
 
 
 def _inverse(a: _Real) -> _Real:
+    """Schur complement with one new block per component of ``rows`` (module docstring)."""
     n = a.n
+    comps = parts(a.rows)
     L = {k: dict(v) for k, v in a.L.items()}
-    for i, vi in a.V.items():
-        L[(i, n)] = {None: vi}
-    for j, uj in a.U.items():
-        L[(n, j)] = {None: uj}
-    if a.D != 0:
-        L[(n, n)] = {None: -a.D}
-    return _Real(a.spaces + [a.rows], L, {n: sympy.Integer(-1)}, {n: sympy.Integer(1)},
-                 sympy.Integer(0), a.rows, a.rows)
+    for (i, c), vi in a.V.items():
+        L[(i, n + c)] = {None: vi}
+    for (c, j), uj in a.U.items():
+        L[(n + c, j)] = {None: uj}
+    for (c, c2), dv in a.D.items():
+        L[(n + c, n + c2)] = {None: -dv}
+    m = len(comps)
+    return _Real(a.spaces + list(comps), L, {(c, n + c): sympy.Integer(-1) for c in range(m)},
+                 {(n + c, c): sympy.Integer(1) for c in range(m)}, {}, a.rows, a.rows)
 
 
 # ---------------------------------------------------------------------------
@@ -203,7 +284,7 @@ def _clean(r: _Real) -> None:
             del r.L[k]
     r.U = {i: _simp(c) for i, c in r.U.items() if _simp(c) != 0}
     r.V = {j: _simp(c) for j, c in r.V.items() if _simp(c) != 0}
-    r.D = _simp(r.D)
+    r.D = {k: _simp(c) for k, c in r.D.items() if _simp(c) != 0}
 
 
 def _reach(n: int, edges: dict[int, set], start: Iterable[int]) -> set:
@@ -223,7 +304,7 @@ def _prune(r: _Real) -> _Real:
     for (i, j) in r.L:
         fwd.setdefault(i, set()).add(j)
         bwd.setdefault(j, set()).add(i)
-    keep = _reach(r.n, fwd, r.U) & _reach(r.n, bwd, r.V)
+    keep = _reach(r.n, fwd, r.ublocks()) & _reach(r.n, bwd, r.vblocks())
     return _restrict(r, sorted(keep))
 
 
@@ -231,15 +312,14 @@ def _restrict(r: _Real, keep: list[int]) -> _Real:
     idx = {old: new for new, old in enumerate(keep)}
     return _Real([r.spaces[k] for k in keep],
                  {(idx[i], idx[j]): v for (i, j), v in r.L.items() if i in idx and j in idx},
-                 {idx[i]: c for i, c in r.U.items() if i in idx},
-                 {idx[j]: c for j, c in r.V.items() if j in idx}, r.D, r.rows, r.cols)
+                 {(a, idx[i]): c for (a, i), c in r.U.items() if i in idx},
+                 {(idx[j], b): c for (j, b), c in r.V.items() if j in idx}, r.D, r.rows, r.cols)
 
 
 def _nonzero(c: sympy.Expr) -> bool:
+    """A pivot must be a non-zero number: a parameter may be 0 where the system is solved."""
     c = sympy.sympify(c)
-    if c.is_number:
-        return c != 0
-    return bool(c.is_nonzero)
+    return bool(c.is_number and c != 0)
 
 
 def _eliminable(r: _Real, k: int) -> int | None:
@@ -249,9 +329,9 @@ def _eliminable(r: _Real, k: int) -> int | None:
         return None
     col = {i: v for (i, j), v in r.L.items() if j == k and i != k}
     row = {j: v for (i, j), v in r.L.items() if i == k and j != k}
-    if k in r.U and not all(_lc_is_det(v) for v in row.values()):
+    if k in r.ublocks() and not all(_lc_is_det(v) for v in row.values()):
         return None
-    if k in r.V and not all(_lc_is_det(v) for v in col.values()):
+    if k in r.vblocks() and not all(_lc_is_det(v) for v in col.values()):
         return None
     fill = 0
     for i, a in col.items():
@@ -276,17 +356,20 @@ def _eliminate(r: _Real, k: int) -> _Real:
         for j, b in row.items():
             L.setdefault((i, j), {})
             _lc_add_into(L[(i, j)], _lc_scale(_lc_mul(a, b), -1 / c))
-    U = {i: u for i, u in r.U.items() if i != k}
-    V = {j: v for j, v in r.V.items() if j != k}
-    Dn = r.D
-    if k in r.U:
+    U = {(p, i): u for (p, i), u in r.U.items() if i != k}
+    V = {(j, q): v for (j, q), v in r.V.items() if j != k}
+    Dn = dict(r.D)
+    uk = {p: u for (p, i), u in r.U.items() if i == k}
+    vk = {q: v for (j, q), v in r.V.items() if j == k}
+    for p, u in uk.items():
         for j, b in row.items():
-            U[j] = U.get(j, 0) - r.U[k] * b[None] / c
-    if k in r.V:
+            U[(p, j)] = U.get((p, j), 0) - u * b[None] / c
+    for q, v in vk.items():
         for i, a in col.items():
-            V[i] = V.get(i, 0) - a[None] * r.V[k] / c
-    if k in r.U and k in r.V:
-        Dn = Dn + r.U[k] * r.V[k] / c
+            V[(i, q)] = V.get((i, q), 0) - a[None] * v / c
+    for p, u in uk.items():
+        for q, v in vk.items():
+            Dn[(p, q)] = Dn.get((p, q), 0) + u * v / c
     out = _Real(list(r.spaces), L, U, V, Dn, r.rows, r.cols)
     _clean(out)
     return _restrict(out, [i for i in range(r.n) if i != k])
@@ -325,10 +408,10 @@ def _lin(e: MatExpr, memo: dict, reduce: bool = True) -> _Real:
     elif op in ("eye", "spec"):
         # f(Sigma) commutes with every other function of Sigma: on the d space it acts as the
         # scalar f(s) per eigenvalue, so it is realised like c I with c = f(s_nu).
-        r = _Real([], {}, {}, {}, a[0], e.rows, e.cols)
+        r = _scalar(a[0], e.rows, e.cols)
     elif op == "add":
         if not a:
-            r = _Real([], {}, {}, {}, sympy.Integer(0), e.rows, e.cols)
+            r = _Real([], {}, {}, {}, {}, e.rows, e.cols)
         else:
             r = _sum([(c, _lin(t, memo, reduce)) for c, t in a])
     elif op == "scale":
@@ -341,6 +424,10 @@ def _lin(e: MatExpr, memo: dict, reduce: bool = True) -> _Real:
                 r = _reduce(r)
     elif op == "inv":
         r = _inverse(_lin(a[0], memo, reduce))
+    elif op == "block":
+        k, m, bl = a[0], a[1], a[2:]
+        r = _block([[_lin(bl[i * m + j], memo, reduce) for j in range(m)] for i in range(k)],
+                   e.rows, e.cols)
     else:  # pragma: no cover
         raise AssertionError(op)
     r = _finish(r, reduce)
@@ -365,7 +452,10 @@ class Pencil:
         block ``(i, j)`` (``i`` in the row space of ``X``, ``j`` in its column
         space), ``F[i, j]`` that of ``Xᵀ``.
     U, V, D : realization of the expression, ``r = D I + U L^{-1} V`` (``None``
-        for a pencil made from a :class:`~pencils.expr.Trace`).
+        for a pencil made from a :class:`~pencils.expr.Trace`): ``U`` is ``1 x N``, ``V``
+        ``N x 1`` and ``D`` a scalar; for rows or columns that are direct sums
+        (:class:`~pencils.expr.SumSpace`) ``U`` has one row per row component, ``V`` one
+        column per column component and ``D`` is their matrix.
     readout, constant : the normalised trace is ``constant + sum_ij readout[i, j]
         g_ij`` with ``g_ij = (1/n_i) Tr (L^{-1})_ij``; for a rectangular
         expression both are ``None``.
@@ -433,18 +523,15 @@ class Pencil:
         if sorted(perm) != list(range(self.size)):
             raise ValueError(f"{perm} is not a permutation of range({self.size})")
 
-        def pm(M: sympy.ImmutableMatrix | None) -> Any:
+        def pm(M: sympy.ImmutableMatrix | None, rows: bool = True, cols: bool = True) -> Any:
             if M is None:
                 return None
-            if M.shape == (self.size, self.size):
-                return sympy.ImmutableMatrix(self.size, self.size, lambda a, b: M[perm[a], perm[b]])
-            if M.shape[0] == 1:
-                return sympy.ImmutableMatrix(1, self.size, lambda _, b: M[0, perm[b]])
-            return sympy.ImmutableMatrix(self.size, 1, lambda a, _: M[perm[a], 0])
+            return sympy.ImmutableMatrix(M.shape[0], M.shape[1], lambda a, b: M[perm[a] if rows else a,
+                                                                               perm[b] if cols else b])
 
         return Pencil(tuple(self.spaces[p] for p in perm), pm(self.L0),
                       {k: (a, pm(E), pm(F)) for k, (a, E, F) in self.gaussians.items()},
-                      pm(self.U), pm(self.V), self.D, pm(self.readout), self.constant,
+                      pm(self.U, rows=False), pm(self.V, cols=False), self.D, pm(self.readout), self.constant,
                       self.rows, self.cols, self.source)
 
     def __repr__(self) -> str:
@@ -479,9 +566,11 @@ def _to_pencil(r: _Real, atoms: dict, readout: dict | None, constant: Any, sourc
         ro = sympy.ImmutableMatrix(n, n, lambda i, j: readout.get((i, j), 0))
     U = V = Dv = None
     if keep_uv:
-        U = sympy.ImmutableMatrix(1, n, lambda _, j: r.U.get(j, 0))
-        V = sympy.ImmutableMatrix(n, 1, lambda i, _: r.V.get(i, 0))
-        Dv = r.D
+        k, m = len(parts(r.rows)), len(parts(r.cols))
+        U = sympy.ImmutableMatrix(k, n, lambda a, j: r.U.get((a, j), 0))
+        V = sympy.ImmutableMatrix(n, m, lambda i, b: r.V.get((i, b), 0))
+        Dv = r.D.get((0, 0), sympy.Integer(0)) if (k, m) == (1, 1) else \
+            sympy.ImmutableMatrix(k, m, lambda a, b: r.D.get((a, b), 0))
     return Pencil(tuple(r.spaces), sympy.ImmutableMatrix(L0), gs, U, V, Dv, ro,
                   None if constant is None else sympy.sympify(constant),
                   r.rows if keep_uv else None, r.cols if keep_uv else None, source)
@@ -494,9 +583,15 @@ def _linearize_uncached(obj: MatExpr | Trace, reduce: bool = True) -> Pencil:
         r = _lin(obj, memo, reduce)
         readout = constant = None
         if obj.is_square:
-            a = obj.rows.ratio
-            readout = {(i, j): _simp(a * ui * vj) for i, ui in r.U.items() for j, vj in r.V.items()}
-            constant = _simp(a * r.D)
+            readout, constant = {}, sympy.Integer(0)
+            for c, sp in enumerate(parts(obj.rows)):
+                for (ci, i), ui in r.U.items():
+                    for (j, cj), vj in r.V.items():
+                        if ci == c == cj:
+                            readout[(i, j)] = readout.get((i, j), 0) + sp.ratio * ui * vj
+                constant = constant + sp.ratio * r.D.get((c, c), 0)
+            readout = {k: _simp(v) for k, v in readout.items()}
+            constant = _simp(constant)
         return _to_pencil(r, atoms, readout, constant, repr(obj), keep_uv=True)
     if isinstance(obj, Trace):
         atoms: dict = {}
@@ -509,16 +604,18 @@ def _linearize_uncached(obj: MatExpr | Trace, reduce: bool = True) -> Pencil:
         constant = obj.constant
         for c, t in obj.terms:
             r = _lin(t, memo, reduce)
-            a = t.rows.ratio
             off = 0 if total is None else total.n
-            for i, ui in r.U.items():
-                for j, vj in r.V.items():
-                    key = (i + off, j + off)
-                    readout[key] = _simp(readout.get(key, 0) + c * a * ui * vj)
-            constant = constant + c * a * r.D
+            for comp, sp in enumerate(parts(t.rows)):
+                a = sp.ratio
+                for (ci, i), ui in r.U.items():
+                    for (j, cj), vj in r.V.items():
+                        if ci == comp == cj:
+                            key = (i + off, j + off)
+                            readout[key] = _simp(readout.get(key, 0) + c * a * ui * vj)
+                constant = constant + c * a * r.D.get((comp, comp), 0)
             total = r.shifted(0) if total is None else _direct_sum(total, r)[0]
         if total is None:
-            total = _Real([], {}, {}, {}, sympy.Integer(0), None, None)
+            total = _Real([], {}, {}, {}, {}, None, None)
         readout = {k: v for k, v in readout.items() if v != 0}
         return _to_pencil(total, atoms, readout, _simp(constant), repr(obj), keep_uv=False)
     raise ValueError("linearize needs a matrix expression or a trace")
@@ -533,6 +630,9 @@ def linearize(obj: MatExpr | Trace, cache: bool = True, reduce: bool = True) -> 
     """
     if not isinstance(obj, (MatExpr, Trace)):
         raise ValueError("linearize needs a matrix expression (pencils.expr) or a trace")
+    if any(has_vectors(t) for t in ([obj] if isinstance(obj, MatExpr) else [t for _, t in obj.terms])):
+        raise ValueError("the expression contains random vectors: average it first "
+                         "(pencils.averages.average)")
     if not cache:
         return _linearize_uncached(obj, reduce)
     return cached("pencil", describe(obj) + ("" if reduce else "|raw"),
