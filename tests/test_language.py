@@ -422,8 +422,6 @@ def test_a_pure_noise_layer_leaves_no_parameter_in_a_denominator_of_the_pencil()
     assert _denominators(linearize(two_layer_risk())) == {psn}  # only the user's own / psi_n
 
 
-@pytest.mark.xfail(reason="pencils.freeprob still divides each eta form by its leading coefficient "
-                          "(mu1, mu2 here); fixed on the freeprob branch, then this passes", strict=False)
 def test_a_pure_noise_layer_has_the_limit_of_a_small_linear_part():
     vals = {m: derive({"risk": two_layer_risk()}, {**TWO, "mu2": m})["risk"][0] for m in (0.0, 1e-6)}
     assert np.isfinite(vals[0.0]) and vals[0.0] == pytest.approx(vals[1e-6], rel=1e-8)
