@@ -72,7 +72,7 @@ def parse_m(m) -> float:
         raise ValueError(f"finite m must be an integer, got {m!r}")
     if value < 1:
         raise ValueError(f"m must be >= 1, got {m!r}")
-    return int(value)
+    return int(m) if isinstance(m, (int, np.integer)) else int(value)
 
 
 def parse_m_array(m) -> np.ndarray:
@@ -216,10 +216,12 @@ def check_real_array(name: str, x, allow_zero: bool = False, allow_inf: bool = F
 
     Refused by type (``TypeError``), because each would otherwise be taken silently or fail
     deep inside numpy: booleans (``True`` is not ``1.0`` here), strings (also numeric ones),
-    complex numbers, other objects, ragged lists.  Integers too large for a double are a
+    complex numbers, object arrays, other objects, ragged lists.  Integers too large for a double are a
     ``ValueError``.
     """
-    if isinstance(x, np.ndarray) and x.dtype != object:
+    if isinstance(x, np.ndarray) and x.dtype == object:
+        raise TypeError(f"{name} must be real numbers, got an object array")
+    if isinstance(x, np.ndarray):
         kind = x.dtype.kind
         what = {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "strings"}.get(
             kind, None if kind in "iuf" else f"dtype {x.dtype}")

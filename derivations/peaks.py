@@ -130,10 +130,11 @@ def _resolved_scan(theory, psi_n, grid, t, lam, m, resolve: int) -> np.ndarray:
     bad = np.flatnonzero(np.isnan(y))
     runs = np.split(bad, np.flatnonzero(np.diff(bad) > 1) + 1) if len(bad) else []
     for run in runs:
-        keep = run[np.unique(np.linspace(0, len(run) - 1, resolve).round().astype(int))] if resolve else run[:0]
-        y[np.setdiff1d(run, keep)] = np.inf
-        if len(keep):
-            y[keep] = _test_error(theory, psi_n, grid[keep], t, lam, m)
+        if not resolve:  # no budget: the run stays unresolved (reported)
+            continue
+        keep = run[np.unique(np.linspace(0, len(run) - 1, resolve).round().astype(int))]
+        y[np.setdiff1d(run, keep)] = np.inf  # covered by the resolved samples around them
+        y[keep] = _test_error(theory, psi_n, grid[keep], t, lam, m)
     return y
 
 

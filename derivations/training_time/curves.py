@@ -92,6 +92,13 @@ def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, tol: float = 
         if not len(gs):
             continue
         U = uniq[gs]
+        if not np.any(TT[np.isin(inv, gs)] != 0):  # T = 0 only: B = 0, no spectrum needed
+            for g in gs:
+                zero = np.flatnonzero(inv == g)
+                out["train"][zero], out["train_error"][zero], conv[zero] = 1.0, 0.0, True
+                if with_test:
+                    out["test"][zero], out["test_error"][zero] = -np.expm1(-2.0 * tt[zero]), 0.0
+            continue
         m_par = U[:, 3] if kind == "finite" else (1 if kind == "1" else math.inf)
         raw = theory.solver_params(U[:, 0], U[:, 1], U[:, 2], 1.0, m_par)
         params = {k: np.broadcast_to(np.asarray(v, dtype=float), (len(gs),)).copy() for k, v in raw.items()}
