@@ -23,7 +23,7 @@ from numerics._errors import ConvergenceError
 
 from .model import QUANTITIES
 
-__all__ = ["REFINE_DPS", "CONTINUATION_STEPS", "CONTINUATION_NEWTON", "Ledger", "climb", "mp_point",
+__all__ = ["REFINE_DPS", "CONTINUATION_STEPS", "CONTINUATION_NEWTON", "GUARD_DECADES", "Ledger", "climb", "mp_point",
            "continue_in_lam"]
 
 #: Digits of the automatic mpmath refinement of points double precision cannot resolve.
@@ -35,6 +35,9 @@ CONTINUATION_STEPS = 160
 #: converges in a handful or not at all); with the final solve's 100 steps a point costs at
 #: most ``160 * 30 + 100`` mpmath Newton steps, a few seconds at 30 digits, then is flagged.
 CONTINUATION_NEWTON = 30
+#: The guarded retry of :func:`_mp_point_guarded` runs for ``lam >= 10^-GUARD_DECADES`` only
+#: (at most ``3 * 30`` extra digits); smaller ridges that the first attempt misses are flagged.
+GUARD_DECADES = 30
 
 
 @dataclass
@@ -151,7 +154,7 @@ def _mp_point_guarded(theory, kind, point, dps, init):
         return mp_point(theory, kind, point, dps, init)
     except (ConvergenceError, ArithmeticError):
         guard = int(math.ceil(math.log10(1.0 / point[3]))) if point[3] < 1e-4 else 0
-        if not guard:
+        if not 0 < guard <= GUARD_DECADES:
             raise
     # measured at p > n: the errors move by ~ residual / lam^2, so the target is 10^(5-dps) lam^2,
     # and the map's rounding (~ 10^-digits / lam) must stay below it: 3 guard digits a decade
