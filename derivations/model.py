@@ -40,7 +40,7 @@ def parse_m(m) -> float:
     of ``m = inf`` once ``1/m`` drops below the double epsilon.  A larger integer cannot be
     passed to the solvers at all and is refused (use ``"inf"``).  Booleans are refused.
 
-    >>> parse_m("inf"), parse_m(4.0), parse_m("16"), parse_m(1e30) == 10**30
+    >>> parse_m("inf"), parse_m(4.0), parse_m("16"), parse_m(10**30) == 10**30
     (inf, 4, 16, True)
     """
     if isinstance(m, str):
