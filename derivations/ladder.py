@@ -26,10 +26,21 @@ from numerics._errors import ConvergenceError
 
 from .model import QUANTITIES
 
-__all__ = ["REFINE_DPS", "CAUSES", "Ledger", "NoStartError", "climb", "mp_point", "continue_in_lam"]
+__all__ = ["REFINE_DPS", "CONTINUATION_STEPS", "CONTINUATION_NEWTON", "GUARD_DECADES", "CAUSES", "Ledger",
+           "NoStartError", "climb", "mp_point", "continue_in_lam"]
 
 #: Digits of the automatic mpmath refinement of points double precision cannot resolve.
 REFINE_DPS = 30
+#: The work budget of one point's mpmath rung: at most this many continuation steps in
+#: ``lam`` (:func:`continue_in_lam` thins its ``per_decade`` to fit: 20 decades at 8 a decade) ...
+CONTINUATION_STEPS = 160
+#: ... each with at most this many Newton steps (from a geometric prediction Newton
+#: converges in a handful or not at all); with the final solve's 100 steps a point costs at
+#: most ``160 * 30 + 100`` mpmath Newton steps, a few seconds at 30 digits, then is flagged.
+CONTINUATION_NEWTON = 30
+#: The guarded retry of :func:`_mp_point_guarded` runs for ``lam >= 10^-GUARD_DECADES`` only
+#: (at most ``3 * 30`` extra digits); smaller ridges that the first attempt misses are flagged.
+GUARD_DECADES = 30
 
 #: Why a point is unresolved (``Ledger.cause`` holds a "+"-joined chain of these keys).
 CAUSES = {
@@ -73,10 +84,11 @@ class Ledger:
 
 
 def climb(theory, kind: str, sel: np.ndarray, raw: list, led: Ledger, *, precision, check_rounding: bool,
-          refine: bool, rtol: float, atol: float, solve_options: dict) -> None:
+          refine, rtol: float, atol: float, solve_options: dict) -> None:
     """Resolve the points ``sel`` of one kind of ``m`` (``raw``: their ``psi_n, psi_p, t, lam, m``)
     into ``led``: double precision with a rounding check, then double-double, then mpmath
-    (module docstring); ``precision`` set: mpmath at that many digits for every point."""
+    (module docstring); ``precision`` set: mpmath at that many digits for every point;
+    ``refine="dd"``: no mpmath rung."""
     exact = precision is not None
     out, conv, resid, iters = led.values, led.converged, led.residual, led.iterations
     rounding, refined, refined_mp = led.rounding, led.refined, led.refined_mpmath
@@ -109,13 +121,15 @@ def climb(theory, kind: str, sel: np.ndarray, raw: list, led: Ledger, *, precisi
     if len(todo) and not exact:
         todo = _refine_dd(theory, solver, params, sol, todo, sel, rtol, atol, good, out, rounding, resid,
                           refined)
+        if refine == "dd":  # the cheap rungs only (a scan: derivations.peaks)
+            todo = ()
     for k in todo:
         point = [float(r[k]) for r in raw]
         init = list(sol.core[k]) if sol.converged[k] else None
         dps = int(precision) if exact else REFINE_DPS
         try:
-            res = mp_point(theory, kind, point, dps, init)
-        except ConvergenceError as exc:
+            res = _mp_point_guarded(theory, kind, point, dps, init)
+        except (ConvergenceError, ArithmeticError) as exc:  # mpmath: a singular Jacobian is a ZeroDivisionError
             tried = "no-start" if isinstance(exc, NoStartError) else "mpmath"
             led.cause[sel[k]] = "+".join(c for c in (led.cause[sel[k]], tried) if c)
             continue
@@ -160,31 +174,52 @@ def _refine_dd(theory, solver, params, sol, todo, sel, rtol, atol, good, out, ro
     return np.setdiff1d(np.asarray(todo, dtype=int), idx)
 
 
-def mp_point(theory, kind, point, dps, init=None) -> dict:
+def _mp_point_guarded(theory, kind, point, dps, init):
+    """:func:`mp_point`, and where it fails at a small ``lam``, once more with guard digits:
+    where the unknowns grow like ``1/lam`` (``p > n``, all rows interpolated) the map's own
+    rounding leaves a residual ``~ 10^-dps / lam`` (above ``10^(5-dps)`` at every ``dps``) and
+    the errors, O(1) differences of the unknowns, move by ``~ residual / lam^2``; so the
+    retry works at ``dps + 3 g`` digits (``g = log10(1/lam)``) to the residual ``10^(5-dps-2g)``."""
+    try:
+        return mp_point(theory, kind, point, dps, init)
+    except (ConvergenceError, ArithmeticError):
+        guard = int(math.ceil(math.log10(1.0 / point[3]))) if point[3] < 1e-4 else 0
+        if not 0 < guard <= GUARD_DECADES:
+            raise
+    # measured at p > n: the errors move by ~ residual / lam^2, so the target is 10^(5-dps) lam^2,
+    # and the map's rounding (~ 10^-digits / lam) must stay below it: 3 guard digits a decade
+    return mp_point(theory, kind, point, dps + 3 * guard, init, tol=10.0 ** (5 - dps - 2 * guard))
+
+
+def mp_point(theory, kind, point, dps, init=None, tol=None) -> dict:
     """Both errors at one point ``(psi_n, psi_p, t, lam, m)`` at ``dps`` digits
-    (reduced system, verified residual); started from ``init`` (double-precision core)
-    or, where that is missing or fails, by continuation in ``lam``."""
+    (reduced system, verified residual ``<= tol``, default ``10^(5-dps)``); started from
+    ``init`` (double-precision core) or, where that is missing or fails, by continuation in ``lam``."""
     solver = theory.solver(kind)
     mp_p = {q: v for q, v in theory.mp_params(*point, dps).items() if q in solver.param_names}
     if init is not None:
         try:
-            return solver.solve_mp(mp_p, dps, init=init, spectrum=theory.spectrum)
+            return solver.solve_mp(mp_p, dps, init=init, spectrum=theory.spectrum, tol=tol)
         except ConvergenceError:
             pass
-    return solver.solve_mp(mp_p, dps, init=continue_in_lam(theory, kind, point, dps), spectrum=theory.spectrum)
+    return solver.solve_mp(mp_p, dps, init=continue_in_lam(theory, kind, point, dps, tol=tol),
+                           spectrum=theory.spectrum, tol=tol)
 
-def continue_in_lam(theory, kind, point, dps, per_decade: int = 8) -> list:
+def continue_in_lam(theory, kind, point, dps, per_decade: int = 8, max_steps: int = CONTINUATION_STEPS,
+                    tol=None) -> list:
     """Starting point for mpmath Newton where double precision failed.
 
     Walk the ridge down from ``max(lam, 1e-2)`` to the target ``lam`` geometrically
     (``per_decade`` steps a decade): double precision while it is accurate (one
     vectorised solve with rounding-error estimates), then mpmath Newton from each step
     to the next, predicting each start by geometric extrapolation (the unknowns grow
-    like powers of ``lam`` near a peak).
+    like powers of ``lam`` near a peak).  Bounded work: at most ``max_steps`` steps (fewer a
+    decade below ``1e-2 / 10^(max_steps / per_decade)``), each with at most
+    :data:`CONTINUATION_NEWTON` Newton steps; a failing step raises :class:`ConvergenceError`.
     """
     psi_n, psi_p, t, lam, m = point
     start = max(lam, 1e-2)
-    steps = max(1, int(math.ceil(per_decade * math.log10(start / lam))))
+    steps = max(1, min(max_steps, int(math.ceil(per_decade * math.log10(start / lam)))))
     lams = start * (lam / start) ** (np.arange(steps + 1) / steps)
     solver = theory.solver(kind)
     params = {k: v for k, v in theory.solver_params(psi_n, psi_p, t, lams, m).items() if k in solver.param_names}
@@ -200,7 +235,8 @@ def continue_in_lam(theory, kind, point, dps, per_decade: int = 8) -> list:
     def solve_at(lam_k, init):
         mp_p = {q: v for q, v in theory.mp_params(psi_n, psi_p, t, float(lam_k), m, dps).items()
                 if q in solver.param_names}
-        return list(solver.solve_mp(mp_p, dps, init=init, spectrum=theory.spectrum).core)
+        return list(solver.solve_mp(mp_p, dps, init=init, spectrum=theory.spectrum, tol=tol,
+                                    newton_maxiter=CONTINUATION_NEWTON).core)
 
     prev, core = None, solve_at(lams[last], list(dsol.core[last]))
     for lam_k in lams[last + 1:-1]:

@@ -10,12 +10,13 @@ this module and a compiled kernel, nothing symbolic).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = ["QUANTITIES", "m_kind", "parse_m", "Coefficients", "spectral_measure", "check_real_array",
-           "check_precision", "MAX_PRECISION"]
+           "check_precision", "MAX_PRECISION", "parse_m_array", "real_array"]
 
 #: The errors every DSM system computes (one shared reduced system per kind of ``m``).
 QUANTITIES = ("test", "train")
@@ -33,8 +34,14 @@ def m_kind(m) -> str:
 def parse_m(m) -> float:
     """``m`` as ``int >= 1`` or ``math.inf`` (accepts ``"inf"``); ``ValueError`` otherwise.
 
-    >>> parse_m("inf"), parse_m(4.0), parse_m("16")
-    (inf, 4, 16)
+    Any whole number up to the largest double (about ``1.8e308``) is a finite ``m``: the
+    solvers take ``m`` as a double, and ``m (E_m - E_inf)`` tends to a constant (it is flat
+    from ``m = 1e4`` to ``1e12``), so a large ``m`` is legitimate and lands within rounding
+    of ``m = inf`` once ``1/m`` drops below the double epsilon.  A larger integer cannot be
+    passed to the solvers at all and is refused (use ``"inf"``).  Booleans are refused.
+
+    >>> parse_m("inf"), parse_m(4.0), parse_m("16"), parse_m(10**30) == 10**30
+    (inf, 4, 16, True)
     """
     if isinstance(m, str):
         text = m.strip().lower()
@@ -43,12 +50,18 @@ def parse_m(m) -> float:
         if not text.lstrip("+").isdigit():
             raise ValueError(f"m must be an integer >= 1 or 'inf', got {m!r}")
         m = int(text)
-    if isinstance(m, bool):
+    if isinstance(m, (bool, np.bool_)):
         raise ValueError(f"m must be an integer >= 1 or inf, got {m!r}")
     try:
         value = float(m)
+    except OverflowError:
+        raise ValueError(f"m must be an integer >= 1 or inf, got an integer of {len(str(m))} digits: above "
+                         "the largest double (about 1.8e308), which the solvers cannot take; "
+                         "use m='inf' (the difference is far below any precision)") from None
     except (TypeError, ValueError):
         raise ValueError(f"m must be an integer >= 1 or inf, got {m!r}") from None
+    if isinstance(m, (complex, np.complexfloating)):
+        raise ValueError(f"m must be an integer >= 1 or inf, got {m!r}")
     if math.isnan(value):
         raise ValueError("m is NaN")
     if math.isinf(value):
@@ -59,7 +72,14 @@ def parse_m(m) -> float:
         raise ValueError(f"finite m must be an integer, got {m!r}")
     if value < 1:
         raise ValueError(f"m must be >= 1, got {m!r}")
-    return int(value)
+    return int(m) if isinstance(m, (int, np.integer)) else int(value)
+
+
+def parse_m_array(m) -> np.ndarray:
+    """:func:`parse_m` elementwise, as a float array (``inf`` for ``m = inf``)."""
+    m_arr = np.asarray(m, dtype=object)
+    return np.asarray(np.vectorize(parse_m, otypes=[float])(m_arr) if m_arr.ndim else parse_m(m_arr.item()),
+                      dtype=float)
 
 
 #: ``precision=`` above this many digits is refused (hours of work, no use).
@@ -211,16 +231,63 @@ def check_precision(precision) -> None:
                          f"got {precision!r}")
 
 
-def check_real_array(name: str, x: np.ndarray, allow_zero: bool = False, allow_inf: bool = False) -> None:
-    """``ValueError`` naming ``name`` unless ``x`` holds real numbers ``> 0`` (``>= 0`` with
-    ``allow_zero``), finite unless ``allow_inf``."""
-    if x.dtype == object or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
-        raise ValueError(f"{name} must be real numbers")
+def _refused(x) -> str | None:
+    """What is wrong with the type of an element of a numeric argument, or ``None``."""
+    if isinstance(x, (bool, np.bool_)):
+        return "a boolean"
+    if isinstance(x, (str, bytes)):
+        return "a string"
+    if isinstance(x, (complex, np.complexfloating)):
+        return "a complex number"
+    if not isinstance(x, (numbers.Real, np.integer, np.floating)):
+        return f"a {type(x).__name__}"
+    return None
+
+
+def real_array(name: str, x, allow_zero: bool = False, allow_inf: bool = False) -> np.ndarray:
+    """``x`` as a float array after :func:`check_real_array` (the one place the numeric
+    arguments of the theory are checked)."""
+    check_real_array(name, x, allow_zero=allow_zero, allow_inf=allow_inf)
+    return np.asarray(x, dtype=float)
+
+
+def check_real_array(name: str, x, allow_zero: bool = False, allow_inf: bool = False) -> None:
+    """``TypeError`` / ``ValueError`` naming ``name`` unless ``x`` (a number, a nested list
+    or an array) holds real numbers ``> 0`` (``>= 0`` with ``allow_zero``), finite unless
+    ``allow_inf``.
+
+    Refused by type (``TypeError``), because each would otherwise be taken silently or fail
+    deep inside numpy: booleans (``True`` is not ``1.0`` here), strings (also numeric ones),
+    complex numbers, object arrays, other objects, ragged lists.  Integers too large for a double are a
+    ``ValueError``.
+    """
+    if isinstance(x, np.ndarray) and x.dtype == object:
+        raise TypeError(f"{name} must be real numbers, got an object array")
+    if isinstance(x, np.ndarray):
+        kind = x.dtype.kind
+        what = {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "strings"}.get(
+            kind, None if kind in "iuf" else f"dtype {x.dtype}")
+        if what:
+            raise TypeError(f"{name} must be real numbers, got {what}")
+    else:
+        try:
+            obj = np.asarray(x, dtype=object)
+        except ValueError:
+            raise TypeError(f"{name} must be real numbers (a number or a rectangular array), "
+                            "got a ragged sequence") from None
+        for v in obj.reshape(-1):
+            bad = _refused(v)
+            if bad:
+                raise TypeError(f"{name} must be real numbers, got {bad} ({v!r})")
+        try:
+            x = obj.astype(float)
+        except OverflowError:
+            raise ValueError(f"{name} must be finite real numbers, got an integer too large for a double") from None
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be real numbers") from None
     if np.any(np.isnan(x)):
         raise ValueError(f"{name} is NaN")
     if not allow_inf and np.any(np.isinf(x)):
         raise ValueError(f"{name} must be finite")
     if np.any(x < 0) or (not allow_zero and np.any(x == 0)):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got min {x.min()}")
-
-

@@ -21,6 +21,7 @@ through the numbers ``mu1, mu_s, mu_f, mu_*``), cached on disk, and compiled onc
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -36,14 +37,37 @@ from pencils.activation import QuadratureWarning, activation as _activation
 from pencils.cache import cached
 
 from .ladder import CAUSES, Ledger, climb
-from .model import QUANTITIES, Coefficients, check_precision, check_real_array, m_kind, parse_m, spectral_measure
+from .model import (QUANTITIES, Coefficients, check_precision, m_kind, parse_m, parse_m_array, real_array,
+                    spectral_measure)
 
 # The symbolic side (derivations.dsm, pencils.reduce: sympy) is imported where it is used,
 # so that a warm start -- cached layout and compiled kernel -- loads no sympy.
 
-__all__ = ["build", "DSMTheory", "Errors", "Coefficients", "parse_m"]
+__all__ = ["build", "DSMTheory", "Errors", "Coefficients", "parse_m", "TINY"]
+
+#: The smallest ``psi_n, psi_p, t, lam`` that :meth:`DSMTheory.errors` takes.  Below them the
+#: double-precision rung computes products that underflow (``lam`` times the ulp-sized moves
+#: of the rounding check, ``psi`` times ``lam``; the double floor is ``2.2e-308``), so no rung
+#: of the ladder starts from a meaningful value; such ``lam`` are the ridgeless limit
+#: (:meth:`DSMTheory.ridgeless`) to far below any precision away from a peak.
+TINY = (1e-100, 1e-100, 1e-100, 1e-150)
+TINY_WHY = {"psi_n": "a smaller ratio n/d underflows in the solver's products",
+            "psi_p": "a smaller ratio p/d underflows in the solver's products",
+            "t": "Delta_t = 1 - exp(-2t) ~ 2t underflows in the solver's products below it",
+            "lam": "smaller ridges underflow in double precision; use ridgeless() for lam -> 0"}
 
 
+def _check_options(train_time, options: dict) -> None:
+    """``TypeError`` listing the accepted names for an unknown keyword argument of
+    :meth:`DSMTheory.errors` (else it would surface as an error of an internal solver)."""
+
+    extra = ("tol", "nodes", "max_nodes", "quantities") if train_time is not None else \
+        tuple(f.name for f in dataclasses.fields(SolveOptions)) + ("backend", "chunk")
+    unknown = sorted(set(options) - set(extra))
+    if unknown:
+        raise TypeError(f"errors() got unknown keyword argument(s) {', '.join(map(repr, unknown))}; accepted: "
+                        "psi_n, psi_p, t, lam, m, precision, throw, check_rounding, refine, rtol, atol, train_time"
+                        f" and{' with train_time' if train_time is not None else ''} {', '.join(extra)}")
 
 
 def _system_name(kind: str, structured: bool) -> str:
@@ -177,7 +201,8 @@ class DSMTheory:
         differences of them -- is re-solved in double-double arithmetic (about 32 digits,
         by the compiled kernel, with its own rounding check) and, where that is unavailable
         or fails, in mpmath at :data:`derivations.ladder.REFINE_DPS` digits (``Errors.refined``,
-        ``Errors.refined_mpmath``); with ``refine=False`` it is flagged instead.
+        ``Errors.refined_mpmath``); with ``refine=False`` it is flagged instead, with
+        ``refine="dd"`` where double-double fails (no mpmath: bounded, cheap work).
         ``throw``: raise :class:`numerics.ConvergenceError` if any point is left unresolved
         (else those points are NaN in every field and ``converged`` is False).
         ``train_time``: the errors along gradient flow at time ``T``
@@ -190,19 +215,22 @@ class DSMTheory:
         >>> e.test.round(4).tolist(), bool(e.converged.all())
         ([0.2941, 0.117], True)
         """
+        _check_options(train_time, solve_options)
         if train_time is not None:
             return self._errors_at_time(psi_n, psi_p, t, lam, m, train_time, precision, throw, solve_options)
-        arrays = [np.asarray(x, dtype=float) for x in (psi_n, psi_p, t, lam)]
-        for name, x in zip(("psi_n", "psi_p", "t", "lam"), arrays):
-            check_real_array(name, x)
-        m_arr = np.asarray(m, dtype=object)
-        m_vals = np.vectorize(parse_m, otypes=[float])(m_arr) if m_arr.ndim else np.asarray(parse_m(m_arr.item()))
+        arrays = [real_array(name, x) for name, x in zip(("psi_n", "psi_p", "t", "lam"), (psi_n, psi_p, t, lam))]
+        for name, x, floor in zip(("psi_n", "psi_p", "t", "lam"), arrays, TINY):
+            if np.any(x < floor):
+                raise ValueError(f"{name} must be >= {floor:g}, got min {x.min():g}: {TINY_WHY[name]}")
+        m_vals = parse_m_array(m)
         shape = np.broadcast_shapes(*(x.shape for x in arrays), m_vals.shape)
         flat = [np.broadcast_to(x, shape).reshape(-1) for x in (*arrays, m_vals)]
         size = int(np.prod(shape))
         exact = precision is not None
         if exact:
             check_precision(precision)
+        if refine not in (True, False, "dd"):
+            raise ValueError(f"refine must be True, False or 'dd', got {refine!r}")
         led = Ledger.empty(size, exact)
         out, conv, resid, rounding = led.values, led.converged, led.residual, led.rounding
         kinds = np.where(flat[4] == 1, "1", np.where(np.isinf(flat[4]), "inf", "finite"))

@@ -267,7 +267,7 @@ def test_simulate_names_the_bad_argument(bad, message):
 
 
 def test_huge_m_is_a_memory_error_not_a_crash():
-    with pytest.raises(ValueError, match="needs about .* GiB .* m=1000000000000000019884624838656"):
+    with pytest.raises(ValueError, match=f"needs about .* GiB .* m={10**30}( |$)"):  # m kept exact
         validation.simulate("relu", **(BASE | dict(m=10**30)))
     with pytest.raises(ValueError, match="m must be an integer >= 1 or inf, got an integer of 401 digits"):
         validation.parse_m(10**400)

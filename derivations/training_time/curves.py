@@ -10,7 +10,7 @@ import numpy as np
 
 from numerics import ConvergenceError
 
-from ..model import check_real_array, m_kind, parse_m
+from ..model import m_kind, parse_m, parse_m_array, real_array
 from .contour import _bulk_edges, _integrate, _level
 from .traces import _solve
 
@@ -68,18 +68,15 @@ def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, tol: float = 
     >>> bool(e.converged.all()), float(e.test[0]) == -math.expm1(-1.0)
     (True, True)
     """
-    arrays = [np.asarray(x, dtype=float) for x in (psi_n, psi_p, t, lam, train_time)]
-    for name, x in zip(("psi_n", "psi_p", "t"), arrays[:3]):
-        check_real_array(name, x)
-    check_real_array("lam", arrays[3], allow_zero=True)
-    check_real_array("train_time", arrays[4], allow_zero=True, allow_inf=True)
+    arrays = [real_array(name, x) for name, x in zip(("psi_n", "psi_p", "t"), (psi_n, psi_p, t))]
+    arrays += [real_array("lam", lam, allow_zero=True),
+               real_array("train_time", train_time, allow_zero=True, allow_inf=True)]
     if quantities not in (("test", "train"), ("train",)):
         raise ValueError(f"quantities must be ('test', 'train') or ('train',), got {quantities!r}")
     with_test = "test" in quantities
     if nodes is not None and (int(nodes) != nodes or nodes < 8 or nodes % 4):
         raise ValueError(f"nodes must be an integer >= 8 divisible by 4, got {nodes!r}")
-    m_arr = np.asarray(m, dtype=object)
-    m_vals = np.vectorize(parse_m, otypes=[float])(m_arr) if m_arr.ndim else np.asarray(parse_m(m_arr.item()))
+    m_vals = parse_m_array(m)
     shape = np.broadcast_shapes(*(x.shape for x in arrays), m_vals.shape)
     pn, pp, tt, ll, TT, mm = (np.broadcast_to(x, shape).reshape(-1) for x in (*arrays, m_vals))
     size = pn.size
@@ -95,6 +92,13 @@ def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, tol: float = 
         if not len(gs):
             continue
         U = uniq[gs]
+        if not np.any(TT[np.isin(inv, gs)] != 0):  # T = 0 only: B = 0, no spectrum needed
+            for g in gs:
+                zero = np.flatnonzero(inv == g)
+                out["train"][zero], out["train_error"][zero], conv[zero] = 1.0, 0.0, True
+                if with_test:
+                    out["test"][zero], out["test_error"][zero] = -np.expm1(-2.0 * tt[zero]), 0.0
+            continue
         m_par = U[:, 3] if kind == "finite" else (1 if kind == "1" else math.inf)
         raw = theory.solver_params(U[:, 0], U[:, 1], U[:, 2], 1.0, m_par)
         params = {k: np.broadcast_to(np.asarray(v, dtype=float), (len(gs),)).copy() for k, v in raw.items()}
@@ -114,7 +118,8 @@ def errors_at_time(theory, psi_n, psi_p, t, lam, m, train_time, *, tol: float = 
             out["train"][zero], out["train_error"][zero], conv[zero] = 1.0, 0.0, True
             if with_test:
                 out["test"][zero], out["test_error"][zero] = Delta[k], 0.0
-        active = np.nonzero(ok)[0]
+        # T = 0 alone needs no spectrum (and _integrate needs at least one T)
+        active = np.nonzero(ok & np.array([bool(np.any(TT[sel] != 0)) for sel in sels]))[0]
         n_k, prev = (int(nodes) if nodes is not None else 32), None
         while len(active):
             lv = _level(kind, {q: v[active] for q, v in params.items()}, x_lo[active], x_hi[active], n_k,
