@@ -106,7 +106,7 @@ def find_peaks(theory, psi_n: float, t: float, m, lam: float, psi_p_range=None, 
             j += 1
         a, b = x[max(i - 1, 0)], x[min(j + 1, len(v) - 1)]
         near = [v[k] for k in (i - 1, j + 1) if 0 <= k < len(v) and np.isfinite(v[k])]
-        peaks.append(Peak(psi_p=math.sqrt(a * b), height=max(near) if near else math.nan, lam=lam,
+        peaks.append(Peak(psi_p=math.sqrt(a) * math.sqrt(b), height=max(near) if near else math.nan, lam=lam,
                           resolved=False, bracket=(float(a), float(b))))
         i = j + 1
     for i in range(1, len(v) - 1):
