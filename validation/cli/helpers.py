@@ -217,6 +217,17 @@ def plain(doc: str) -> str:
     return doc.replace("``", "")
 
 
+def table_or_figures(argv, prog: str, table_main, figures_main) -> int:
+    """Dispatch ``SUBCOMMAND [table] ...`` to ``table_main`` and ``SUBCOMMAND figures ...`` to
+    ``figures_main`` (the subcommands that have both, e.g. ``structured`` and ``time``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["figures"]:
+        return figures_main(argv[1:], prog=f"{prog} figures")
+    if argv[:1] == ["table"]:
+        argv, prog = argv[1:], f"{prog} table"
+    return table_main(argv, prog)
+
+
 def fail(prog: str, message: str) -> int:
     """Print one error line for ``prog`` on stderr; return exit status 2."""
     print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)

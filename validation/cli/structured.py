@@ -41,7 +41,7 @@ from validation.simulation.problem import m_label
 from validation.simulation.spectra import ALPHA, POWER_LAW_ATOMS, U0, eigenvalues, measure, power_law, tau
 
 from .helpers import (Parser, activation_name, command_line, data_path, fail, int_in, jsonable, plain, save_table,
-                      write_csv, writable_folder)
+                      table_or_figures, write_csv, writable_folder)
 from .main_job import phase_axes
 from .table import agreement, comparison_row
 
@@ -178,12 +178,7 @@ def _parser(prog: str = PROG):
 
 def main(argv=None, prog: str = PROG) -> int:
     """``dsm-curves structured [table] ...`` (the table) or ``dsm-curves structured figures ...``."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["figures"]:
-        return figures_main(argv[1:], prog=f"{prog} figures")
-    if argv[:1] == ["table"]:
-        argv, prog = argv[1:], f"{prog} table"
-    return table_main(argv, prog)
+    return table_or_figures(argv, prog, table_main, figures_main)
 
 
 def table_main(argv=None, prog: str = PROG) -> int:

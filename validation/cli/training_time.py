@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 
 import numpy as np
 
 from validation.simulation.problem import m_label
 
-from .helpers import MAX_D, Parser, distinct, int_in, writable_folder, write_csv
+from .helpers import MAX_D, Parser, distinct, int_in, table_or_figures, writable_folder, write_csv
 
 PROG = "dsm-curves time"
 
@@ -109,12 +108,7 @@ def markdown(rows, ds) -> str:
 
 def main(argv=None, prog: str = PROG) -> int:
     """``dsm-curves time [table] ...`` (the table) or ``dsm-curves time figures ...``."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["figures"]:
-        return figures_main(argv[1:], prog=f"{prog} figures")
-    if argv[:1] == ["table"]:
-        argv, prog = argv[1:], f"{prog} table"
-    return table_main(argv, prog)
+    return table_or_figures(argv, prog, table_main, figures_main)
 
 
 def table_main(argv=None, prog: str = PROG) -> int:
