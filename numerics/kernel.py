@@ -368,18 +368,20 @@ def _library(folder: Path, name: str, variant: str, flags: tuple):
         lib = _open(tmp, digest)
         os.replace(tmp, lib_path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
     for old in folder.glob(f"{stem}-*.so"):  # libraries of an earlier source of this kernel
         if old != lib_path:
-            try:
-                old.unlink()
-            except OSError:
-                pass
+            _discard(old)
     return lib
+
+
+def _discard(path) -> None:
+    """Remove ``path`` if it is there (a temporary or superseded file; nothing else to do on failure)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _write_source(src: Path, name: str, source) -> None:
@@ -392,10 +394,7 @@ def _write_source(src: Path, name: str, source) -> None:
             fh.write(_header(name) + text.encode())
         os.replace(tmp, src)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
 
 
