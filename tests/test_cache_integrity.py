@@ -159,15 +159,6 @@ def test_the_build_digest_covers_source_compiler_and_every_flag():
 # -- derivation pickles -----------------------------------------------------------------
 
 
-@pytest.fixture
-def disk(tmp_path, monkeypatch):
-    """A private cache folder and an empty in-process memo."""
-    monkeypatch.setenv("DSM_CACHE_DIR", str(tmp_path / "cache"))
-    cache.clear_memory()
-    yield tmp_path / "cache"
-    cache.clear_memory()
-
-
 def test_every_truncation_of_an_entry_is_recomputed_and_overwritten(disk):
     """A real entry cut at any length (a crash mid-copy, a full disk) is discarded with a
     CacheWarning, recomputed and stored again whole; it never loads as a partial value."""
