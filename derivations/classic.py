@@ -27,8 +27,11 @@ a data matrix ``X`` with ``N(0, 1)`` entries is ``sqrt(d) X_e``.
   a rank-one term that does not change the limit); their sphere-uniform inputs and
   weights are replaced by Gaussians, which has the same limit.
 
-Each derivation is cached on disk (keyed by the expression) and compiled once per
-process.
+Each problem is a derived model (:func:`derivations.derived.derive`, :func:`model`): cached
+on disk, compiled once per process, and solved with the precision ladder (rounding checks
+on, refinement where double precision cannot resolve a point). :func:`system` and
+:func:`solver` are the raw fixed-point system and its solver, the reference the tests
+compare with.
 """
 from __future__ import annotations
 
@@ -41,7 +44,9 @@ from numerics import Solver, compile as compile_system
 from pencils.expr import D, Space, Trace, gaussian, inverse, trace
 from pencils.freeprob import FixedPointSystem, equations
 
-__all__ = ["mp_trace", "ridge_trace", "random_features_trace", "system", "solver",
+from .derived import DerivedModel, derive
+
+__all__ = ["mp_trace", "ridge_trace", "random_features_trace", "model", "system", "solver",
            "marchenko_pastur_stieltjes", "ridge_risk", "random_features_risk"]
 
 gamma_, z_ = sympy.Symbol("gamma", positive=True), sympy.Symbol("z")
@@ -80,6 +85,18 @@ def random_features_trace() -> Trace:
 _TRACES = {"marchenko_pastur": mp_trace, "ridge": ridge_trace, "random_features": random_features_trace}
 
 
+#: The continuation parameter of each problem (the Stieltjes transform has none: ``z`` is complex).
+_CONTINUATION = {"marchenko_pastur": None, "ridge": "lam", "random_features": "lam"}
+
+
+@lru_cache(maxsize=None)
+def model(name: str) -> DerivedModel:
+    """The derived model of a named classic problem (one per process)."""
+    if name not in _TRACES:
+        raise ValueError(f"unknown problem {name!r}; known: {sorted(_TRACES)}")
+    return derive(_TRACES[name](), continuation=_CONTINUATION[name])
+
+
 @lru_cache(maxsize=None)
 def system(name: str) -> FixedPointSystem:
     """The (disk-cached) fixed-point system of a named classic problem."""
@@ -90,7 +107,8 @@ def system(name: str) -> FixedPointSystem:
 
 @lru_cache(maxsize=None)
 def solver(name: str) -> Solver:
-    """The compiled solver of a named classic problem (compiled once per process)."""
+    """The raw compiled solver of a named classic problem (the reference; the public functions
+    use :func:`model`)."""
     return compile_system(system(name))
 
 
@@ -147,8 +165,7 @@ def marchenko_pastur_stieltjes(gamma, z, **solve_options):
         raise ValueError(f"z = {zz[k]} is on the support [{a[k]:.6g}, {b[k]:.6g}] of the "
                          f"Marchenko-Pastur law (gamma = {g[k]:.6g}): the Stieltjes transform "
                          "is singular there; use a complex z")
-    sol = solver("marchenko_pastur").solve(gamma=g, z=zz, **solve_options)
-    return _out(sol.value)
+    return _out(model("marchenko_pastur").solve(gamma=g, z=zz, **solve_options).value)
 
 
 def ridge_risk(gamma, lam, r2, sigma2, **solve_options):
@@ -162,8 +179,7 @@ def ridge_risk(gamma, lam, r2, sigma2, **solve_options):
     """
     g, l = _positive("gamma", gamma), _positive("lam", lam)
     r, s = _nonnegative("r2", r2), _nonnegative("sigma2", sigma2)
-    sol = solver("ridge").solve(gamma=g, lam=l, r2=r, sigma2=s, **solve_options)
-    return _out(np.real(sol.value))
+    return _out(model("ridge").solve(gamma=g, lam=l, r2=r, sigma2=s, **solve_options).value)
 
 
 def random_features_risk(psi_p, psi_n, lam, mu1, mustar, r2=1.0, sigma2=0.0, **solve_options):
@@ -178,6 +194,5 @@ def random_features_risk(psi_p, psi_n, lam, mu1, mustar, r2=1.0, sigma2=0.0, **s
     if np.iscomplexobj(m1):
         raise ValueError("mu1 must be real")
     r, s = _nonnegative("r2", r2), _nonnegative("sigma2", sigma2)
-    sol = solver("random_features").solve(psi_p=pp, psi_n=pn, lam=l, mu1=m1.astype(float),
-                                          mustar=ms, r2=r, sigma2=s, **solve_options)
-    return _out(np.real(sol.value))
+    return _out(model("random_features").solve(psi_p=pp, psi_n=pn, lam=l, mu1=m1.astype(float), mustar=ms,
+                                               r2=r, sigma2=s, **solve_options).value)

@@ -1,5 +1,5 @@
-"""The precision ladder of the DSM theory: how :meth:`derivations.theory.DSMTheory.errors`
-resolves every point.
+"""The precision ladder: how every derived model (:func:`derivations.derived.derive`, and the
+DSM theory built on it, :meth:`derivations.theory.DSMTheory.errors`) resolves every point.
 
 1. **Double precision**, all points at once (:class:`numerics.reduced.ReducedSolver`: the
    compiled kernel, or vectorised numpy), with a rounding-error estimate per value (warm
@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 
+import mpmath
 import numpy as np
 
 from numerics._errors import ConvergenceError
+from numerics.options import DD_EPS
 
-from .model import QUANTITIES
-
-__all__ = ["REFINE_DPS", "CONTINUATION_STEPS", "CONTINUATION_NEWTON", "GUARD_DECADES", "CAUSES", "Ledger",
-           "NoStartError", "climb", "mp_point", "continue_in_lam"]
+__all__ = ["REFINE_DPS", "CONTINUATION_STEPS", "CONTINUATION_NEWTON", "GUARD_DECADES", "VERIFY_MAX_DPS", "CAUSES",
+           "Ledger", "NoStartError", "UnstableError", "Problem", "climb", "mp_point", "continue_in_lam"]
 
 #: Digits of the automatic mpmath refinement of points double precision cannot resolve.
 REFINE_DPS = 30
@@ -42,6 +43,11 @@ CONTINUATION_NEWTON = 30
 #: (at most ``3 * 30`` extra digits); smaller ridges that the first attempt misses are flagged.
 GUARD_DECADES = 30
 
+#: The mpmath rung verifies its values (:func:`_verified`): re-solved with half as many digits
+#: again (at least 10 more), they must agree to ``dps - 5`` digits, else the digits grow again,
+#: up to this many (or twice the requested digits).
+VERIFY_MAX_DPS = 400
+
 #: Why a point is unresolved (``Ledger.cause`` holds a "+"-joined chain of these keys).
 CAUSES = {
     "non-finite": "the equations gave NaN or inf in double precision (a parameter outside the "
@@ -51,11 +57,38 @@ CAUSES = {
                 "peak or deep in memorisation, where the errors are small differences of large traces)",
     "no-start": "the mpmath refinement found no accurate double-precision start for its continuation in lam",
     "mpmath": "mpmath Newton did not converge",
+    "unstable": f"the mpmath values kept changing as the digits grew (up to {VERIFY_MAX_DPS}): the "
+                "read-outs cancel beyond that precision",
 }
 
 
 class NoStartError(ConvergenceError):
     """:func:`continue_in_lam` found no accurate double-precision start."""
+
+
+class UnstableError(ConvergenceError):
+    """:func:`_verified`: the mpmath values kept changing with the precision."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What the ladder needs of one derived system.
+
+    ``params(raw)`` maps the flat arrays ``raw`` (one per user parameter, in the caller's
+    order) to the solver's parameters in double precision; ``mp_params(point, dps)`` maps
+    one point (a list of Python numbers, same order) to them at ``dps`` digits, computed
+    there (not rounded from doubles: the DSM theory evaluates its Gaussian-equivalence
+    numbers at ``dps`` digits).  ``continuation``: the index in ``raw`` of a ridge-like
+    parameter (positive, the equations degenerate as it goes to 0) for the continuation of
+    :func:`continue_in_lam`, or ``None``.  ``spectrum``: the spectral measure, if any.
+    """
+
+    solver: object
+    quantities: tuple
+    params: Callable
+    mp_params: Callable
+    spectrum: object = None
+    continuation: int | None = None
 
 
 @dataclass
@@ -74,34 +107,34 @@ class Ledger:
     cause: np.ndarray | None = None
 
     @classmethod
-    def empty(cls, size: int, exact: bool) -> "Ledger":
-        dtype = object if exact else float
-        return cls(values={q: np.full(size, np.nan, dtype=dtype) for q in QUANTITIES},
+    def empty(cls, size: int, exact: bool, quantities: tuple, complex_: bool = False) -> "Ledger":
+        dtype = object if exact else (complex if complex_ else float)
+        return cls(values={q: np.full(size, np.nan, dtype=dtype) for q in quantities},
                    converged=np.zeros(size, dtype=bool), residual=np.zeros(size),
                    iterations=np.zeros(size, dtype=int), rounding=np.zeros(size),
                    refined=np.zeros(size, dtype=bool), refined_mpmath=np.zeros(size, dtype=bool),
                    cause=np.full(size, "", dtype=object))
 
 
-def climb(theory, kind: str, sel: np.ndarray, raw: list, led: Ledger, *, precision, check_rounding: bool,
+def climb(problem: Problem, sel: np.ndarray, raw: list, led: Ledger, *, precision, check_rounding: bool,
           refine, rtol: float, atol: float, solve_options: dict) -> None:
-    """Resolve the points ``sel`` of one kind of ``m`` (``raw``: their ``psi_n, psi_p, t, lam, m``)
-    into ``led``: double precision with a rounding check, then double-double, then mpmath
-    (module docstring); ``precision`` set: mpmath at that many digits for every point;
-    ``refine="dd"``: no mpmath rung."""
+    """Resolve the points ``sel`` of one system (``raw``: their parameters, flat arrays in
+    the order of ``problem``) into ``led``: double precision with a rounding check, then
+    double-double, then mpmath (module docstring); ``precision`` set: mpmath at that many
+    digits for every point; ``refine="dd"``: no mpmath rung."""
     exact = precision is not None
     out, conv, resid, iters = led.values, led.converged, led.residual, led.iterations
     rounding, refined, refined_mp = led.rounding, led.refined, led.refined_mpmath
-    solver = theory.solver(kind)
-    params = {k: v for k, v in theory.solver_params(*raw).items() if k in solver.param_names}
+    solver, quantities = problem.solver, problem.quantities
+    params = problem.params(raw)
     checked = check_rounding and not exact
-    sol = solver.solve(params, spectrum=theory.spectrum, throw=False, estimate_error=checked,
+    sol = solver.solve(params, spectrum=problem.spectrum, throw=False, estimate_error=checked,
                        **solve_options)
     resid[sel] = sol.residual
     iters[sel] = sol.iterations
     good = sol.converged.copy()
     if checked:
-        for q in QUANTITIES:
+        for q in quantities:
             err = np.where(good, sol.error[q], np.inf)
             good &= err <= rtol * np.abs(sol.values[q]) + atol
             rounding[sel] = np.maximum(rounding[sel], np.where(np.isfinite(err), err, 0.0))
@@ -116,127 +149,174 @@ def climb(theory, kind: str, sel: np.ndarray, raw: list, led: Ledger, *, precisi
         todo = np.nonzero(~good)[0]
     else:
         todo = ()
-    for q in QUANTITIES:
+    for q in quantities:
         out[q][sel] = np.where(good, sol.values[q], np.nan) if not exact else out[q][sel]
     if len(todo) and not exact:
-        todo = _refine_dd(theory, solver, params, sol, todo, sel, rtol, atol, good, out, rounding, resid,
-                          refined)
+        todo = _refine_dd(problem, params, sol, todo, sel, rtol, atol, good, out, rounding, resid, refined)
         if refine == "dd":  # the cheap rungs only (a scan: derivations.peaks)
             todo = ()
     for k in todo:
-        point = [float(r[k]) for r in raw]
+        point = [r[k].item() for r in raw]
         init = list(sol.core[k]) if sol.converged[k] else None
         dps = int(precision) if exact else REFINE_DPS
         try:
-            res = _mp_point_guarded(theory, kind, point, dps, init)
+            res = _verified(problem, point, dps, _mp_point_guarded(problem, point, dps, init), atol)
         except (ConvergenceError, ArithmeticError) as exc:  # mpmath: a singular Jacobian is a ZeroDivisionError
-            tried = "no-start" if isinstance(exc, NoStartError) else "mpmath"
+            tried = ("no-start" if isinstance(exc, NoStartError) else
+                     "unstable" if isinstance(exc, UnstableError) else "mpmath")
             led.cause[sel[k]] = "+".join(c for c in (led.cause[sel[k]], tried) if c)
             continue
-        for q in QUANTITIES:
+        for q in quantities:
             v = res.values[q]
-            out[q][sel[k]] = v if exact else float(v)
+            out[q][sel[k]] = v if exact else _double(v)
         good[k] = True
         led.cause[sel[k]] = ""
         refined[sel[k]] = not exact
         refined_mp[sel[k]] = not exact
         rounding[sel[k]] = 0.0 if exact else float(
-            np.finfo(float).eps * max(abs(float(res.values[q])) for q in QUANTITIES))
+            np.finfo(float).eps * max(abs(_double(res.values[q])) for q in quantities))
         resid[sel[k]] = float(res.residual)
     conv[sel] = good
     led.cause[sel[good]] = ""
 
 
-def _refine_dd(theory, solver, params, sol, todo, sel, rtol, atol, good, out, rounding, resid, refined):
+def _verified(problem: Problem, point, dps: int, res, atol: float):
+    """The mpmath rung's values, verified: a converged core is not enough, since read-outs
+    that cancel (terms of size ``lam^-k`` summing to O(1): the ridge risk past the
+    interpolation threshold at ``lam = 1e-9`` cancels terms of size ``1e27``) can lose every
+    digit of ``dps``. Re-solve from the core at ``dps + max(10, dps/2)`` digits (Newton from
+    an accurate start: one or two steps); accept when every output agrees to
+    ``10^(5-dps) max(|value|, atol)``, returning the more precise values, else grow the digits
+    again (up to :data:`VERIFY_MAX_DPS`) and finally raise :class:`UnstableError`."""
+    cur, cur_dps = res, dps
+    limit = max(VERIFY_MAX_DPS, 2 * dps)
+    while cur_dps < limit:
+        nxt_dps = min(limit, cur_dps + max(10, cur_dps // 2))
+        nxt = problem.solver.solve_mp(problem.mp_params(point, nxt_dps), nxt_dps, init=list(cur.core),
+                                      spectrum=problem.spectrum)
+        with mpmath.workdps(nxt_dps):
+            tol = mpmath.mpf(10) ** (5 - dps)
+            if all(abs(nxt.values[q] - cur.values[q]) <= tol * max(abs(nxt.values[q]), mpmath.mpf(atol))
+                   for q in problem.quantities):
+                return nxt
+        cur, cur_dps = nxt, nxt_dps
+    raise UnstableError(f"the mpmath values at {point} still change at {cur_dps} digits", None)
+
+
+def _double(v):
+    """An mpmath number in double precision (complex where it is complex)."""
+    return complex(v) if isinstance(v, mpmath.mpc) else float(v)
+
+
+def _refine_dd(problem, params, sol, todo, sel, rtol, atol, good, out, rounding, resid, refined):
     """Re-solve the points ``todo`` (converged in double precision, rounding estimate too
     large) in double-double arithmetic (compiled kernel, :meth:`ReducedSolver.refine_dd`);
     accept those whose double-double estimate meets ``rtol |value| + atol``.  Returns the
     points left for mpmath."""
     cand = np.asarray([k for k in todo if sol.converged[k]], dtype=int)
-    if not len(cand):
+    if not len(cand) or any(np.iscomplexobj(v) for v in params.values()):  # double-double is real-only
         return todo
     n = len(sel)
     sub = {k: (np.broadcast_to(np.asarray(v, dtype=float), (n,))[cand] if np.ndim(v) else v)
            for k, v in params.items()}
-    rd = solver.refine_dd(sub, sol.core[cand], spectrum=theory.spectrum)
+    rd = problem.solver.refine_dd(sub, sol.core[cand], spectrum=problem.spectrum)
     if rd is None:  # no compiled kernel: mpmath does it all
         return todo
     ok = rd.converged.copy()
-    for q in QUANTITIES:
-        ok &= rd.error[q] <= rtol * np.abs(rd.values[q]) + atol
+    # The double-double estimate moves the parameters by dd ulps, which misses read-outs that
+    # cancel (the double pass measured them in long double); first order, the error of a
+    # computation scales with the unit roundoff, so the double estimate scaled by
+    # DD_EPS / eps bounds that part in double-double.
+    scale = DD_EPS / np.finfo(float).eps
+    err = {q: np.maximum(rd.error[q], scale * np.asarray(sol.error[q])[cand]) for q in problem.quantities}
+    for q in problem.quantities:
+        ok &= err[q] <= rtol * np.abs(rd.values[q]) + atol
+        # consistency: the double value must lie within its own estimate of the double-double
+        # one; where it does not, the estimates are not to be trusted (a read-out so
+        # ill-conditioned that double and long double fail alike) and mpmath decides
+        ok &= np.abs(rd.values[q] - np.asarray(sol.values[q])[cand]) <= np.asarray(sol.error[q])[cand]
     idx = cand[ok]
-    for q in QUANTITIES:
+    for q in problem.quantities:
         out[q][sel[idx]] = rd.values[q][ok]
     good[idx] = True
     refined[sel[idx]] = True
-    rounding[sel[idx]] = np.max([rd.error[q][ok] for q in QUANTITIES], axis=0)
+    rounding[sel[idx]] = np.max([err[q][ok] for q in problem.quantities], axis=0)
     resid[sel[idx]] = rd.residual[ok]
     return np.setdiff1d(np.asarray(todo, dtype=int), idx)
 
 
-def _mp_point_guarded(theory, kind, point, dps, init):
+def _mp_point_guarded(problem: Problem, point, dps, init):
     """:func:`mp_point`, and where it fails at a small ``lam``, once more with guard digits:
     where the unknowns grow like ``1/lam`` (``p > n``, all rows interpolated) the map's own
     rounding leaves a residual ``~ 10^-dps / lam`` (above ``10^(5-dps)`` at every ``dps``) and
     the errors, O(1) differences of the unknowns, move by ``~ residual / lam^2``; so the
     retry works at ``dps + 3 g`` digits (``g = log10(1/lam)``) to the residual ``10^(5-dps-2g)``."""
     try:
-        return mp_point(theory, kind, point, dps, init)
+        return mp_point(problem, point, dps, init)
     except (ConvergenceError, ArithmeticError):
-        guard = int(math.ceil(math.log10(1.0 / point[3]))) if point[3] < 1e-4 else 0
+        c = problem.continuation
+        lam = point[c] if c is not None else 1.0
+        guard = int(math.ceil(math.log10(1.0 / lam))) if lam < 1e-4 else 0
         if not 0 < guard <= GUARD_DECADES:
             raise
     # measured at p > n: the errors move by ~ residual / lam^2, so the target is 10^(5-dps) lam^2,
     # and the map's rounding (~ 10^-digits / lam) must stay below it: 3 guard digits a decade
-    return mp_point(theory, kind, point, dps + 3 * guard, init, tol=10.0 ** (5 - dps - 2 * guard))
+    return mp_point(problem, point, dps + 3 * guard, init, tol=10.0 ** (5 - dps - 2 * guard))
 
 
-def mp_point(theory, kind, point, dps, init=None, tol=None) -> dict:
-    """Both errors at one point ``(psi_n, psi_p, t, lam, m)`` at ``dps`` digits
-    (reduced system, verified residual ``<= tol``, default ``10^(5-dps)``); started from
-    ``init`` (double-precision core) or, where that is missing or fails, by continuation in ``lam``."""
-    solver = theory.solver(kind)
-    mp_p = {q: v for q, v in theory.mp_params(*point, dps).items() if q in solver.param_names}
+def mp_point(problem: Problem, point, dps, init=None, tol=None) -> dict:
+    """Every output at one point (``point``: the parameters in ``problem``'s order) at
+    ``dps`` digits (reduced system, verified residual ``<= tol``, default ``10^(5-dps)``);
+    started from ``init`` (double-precision core) or, where that is missing or fails, by
+    continuation in the ridge-like parameter (``problem.continuation``)."""
+    solver = problem.solver
+    mp_p = problem.mp_params(point, dps)
     if init is not None:
         try:
-            return solver.solve_mp(mp_p, dps, init=init, spectrum=theory.spectrum, tol=tol)
+            return solver.solve_mp(mp_p, dps, init=init, spectrum=problem.spectrum, tol=tol)
         except ConvergenceError:
-            pass
-    return solver.solve_mp(mp_p, dps, init=continue_in_lam(theory, kind, point, dps, tol=tol),
-                           spectrum=theory.spectrum, tol=tol)
+            if problem.continuation is None:
+                raise
+    elif problem.continuation is None:
+        return solver.solve_mp(mp_p, dps, spectrum=problem.spectrum, tol=tol)
+    return solver.solve_mp(mp_p, dps, init=continue_in_lam(problem, point, dps, tol=tol),
+                           spectrum=problem.spectrum, tol=tol)
 
-def continue_in_lam(theory, kind, point, dps, per_decade: int = 8, max_steps: int = CONTINUATION_STEPS,
+
+def continue_in_lam(problem: Problem, point, dps, per_decade: int = 8, max_steps: int = CONTINUATION_STEPS,
                     tol=None) -> list:
     """Starting point for mpmath Newton where double precision failed.
 
-    Walk the ridge down from ``max(lam, 1e-2)`` to the target ``lam`` geometrically
-    (``per_decade`` steps a decade): double precision while it is accurate (one
-    vectorised solve with rounding-error estimates), then mpmath Newton from each step
-    to the next, predicting each start by geometric extrapolation (the unknowns grow
-    like powers of ``lam`` near a peak).  Bounded work: at most ``max_steps`` steps (fewer a
-    decade below ``1e-2 / 10^(max_steps / per_decade)``), each with at most
+    Walk the ridge ``lam = point[problem.continuation]`` down from ``max(lam, 1e-2)`` to the
+    target geometrically (``per_decade`` steps a decade): double precision while it is
+    accurate (one vectorised solve with rounding-error estimates), then mpmath Newton from
+    each step to the next, predicting each start by geometric extrapolation (the unknowns
+    grow like powers of ``lam`` near a peak).  Bounded work: at most ``max_steps`` steps
+    (fewer a decade below ``1e-2 / 10^(max_steps / per_decade)``), each with at most
     :data:`CONTINUATION_NEWTON` Newton steps; a failing step raises :class:`ConvergenceError`.
     """
-    psi_n, psi_p, t, lam, m = point
+    c = problem.continuation
+    lam = point[c]
     start = max(lam, 1e-2)
     steps = max(1, min(max_steps, int(math.ceil(per_decade * math.log10(start / lam)))))
     lams = start * (lam / start) ** (np.arange(steps + 1) / steps)
-    solver = theory.solver(kind)
-    params = {k: v for k, v in theory.solver_params(psi_n, psi_p, t, lams, m).items() if k in solver.param_names}
-    dsol = solver.solve(params, spectrum=theory.spectrum, throw=False, estimate_error=True)
+    solver = problem.solver
+    raw = [np.full(len(lams), x) for x in point]
+    raw[c] = lams
+    dsol = solver.solve(problem.params(raw), spectrum=problem.spectrum, throw=False, estimate_error=True)
     # A start for Newton must be accurate, not just converged: keep well-resolved points.
     acc = dsol.converged & np.all([dsol.error[q] <= 1e-7 * np.maximum(1, np.abs(dsol.values[q]))
-                                   for q in QUANTITIES], axis=0)
+                                   for q in problem.quantities], axis=0)
     ok = np.cumprod(acc).astype(bool)
     if not ok[0]:
-        raise NoStartError(f"no double-precision start at lam={start} for {point}", None)
+        raise NoStartError(f"no double-precision start at {c}-th parameter {start} for {point}", None)
     last = int(np.nonzero(ok)[0][-1])
 
     def solve_at(lam_k, init):
-        mp_p = {q: v for q, v in theory.mp_params(psi_n, psi_p, t, float(lam_k), m, dps).items()
-                if q in solver.param_names}
-        return list(solver.solve_mp(mp_p, dps, init=init, spectrum=theory.spectrum, tol=tol,
-                                    newton_maxiter=CONTINUATION_NEWTON).core)
+        moved = list(point)
+        moved[c] = float(lam_k)
+        return list(solver.solve_mp(problem.mp_params(moved, dps), dps, init=init, spectrum=problem.spectrum,
+                                    tol=tol, newton_maxiter=CONTINUATION_NEWTON).core)
 
     prev, core = None, solve_at(lams[last], list(dsol.core[last]))
     for lam_k in lams[last + 1:-1]:
@@ -249,7 +329,7 @@ def continue_in_lam(theory, kind, point, dps, per_decade: int = 8, max_steps: in
 
 def _geometric_step(a, b):
     """Predict the next term of a sequence ``a, b, ?`` on a geometric grid of ``lam``:
-    ``b^2 / a`` when ``a, b`` have the same sign, else the linear ``2b - a``."""
-    if a != 0 and (a > 0) == (b > 0):
+    ``b^2 / a`` when ``a, b`` are real with the same sign, else the linear ``2b - a``."""
+    if not isinstance(a, mpmath.mpc) and not isinstance(b, mpmath.mpc) and a != 0 and (a > 0) == (b > 0):
         return b * b / a
     return 2 * b - a

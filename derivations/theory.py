@@ -32,11 +32,11 @@ import numpy as np
 
 from numerics._errors import ConvergenceError
 from numerics.options import SolveOptions
-from numerics.reduced import ReducedSolver, solver_layout
+from numerics.reduced import ReducedSolver
 from pencils.activation import QuadratureWarning, activation as _activation
-from pencils.cache import cached
 
-from .ladder import CAUSES, Ledger, climb
+from .derived import DerivedModel
+from .ladder import CAUSES, Ledger, Problem, climb
 from .model import (QUANTITIES, Coefficients, check_precision, m_kind, parse_m, parse_m_array, real_array,
                     spectral_measure)
 
@@ -74,30 +74,31 @@ def _system_name(kind: str, structured: bool) -> str:
     return f"dsm:{kind}:{','.join(QUANTITIES)}" + (":structured" if structured else "")
 
 
+@lru_cache(maxsize=None)
+def dsm_model(kind: str, structured: bool = False) -> DerivedModel:
+    """The DSM model of one kind of ``m`` as a derived model (:func:`derivations.derived.derive`):
+    the traces ``E_test``, ``E_train`` of :func:`derivations.dsm.dsm_traces`, reduced
+    together (shared core), disk-cached under a cheap key so that a warm start -- cached
+    layout and compiled kernel -- never builds the expressions (no sympy).
+    ``structured``: data with a covariance ``Sigma`` (spectral means over its eigenvalues)."""
+    def traces():
+        from .dsm import dsm_traces
+
+        return dsm_traces(kind, structured)
+
+    return DerivedModel(factory=traces, key=_system_name(kind, structured), continuation="lam",
+                        solver_key=f"dsm:{kind}" + (":structured" if structured else ""))
+
+
 def reduced_system(kind: str, structured: bool = False):
     """The reduced system (:class:`pencils.reduce.ReducedSystem`) of both errors for one
-    kind of ``m`` (shared core), disk-cached under a cheap key so that a warm start does
-    not touch the raw systems.  ``structured``: data with a covariance ``Sigma``
-    (spectral means over its eigenvalues)."""
-    def derive():
-        from pencils.reduce import reduce_systems
-
-        from .dsm import dsm_system
-
-        return reduce_systems({q: dsm_system(kind, q, structured) for q in QUANTITIES}, cache=False)
-
-    return cached("dsm-reduced", _system_name(kind, structured), derive)
+    kind of ``m`` (:func:`dsm_model`)."""
+    return dsm_model(kind, structured).reduced
 
 
-@lru_cache(maxsize=None)
 def reduced_solver(kind: str, structured: bool = False) -> ReducedSolver:
-    """The compiled solver of :func:`reduced_system` (one per process).  It is made from
-    the system's layout (plain data, cached apart), so a warm start that finds the
-    compiled kernel on disk never unpickles the sympy system."""
-    layout = cached("dsm-layout", _system_name(kind, structured),
-                    lambda: solver_layout(reduced_system(kind, structured)), expected=dict)
-    return ReducedSolver(key=f"dsm:{kind}" + (":structured" if structured else ""), layout=layout,
-                         loader=lambda: reduced_system(kind, structured), options=SolveOptions(continuation="lam"))
+    """The compiled solver of :func:`reduced_system` (one per process)."""
+    return dsm_model(kind, structured).solver
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,19 @@ class DSMTheory:
     def solver(self, kind: str) -> ReducedSolver:
         """The compiled reduced solver of one kind of ``m`` (``"1"``, ``"finite"``, ``"inf"``)."""
         return reduced_solver(kind, self.structured)
+
+    def problem(self, kind: str) -> Problem:
+        """The ladder's view of one kind of ``m`` (:class:`derivations.ladder.Problem`): the
+        user's ``psi_n, psi_p, t, lam, m`` mapped to the solver's parameters, in double
+        precision and (Gaussian-equivalence numbers included) at any number of digits."""
+        model = dsm_model(kind, self.structured)
+        names = model.params
+
+        def keep(p: dict) -> dict:
+            return {k: v for k, v in p.items() if k in names}
+
+        return model.problem(self.spectrum, params=lambda raw: keep(self.solver_params(*raw)),
+                             mp_params=lambda point, dps: keep(self.mp_params(*point, dps)), continuation=3)
 
     def _spectral_constant(self, t):
         """``Delta_t tr(S_t^{-1})/d`` (the zero score's test error; ``Delta_t`` when isotropic)."""
@@ -231,13 +245,13 @@ class DSMTheory:
             check_precision(precision)
         if refine not in (True, False, "dd"):
             raise ValueError(f"refine must be True, False or 'dd', got {refine!r}")
-        led = Ledger.empty(size, exact)
+        led = Ledger.empty(size, exact, QUANTITIES)
         out, conv, resid, rounding = led.values, led.converged, led.residual, led.rounding
         kinds = np.where(flat[4] == 1, "1", np.where(np.isinf(flat[4]), "inf", "finite"))
         for kind in ("1", "finite", "inf"):
             sel = np.nonzero(kinds == kind)[0]
             if len(sel):
-                climb(self, kind, sel, [f[sel] for f in flat], led, precision=precision,
+                climb(self.problem(kind), sel, [f[sel] for f in flat], led, precision=precision,
                       check_rounding=check_rounding, refine=refine, rtol=rtol, atol=atol,
                       solve_options=solve_options)
         for q in QUANTITIES:  # an unresolved point is NaN in every field

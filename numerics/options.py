@@ -15,8 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SolveOptions", "Result", "ReducedSolution", "KERNEL_CFG", "DD_EPS", "rounding_signs"]
+__all__ = ["SolveOptions", "Result", "ReducedSolution", "KERNEL_CFG", "DD_EPS", "READOUT_SAFETY", "rounding_signs"]
 
+
+#: The factor on the measured long-double difference in the rounding estimate (the kernel's
+#: warm long-double re-solve, numpy's :func:`numerics.stages.readout_rounding`): the check
+#: measures the double error itself, to 1/2048; the factor covers the long double's own.
+READOUT_SAFETY = 2.0
 
 @dataclass(frozen=True)
 class SolveOptions:

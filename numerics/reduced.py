@@ -34,8 +34,8 @@ from pencils.cache import cached
 
 from ._errors import ConvergenceError
 from .kernel import kernel_enabled, load_kernel
-from .options import DD_EPS, KERNEL_CFG, ReducedSolution, Result, SolveOptions, result_codes, rounding_signs
-from .stages import MPMATH, dtype_of, iterate, run_program
+from .options import DD_EPS, KERNEL_CFG, READOUT_SAFETY, ReducedSolution, Result, SolveOptions, result_codes, rounding_signs
+from .stages import MPMATH, dtype_of, iterate, readout_rounding, run_program
 
 __all__ = ["ReducedSolver", "ReducedSolution", "compile_reduced", "solver_layout", "SolveOptions", "Result"]
 
@@ -226,7 +226,10 @@ class ReducedSolver:
         if kernel is not None:
             out = self._solve_kernel(kernel, flat, size, init, opts, estimate_error)
             if out is not None:
-                return self._finish(*out, shape, opts.tol, throw)
+                vals, core, res, its, error = out
+                if estimate_error and complex_:  # the real kernel re-solves in long double; complex: numpy's twin
+                    error = self._with_readout(flat, core, vals, error)
+                return self._finish(vals, core, res, its, error, shape, opts.tol, throw)
             if backend == "kernel":
                 raise ValueError("backend='kernel': the compiled kernel is not available (see the KernelWarning)")
         # Points are solved independently, so chunks change nothing but the memory: the
@@ -237,6 +240,8 @@ class ReducedSolver:
             fl = {k: (v if k.startswith("nu_") else v[lo:hi]) for k, v in flat.items()}
             part = self._solve_numpy(fl, hi - lo, None if init is None else init[:, lo:hi], opts)
             err = self._rounding(fl, hi - lo, part[1], part[0], opts) if estimate_error else None
+            if estimate_error:
+                err = self._with_readout(fl, part[1], part[0], err, sensitivity=not complex_)
             parts.append((*part, err))
         vals = {name: np.concatenate([pt[0][name] for pt in parts]) for name in self.outputs}
         core = np.concatenate([pt[1] for pt in parts], axis=1)
@@ -251,6 +256,14 @@ class ReducedSolver:
         vals, core, res, its = run_program(self._fns("numpy"), self.segments, dict(flat), size, init, opts,
                                            attract=attract)
         return dict(zip(self.outputs, vals)), core, res, its
+
+    def _with_readout(self, flat, core, vals, error, sensitivity: bool = False) -> dict:
+        """Add the read-outs' own rounding error (:func:`numerics.stages.readout_rounding`,
+        ``READOUT_SAFETY`` times the measured difference) to the estimate ``error``."""
+        extra = readout_rounding(self._fns("numpy"), self.segments, flat, core, vals, sensitivity)
+        if extra is None:
+            return error
+        return {k: error[k] + np.where(np.isfinite(extra[k]), READOUT_SAFETY * extra[k], np.inf) for k in error}
 
     def _finish(self, vals, core, res, its, error, shape, tol, throw, ok=Result.OK) -> ReducedSolution:
         """Code, NaN and reshape the flat results (shared by the numpy and kernel paths)."""
@@ -374,7 +387,8 @@ class ReducedSolver:
         with mpmath.workdps(dps):
             tol = mpmath.mpf(10) ** (-dps + 5) if tol is None else mpmath.mpf(tol)
             opts = SolveOptions(tol=tol, fp_maxiter=0, newton_maxiter=newton_maxiter)
-            E = {k: mpmath.mpf(params[k]) for k in self.param_names}
+            # complex parameters (spectral arguments off the real axis) become mpc
+            E = {k: mpmath.mpmathify(params[k]) for k in self.param_names}
             E.update(self._spectrum(spectrum, mpmath.mpf))
             core, worst, offset = [], mpmath.mpf(0), 0
             its = np.zeros(1, dtype=int)
@@ -384,7 +398,7 @@ class ReducedSolver:
                     continue
                 unknowns, eliminated = names
                 K = len(unknowns)
-                start = [mpmath.mpf(x) for x in init[offset:offset + K]] if init is not None else \
+                start = [mpmath.mpmathify(x) for x in init[offset:offset + K]] if init is not None else \
                     list(fns[f"map_{k}"](E, [mpmath.mpf(0)] * K))
                 u = np.empty((K, 1), dtype=object)
                 u[:, 0] = start

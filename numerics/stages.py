@@ -288,3 +288,74 @@ def run_program(fns, segments, E: dict, size: int, init, opts, *, attract: bool 
         vals = [np.broadcast_to(np.asarray(v, dtype=dtype), (size,)).copy() for v in fns["outputs"](E)]
     core = np.concatenate(cores, axis=0) if cores else np.zeros((0, size))
     return vals, core, res_all, its
+
+
+#: The extended type of :func:`readout_rounding` (x86: 64-bit significand, 2048 times finer
+#: than double; where ``long double`` is double, the check is skipped).
+LONG = np.longdouble
+LONG_HELPS = np.finfo(np.longdouble).eps < np.finfo(float).eps
+#: Relative move of each core unknown in the sensitivity part of :func:`readout_rounding`.
+CORE_STEP = 2.0 ** -24
+
+
+def _readouts(fns, segments, L: dict, core, size: int, ctype):
+    """Every ``let`` step and the outputs from a given core (no solve)."""
+    offset = 0
+    for k, (kind, *names) in enumerate(segments):
+        if kind == "let":
+            fns[f"seg_{k}"](L)
+            continue
+        unknowns, eliminated = names
+        K = len(unknowns)
+        u = np.asarray(core[offset:offset + K]).astype(ctype).reshape(K, size)
+        for j, s in enumerate(unknowns):
+            L[s] = u[j]
+        if eliminated:
+            filled = fns[f"fill_{k}"](L, u)
+            for j, s in enumerate(eliminated):
+                L[s] = np.broadcast_to(np.asarray(filled[j], dtype=ctype), (size,))
+        offset += K
+    return [np.broadcast_to(np.asarray(o, dtype=ctype), (size,)) for o in fns["outputs"](L)]
+
+
+def readout_rounding(fns, segments, E: dict, core, values: dict, sensitivity: bool = False) -> dict | None:
+    """The deterministic part of the rounding check on the numpy path (the compiled kernel
+    re-solves in long double instead, ``driver.hpp``).
+
+    The warm re-solves of the rounding estimate move the parameters by a few ulps; they
+    measure the conditioning of the core, but miss a cancellation inside the explicit
+    read-outs whenever the moved inputs happen to round the same way (a ridge risk past the
+    interpolation threshold, ``gamma = 3, lam = 1e-5``: a read-out that is a difference of O(1)
+    terms equal to ``2.5e-11``, 4e-7 relative error, unseen by three moved solves).  Here the
+    read-outs are re-evaluated in ``long double`` from the same core, ``|v_double - v_long|``;
+    with ``sensitivity``, plus ``sum_j |d v / d log u_j| eps``: the read-outs' amplification of
+    the core's own rounding error (finite differences in long double, one per core unknown);
+    and at least ``eps`` times the largest intermediate, for cancellations beyond the long
+    double itself (both evaluations then equally wrong).
+    ``None`` where ``long double`` is no finer than double or the program cannot run in it."""
+    if not LONG_HELPS:
+        return None
+    ctype = np.clongdouble if any(np.iscomplexobj(v) for v in values.values()) else LONG
+    size = next(iter(values.values())).shape[0]
+    base = {k: np.asarray(v).astype(ctype) for k, v in E.items()}
+    try:
+        with np.errstate(all="ignore"):
+            L = dict(base)
+            outs = _readouts(fns, segments, L, core, size, ctype)
+            # beyond the long double's reach both evaluations can be equally wrong: eps times
+            # the largest intermediate bounds the estimate from below (the kernel does the same)
+            big = np.zeros(size)
+            for k, v in L.items():
+                if k not in base:
+                    big = np.fmax(big, np.abs(np.broadcast_to(v, (size,))).astype(float))
+            eps = np.finfo(float).eps
+            err = [np.fmax(np.abs(o - v).astype(float), eps * big) for o, v in zip(outs, values.values())]
+            core = np.asarray(core)
+            for j in range(core.shape[0] if sensitivity else 0):
+                moved = core.astype(ctype)
+                moved[j] = moved[j] * (1 + CORE_STEP)
+                for i, o in enumerate(_readouts(fns, segments, dict(base), moved, size, ctype)):
+                    err[i] = err[i] + np.abs(o - outs[i]).astype(float) / CORE_STEP * np.finfo(float).eps
+    except (TypeError, ValueError):  # a function without a long double loop
+        return None
+    return {name: e for name, e in zip(values, err)}

@@ -7,7 +7,8 @@ Pipeline: activation -> Gaussian-equivalence numbers (:mod:`pencils.activation`)
 -> linear pencil (:mod:`pencils.linearize`) -> fixed-point equations
 (:mod:`pencils.freeprob`), compiled and solved in :mod:`numerics`.
 
-:func:`pencils.build` is an alias of :func:`derivations.theory.build`, the DSM learning curves.
+:func:`pencils.build` is an alias of :func:`derivations.theory.build`, the DSM learning curves;
+:func:`pencils.derive` of :func:`derivations.derived.derive`, any model's curves from its traces.
 
 The linear-pencil engine builds on sympy (about 0.35 s to import): its names are
 imported on first access (PEP 562), so ``import pencils; pencils.build("relu")``
@@ -29,6 +30,7 @@ _LAZY = {
     # The public entry point.  It lives on the derivations floor, which builds on this one:
     # an alias resolved on first use, so this floor imports nothing from above.
     "build": "derivations.theory",
+    "derive": "derivations.derived",
 }
 
 __all__ = ["Activation", "activation", "KNOWN_ACTIVATIONS", *_LAZY]

@@ -20,6 +20,7 @@ from sympy.printing.c import C99CodePrinter
 
 from pencils.expr import S_NU, SpectralMean
 
+from ..options import READOUT_SAFETY
 from . import KMAX, runtime_text
 
 __all__ = ["kernel_source", "CxxPrinter", "Writer", "operation_counts"]
@@ -207,6 +208,7 @@ def kernel_source(R, continuation: str | None = None) -> str:
            f"// params: {' '.join(params)}", f"// outputs: {' '.join(R.outputs)}", runtime_text("runtime.h"),
            f"static const int NP = {len(params)}, NE = {len(index)}, NOUT = {len(R.outputs)}, "
            f"NCORE = {len(R.core_unknowns)}, CONT = {params.index(continuation) if continuation in params else -1};",
+           f"static const double READOUT_SAFETY = {READOUT_SAFETY!r};",
            "", runtime_text("stage.hpp")]
     run, offset = [], 0
     for k, (kind, seg) in enumerate(segments):

@@ -4,6 +4,52 @@
 // every row of P (points x parameters) on its own.  eps: the relative size of the parameter
 // moves of the rounding check (sgn[k*NP + j]: their signs in pattern k); tiny: the floor of
 // the estimate, relative to max(1, |value|)
+// The rounding check's deterministic part (double kernel only): the point re-solved in long
+// double (64-bit significand), warm from the double core (a Newton step or two to ~1e-18),
+// |v_double - v_long| per output. It sees what the moved solves below can miss when the
+// moved inputs round alike: read-outs that cancel, and read-outs that amplify the core's
+// own rounding error (terms of size lam^-3 summing to O(1)); and eps times the largest
+// intermediate, for cancellations beyond the long double itself.
+static void long_double_error(const double *p, const double *S, const double *W, int ns, const double *u,
+                              const double *vals, const double *cfg, double *ro) {
+    long double E[NE], U[NCORE > 0 ? NCORE : 1], V[NOUT];
+    for (int j = 0; j < NE; j++) E[j] = 0.0L;
+    for (int j = 0; j < NP; j++) E[j] = p[j];
+    for (int j = 0; j < NCORE; j++) U[j] = u[j];
+    double c[9];
+    for (int j = 0; j < 9; j++) c[j] = cfg[j];
+    c[0] = c[7] = 1e-18;  // tol and polish at the long double's resolution
+    c[1] = 0.0;           // no fixed-point steps: Newton from the double root
+    c[3] = 0.0;
+    c[4] = 4.0;           // a few Newton steps (it starts within rounding of the root)
+    c[5] = 0.0;           // no continuation
+    c[8] = 0.0;           // the double solve tested attractivity
+    long its = 0;
+    run<long double>(E, S, W, ns, U, c, true, V, &its);
+    // Beyond the long double's reach both runs can be equally wrong: where the program's
+    // largest intermediate M is 1/eps times the outputs, no digit of double survives, so
+    // eps M also bounds the estimate from below (the ladder then refines or flags).
+    long double big = 0.0L;
+    for (int j = NP; j < NE; j++) {
+        long double a = fabsl(E[j]);
+        if (a > big) big = a;
+    }
+    for (int j = 0; j < NOUT; j++) {
+        double d = (double)fabsl(V[j] - (long double)vals[j]);
+        double floor = 2.220446049250313e-16 * (double)big;
+        if (floor > d) d = floor;
+        ro[j] = d < INFINITY ? d : INFINITY;
+    }
+}
+static void long_double_error(const dd *, const double *, const double *, int, const dd *, const dd *,
+                              const double *, double *ro) {
+    for (int j = 0; j < NOUT; j++) ro[j] = 0.0;  // double-double: the ladder scales the double estimate
+}
+static void long_double_error(const cx *, const double *, const double *, int, const cx *, const cx *,
+                              const double *, double *ro) {
+    for (int j = 0; j < NOUT; j++) ro[j] = 0.0;  // complex: numpy's twin (numerics.stages.readout_rounding)
+}
+
 template <typename T> static void grid(long n, const typename io<T>::type *P, int ns, const double *S,
                                        const double *W, const double *cfg, const typename io<T>::type *init,
                                        int warm, int estimate, const double *sgn, double eps, double safety,
@@ -36,9 +82,12 @@ template <typename T> static void grid(long n, const typename io<T>::type *P, in
                 if (d > err[j]) err[j] = d;
             }
         }
+        double ro[NOUT];
+        for (int j = 0; j < NP; j++) E[j] = T(P[i * NP + j]);
+        long_double_error(E, S, W, ns, u, vals, cfg, ro);
         for (int j = 0; j < NOUT; j++) {
             double v = mag(vals[j]);
-            ERR[i * NOUT + j] = safety * err[j] + tiny * (v > 1.0 ? v : 1.0);
+            ERR[i * NOUT + j] = safety * err[j] + READOUT_SAFETY * ro[j] + tiny * (v > 1.0 ? v : 1.0);
         }
     }
 }

@@ -107,10 +107,16 @@ static inline cx cj(const cx &a) { return std::conj(a); }
 static inline double mag(double a) { return std::fabs(a); }
 static inline double mag(const dd &a) { return std::fabs(a.hi + a.lo); }
 static inline double mag(const cx &a) { return std::abs(a); }
+// long double: the warm re-solve of the double kernel's rounding check (driver.hpp)
+static inline double re(long double a) { return (double)a; }
+static inline long double cj(long double a) { return a; }
+static inline double mag(long double a) { return (double)fabsl(a); }
 template <typename T> static inline T lit(double hi, double lo);
 template <> inline double lit<double>(double hi, double) { return hi; }
 template <> inline dd lit<dd>(double hi, double lo) { return dd(hi, lo); }
 template <> inline cx lit<cx>(double hi, double) { return cx(hi, 0.0); }
+// long double: only the read-outs' rounding check of the double kernel runs in it (driver.hpp)
+template <> inline long double lit<long double>(double hi, double lo) { return (long double)hi + (long double)lo; }
 template <typename T> static inline T ipow(T x, int n) {  // x^n, n >= 1, binary powering
     T r = x;
     n -= 1;
