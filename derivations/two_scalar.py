@@ -124,7 +124,9 @@ def finite_m_errors(psi_n, psi_p, t, lam, m, mu1, mu_s_sq, mu_f_sq, mu_star_sq, 
     ``m``: an integer ``>= 1``.  ``mu_s_sq = K(a^2) - mu0^2 - mu1^2 a^2``,
     ``mu_f_sq = mu_*^2 - mu_s^2`` (MODEL.md).  The scalars are found by the fixed-point
     iteration of (FP) from ``delta = 0`` (monotone increasing towards the physical root),
-    then Newton with the analytic Jacobian; a ``RuntimeError`` if the residual does not
+    then Newton with the analytic Jacobian and step halving; where that stalls (near the
+    interpolation peak at small ``lam``), by continuation in ``lam`` from ``max(lam, 1)``
+    with warm starts.  A ``RuntimeError`` if the residual does not
     fall below ``10^(5 - dps)`` or the root is not attracting (spectral radius of ``J``
     below 1).
 
@@ -148,39 +150,70 @@ def finite_m_errors(psi_n, psi_p, t, lam, m, mu1, mu_s_sq, mu_f_sq, mu_star_sq, 
         u = (mu1_sq, mu_star_sq)
         scale = psi_n * m  # N / d
 
-        def state(dl):
+        def state(dl, lam_=lam):
             c = [w[k] / (1 + dl[k]) for k in range(2)]
             alpha = c[0] * sigma[0][0] + c[1] * sigma[1][0]
-            beta = c[0] * sigma[0][1] + c[1] * sigma[1][1] + lam
+            beta = c[0] * sigma[0][1] + c[1] * sigma[1][1] + lam_
             tr = _Traces(psi_p, alpha, beta)
             f = [tr.one(sigma[k]) / scale for k in range(2)]
             jac = [[tr.two(sigma[k], sigma[j]) * c[j] / ((1 + dl[j]) * scale) for j in range(2)]
                    for k in range(2)]
             return c, tr, f, jac
 
+        def newton(dl, lam_):
+            """Newton on ``delta - F(delta) = 0`` with step halving (residual must fall,
+            ``delta >= 0``); ``None`` if it stalls."""
+            def norm(d):
+                f = state(d, lam_)[2]
+                return max(abs(d[k] - f[k]) / (1 + abs(d[k])) for k in range(2))
+
+            for _ in range(max_steps):
+                _, _, f, jac = state(dl, lam_)
+                res = [dl[k] - f[k] for k in range(2)]
+                r0 = max(abs(r) / (1 + abs(d)) for r, d in zip(res, dl))
+                if r0 < mpmath.mpf(10) ** (-dps - 7):
+                    return dl
+                dx = _solve2([[(1 if k == j else 0) - jac[k][j] for j in range(2)] for k in range(2)], res)
+                step = mpmath.mpf(1)
+                while step > 1e-8:
+                    new = [dl[k] - step * dx[k] for k in range(2)]
+                    if min(new) >= 0 and norm(new) < r0:
+                        break
+                    step /= 2
+                else:
+                    return None
+                dl = new
+            return None
+
         dl = [mpmath.mpf(0), mpmath.mpf(0)]
-        tol = mpmath.mpf(10) ** (5 - dps)
-        for _ in range(max_steps):  # fixed point: a rough start on the physical branch
-            _, _, f, _ = state(dl)
+        for _ in range(max_steps):  # fixed point from 0: monotone towards the physical root
+            f = state(dl)[2]
             step = max(abs(f[k] - dl[k]) / (1 + abs(f[k])) for k in range(2))
             dl = f
             if step < 1e-3:
                 break
-        for _ in range(max_steps):  # Newton on delta - F(delta) = 0
-            _, _, f, jac = state(dl)
-            res = [dl[k] - f[k] for k in range(2)]
-            if max(abs(r) / (1 + abs(d)) for r, d in zip(res, dl)) < mpmath.mpf(10) ** (-dps - 7):
-                break
-            ij = [[(1 if k == j else 0) - jac[k][j] for j in range(2)] for k in range(2)]
-            dx = _solve2(ij, res)
-            lam_step = mpmath.mpf(1)
-            while min(dl[k] - lam_step * dx[k] for k in range(2)) < 0 and lam_step > 1e-6:
-                lam_step /= 2  # keep delta_k >= 0
-            dl = [dl[k] - lam_step * dx[k] for k in range(2)]
+        solved = newton(dl, lam)
+        if solved is None:  # continuation in lam from lam0 = max(lam, 1), warm starts
+            lam_now, ratio = max(lam, mpmath.mpf(1)), mpmath.mpf(1) / 4
+            solved = newton([mpmath.mpf(0), mpmath.mpf(0)], lam_now)
+            while solved is not None and lam_now > lam:
+                nxt = max(lam_now * ratio, lam)
+                trial = newton(solved, nxt)
+                if trial is None:
+                    ratio = mpmath.sqrt(ratio)  # a smaller step in lam
+                    if ratio > mpmath.mpf(0.999):
+                        break
+                    continue
+                solved, lam_now, ratio = trial, nxt, max(ratio ** 2, mpmath.mpf(1) / 4)
+            if solved is None or lam_now > lam:
+                solved = None
+        tol = mpmath.mpf(10) ** (5 - dps)
+        if solved is not None:
+            dl = solved
         c, tr, f, jac = state(dl)
         resid = max(abs(dl[k] - f[k]) / (1 + abs(dl[k])) for k in range(2))
         rho = _spectral_radius(jac)
-        if not resid < tol or not rho < 1 or min(dl) < 0:
+        if solved is None or not resid < tol or not rho < 1 or min(dl) < 0:
             raise RuntimeError(f"two-scalar fixed point unresolved: residual {mpmath.nstr(resid, 3)}, "
                                f"spectral radius of J {mpmath.nstr(rho, 5)}, delta {[mpmath.nstr(x, 5) for x in dl]}")
         ij = [[(1 if k == j else 0) - jac[k][j] for j in range(2)] for k in range(2)]
@@ -202,8 +235,8 @@ def finite_m_errors(psi_n, psi_p, t, lam, m, mu1, mu_s_sq, mu_f_sq, mu_star_sq, 
         loss = c0 - c0 ** 2 * k_rbar
         dloss = dc0 - 2 * c0 * dc0 * k_rbar + c0 ** 2 * tr.two(cct, a_lam)
         train = loss - lam * dloss
-        out = dict(test=test, train=train, dsm_test_loss=test + a_sq, delta_s=dl[0], delta_r=dl[1],
-                   residual=resid)
+        out = {"test": test, "train": train, "dsm_test_loss": test + a_sq, "delta_s": dl[0], "delta_r": dl[1],
+               "residual": resid}
     with mpmath.workdps(dps):
         return {k: +v for k, v in out.items()}  # rounded to dps digits
 
