@@ -134,9 +134,9 @@ def finite_m_errors(psi_n, psi_p, t, lam, m, mu1, mu_s_sq, mu_f_sq, mu_star_sq, 
     >>> 0 < e["test"] < 1 - mpmath.exp(-1)
     True
     """
-    m = int(m)
-    if m < 1:
+    if m != int(m) or m < 1:
         raise ValueError(f"m must be an integer >= 1, got {m}")
+    m = int(m)
     with mpmath.workdps(dps + 10):
         psi_n, psi_p, t, lam = (mpmath.mpf(x) for x in (psi_n, psi_p, t, lam))
         mu1, mu_s_sq, mu_f_sq, mu_star_sq = (mpmath.mpf(x) for x in (mu1, mu_s_sq, mu_f_sq, mu_star_sq))

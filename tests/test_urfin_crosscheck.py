@@ -110,3 +110,5 @@ def test_reference_flags_what_it_cannot_do():
         finite_m_errors(1, 1, 0.5, 0.1, 4, 0.0, 0.1, 0.1, 0.2)
     with pytest.raises(ValueError, match="m must be"):
         finite_m_errors(1, 1, 0.5, 0.1, 0, 0.5, 0.1, 0.1, 0.2)
+    with pytest.raises(ValueError, match="m must be"):
+        finite_m_errors(1, 1, 0.5, 0.1, 2.5, 0.5, 0.1, 0.1, 0.2)
