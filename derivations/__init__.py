@@ -4,7 +4,9 @@
   (:mod:`derivations.classic`, :mod:`derivations.closed_forms`);
 * the DSM learning curves for any ``m`` (:mod:`derivations.dsm`: traces and derived
   equations; :mod:`derivations.theory`: the object returned by :func:`pencils.build`;
-  :mod:`derivations.peaks`: interpolation peaks and the ridgeless limit).
+  :mod:`derivations.peaks`: interpolation peaks and the ridgeless limit);
+* an independent reference for the finite-``m`` curves, derived by hand as a two-scalar
+  fixed point (:mod:`derivations.two_scalar`, ``docs/crosschecks.md``).
 
 The public names are imported on first access (PEP 562): importing one submodule, say
 :mod:`derivations.theory` through :func:`pencils.build`, does not import the others.
