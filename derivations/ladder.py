@@ -185,15 +185,15 @@ def _verified(problem: Problem, point, dps: int, res, atol: float):
     that cancel (terms of size ``lam^-k`` summing to O(1): the ridge risk past the
     interpolation threshold at ``lam = 1e-9`` cancels terms of size ``1e27``) can lose every
     digit of ``dps``. Re-solve from the core at ``dps + max(10, dps/2)`` digits (Newton from
-    an accurate start: one or two steps); accept when every output agrees to
+    an accurate start: one or two steps; with guard digits at a small ridge, as the first
+    solve); accept when every output agrees to
     ``10^(5-dps) max(|value|, atol)``, returning the more precise values, else grow the digits
     again (up to :data:`VERIFY_MAX_DPS`) and finally raise :class:`UnstableError`."""
     cur, cur_dps = res, dps
     limit = max(VERIFY_MAX_DPS, 2 * dps)
     while cur_dps < limit:
         nxt_dps = min(limit, cur_dps + max(10, cur_dps // 2))
-        nxt = problem.solver.solve_mp(problem.mp_params(point, nxt_dps), nxt_dps, init=list(cur.core),
-                                      spectrum=problem.spectrum)
+        nxt = _mp_point_guarded(problem, point, nxt_dps, list(cur.core))
         with mpmath.workdps(nxt_dps):
             tol = mpmath.mpf(10) ** (5 - dps)
             if all(abs(nxt.values[q] - cur.values[q]) <= tol * max(abs(nxt.values[q]), mpmath.mpf(atol))

@@ -327,7 +327,7 @@ class DSMTheory:
                 mu_s_sq = self.activation.kernel_mp(a_sq, dps=dps) - mp.mu0 ** 2 - mp.mu1 ** 2 * a_sq
                 mu_star_sq = mp.mu_star_sq
             return dict(psi_n=mpmath.mpf(psi_n), psi_p=mpmath.mpf(psi_p), lam=mpmath.mpf(lam),
-                        m=mpmath.mpf(m) if math.isfinite(m) else None,
+                        m=mpmath.mpmathify(getattr(m, "item", lambda: m)()) if math.isfinite(m) else None,
                         a=mpmath.exp(-t), Delta=-mpmath.expm1(-2 * t), mu1=mp.mu1,
                         mu_star=mpmath.sqrt(max(mu_star_sq, 0)), mu_s=mpmath.sqrt(max(mu_s_sq, 0)),
                         mu_f=mpmath.sqrt(max(mu_star_sq - mu_s_sq, 0)))

@@ -1,4 +1,4 @@
-"""Your own model, 4: how much of the DSM test error is the noise draws' variance.
+"""Your own model, 4: how much of the DSM test error is the variance over the noise draws.
 
 The DSM model of ``MODEL.md`` at ``m = 1``, written with the engine's matrices
 (:func:`derivations.dsm.dsm_matrices`): the learned score ``B`` with ``Bᵀ = −(K + lam)^{-1} C``

@@ -329,9 +329,9 @@ def readout_rounding(fns, segments, E: dict, core, values: dict, sensitivity: bo
     terms equal to ``2.5e-11``, 4e-7 relative error, unseen by three moved solves).  Here the
     read-outs are re-evaluated in ``long double`` from the same core, ``|v_double - v_long|``;
     with ``sensitivity``, plus ``sum_j |d v / d log u_j| eps``: the read-outs' amplification of
-    the core's own rounding error (finite differences in long double, one per core unknown);
-    and at least ``eps`` times the largest intermediate, for cancellations beyond the long
-    double itself (both evaluations then equally wrong).
+    the core's own rounding error (finite differences in long double, one per core unknown).
+    Beyond the long double's reach both evaluations can be equally wrong: the ladder's
+    consistency test of the next rung (:mod:`derivations.ladder`) catches that.
     ``None`` where ``long double`` is no finer than double or the program cannot run in it."""
     if not LONG_HELPS:
         return None
@@ -340,16 +340,8 @@ def readout_rounding(fns, segments, E: dict, core, values: dict, sensitivity: bo
     base = {k: np.asarray(v).astype(ctype) for k, v in E.items()}
     try:
         with np.errstate(all="ignore"):
-            L = dict(base)
-            outs = _readouts(fns, segments, L, core, size, ctype)
-            # beyond the long double's reach both evaluations can be equally wrong: eps times
-            # the largest intermediate bounds the estimate from below (the kernel does the same)
-            big = np.zeros(size)
-            for k, v in L.items():
-                if k not in base:
-                    big = np.fmax(big, np.abs(np.broadcast_to(v, (size,))).astype(float))
-            eps = np.finfo(float).eps
-            err = [np.fmax(np.abs(o - v).astype(float), eps * big) for o, v in zip(outs, values.values())]
+            outs = _readouts(fns, segments, dict(base), core, size, ctype)
+            err = [np.abs(o - v).astype(float) for o, v in zip(outs, values.values())]
             core = np.asarray(core)
             for j in range(core.shape[0] if sensitivity else 0):
                 moved = core.astype(ctype)
