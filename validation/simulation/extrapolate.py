@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -123,6 +123,9 @@ def extrapolate(results_by_d: Mapping[int, object] | Sequence[object]) -> Extrap
                 raise ValueError(f"the result under key d={int(k)} was simulated at d={own}")
             items.append((int(k), v))
     else:
+        if isinstance(results_by_d, (str, bytes)) or not isinstance(results_by_d, Iterable):
+            raise TypeError("results_by_d must be a mapping {d: result} or a sequence of results of "
+                            f"validation.simulate, got {type(results_by_d).__name__}")
         items = []
         for r in results_by_d:
             own = _own_d(r)
