@@ -23,14 +23,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from numerics._errors import ConvergenceError
+from numerics.options import Result
 
 from .model import QUANTITIES
 
-__all__ = ["REFINE_DPS", "CONTINUATION_STEPS", "CONTINUATION_NEWTON", "GUARD_DECADES", "CAUSES", "Ledger",
-           "NoStartError", "climb", "mp_point", "continue_in_lam"]
+__all__ = ["REFINE_DPS", "CONTINUATION_STEPS", "CONTINUATION_NEWTON", "GUARD_DECADES", "CONTINUATION_PER_DECADE", "CAUSES", "Ledger",
+           "NoStartError", "NonPhysicalError", "climb", "mp_point", "continue_in_lam"]
 
 #: Digits of the automatic mpmath refinement of points double precision cannot resolve.
 REFINE_DPS = 30
+#: Steps a decade of the continuation in ``lam`` (:func:`continue_in_lam`): with the geometric
+#: predictor 4 give the same values as 8 near ``p = n`` at ``lam = 1e-12``, in half the time;
+#: where they fail, :func:`_mp_point_guarded` walks once more at twice the steps.
+CONTINUATION_PER_DECADE = 4
 #: The work budget of one point's mpmath rung: at most this many continuation steps in
 #: ``lam`` (:func:`continue_in_lam` thins its ``per_decade`` to fit: 20 decades at 8 a decade) ...
 CONTINUATION_STEPS = 160
@@ -41,6 +46,10 @@ CONTINUATION_NEWTON = 30
 #: The guarded retry of :func:`_mp_point_guarded` runs for ``lam >= 10^-GUARD_DECADES`` only
 #: (at most ``3 * 30`` extra digits); smaller ridges that the first attempt misses are flagged.
 GUARD_DECADES = 30
+#: A double-precision core that stopped at its step limit (``Result.MAX_STEPS``: the residual
+#: floor ``~ eps / lam`` near the peak) with a relative residual below this is a Newton start
+#: for mpmath: within ``1e-6`` of the root its own iteration approached, inside Newton's basin.
+START_RESIDUAL = 1e-6
 
 #: Why a point is unresolved (``Ledger.cause`` holds a "+"-joined chain of these keys).
 CAUSES = {
@@ -51,11 +60,16 @@ CAUSES = {
                 "peak or deep in memorisation, where the errors are small differences of large traces)",
     "no-start": "the mpmath refinement found no accurate double-precision start for its continuation in lam",
     "mpmath": "mpmath Newton did not converge",
+    "non-physical": "mpmath converged to a root with a negative error (off the physical branch)",
 }
 
 
 class NoStartError(ConvergenceError):
     """:func:`continue_in_lam` found no accurate double-precision start."""
+
+
+class NonPhysicalError(ConvergenceError):
+    """mpmath converged to a root whose errors are negative: not the physical branch."""
 
 
 @dataclass
@@ -123,14 +137,16 @@ def climb(theory, kind: str, sel: np.ndarray, raw: list, led: Ledger, *, precisi
                           refined)
         if refine == "dd":  # the cheap rungs only (a scan: derivations.peaks)
             todo = ()
+    near = (np.asarray(sol.result) == Result.MAX_STEPS) & (np.asarray(sol.residual) <= START_RESIDUAL)
     for k in todo:
         point = [float(r[k]) for r in raw]
-        init = list(sol.core[k]) if sol.converged[k] else None
+        init = list(sol.core[k]) if sol.converged[k] or near[k] else None
         dps = int(precision) if exact else REFINE_DPS
         try:
             res = _mp_point_guarded(theory, kind, point, dps, init)
         except (ConvergenceError, ArithmeticError) as exc:  # mpmath: a singular Jacobian is a ZeroDivisionError
-            tried = "no-start" if isinstance(exc, NoStartError) else "mpmath"
+            tried = ("no-start" if isinstance(exc, NoStartError) else
+                     "non-physical" if isinstance(exc, NonPhysicalError) else "mpmath")
             led.cause[sel[k]] = "+".join(c for c in (led.cause[sel[k]], tried) if c)
             continue
         for q in QUANTITIES:
@@ -175,37 +191,70 @@ def _refine_dd(theory, solver, params, sol, todo, sel, rtol, atol, good, out, ro
 
 
 def _mp_point_guarded(theory, kind, point, dps, init):
-    """:func:`mp_point`, and where it fails at a small ``lam``, once more with guard digits:
-    where the unknowns grow like ``1/lam`` (``p > n``, all rows interpolated) the map's own
+    """:func:`mp_point` with guard digits at a small ``lam``, cheapest attempt first.
+
+    Where the unknowns grow like ``1/lam`` (``p > n``, all rows interpolated) the map's own
     rounding leaves a residual ``~ 10^-dps / lam`` (above ``10^(5-dps)`` at every ``dps``) and
     the errors, O(1) differences of the unknowns, move by ``~ residual / lam^2``; so the
-    retry works at ``dps + 3 g`` digits (``g = log10(1/lam)``) to the residual ``10^(5-dps-2g)``."""
-    try:
-        return mp_point(theory, kind, point, dps, init)
-    except (ConvergenceError, ArithmeticError):
-        guard = int(math.ceil(math.log10(1.0 / point[3]))) if point[3] < 1e-4 else 0
-        if not 0 < guard <= GUARD_DECADES:
-            raise
-    # measured at p > n: the errors move by ~ residual / lam^2, so the target is 10^(5-dps) lam^2,
-    # and the map's rounding (~ 10^-digits / lam) must stay below it: 3 guard digits a decade
-    return mp_point(theory, kind, point, dps + 3 * guard, init, tol=10.0 ** (5 - dps - 2 * guard))
+    guarded attempt works at ``dps + 3 g`` digits (``g = log10(1/lam)``, for ``lam < 1e-4``) to
+    the residual ``10^(5-dps-2g)``, which also makes the errors right to ``10^(5-dps)``.
+
+    Order (measured at ``lam = 1e-12`` near ``p = n``): Newton from the double-precision
+    ``init``, guarded first (at ``dps`` digits it stalls at that floor after its whole budget):
+    a few hundredths of a second; then the continuation in ``lam`` at
+    :data:`CONTINUATION_PER_DECADE` steps a decade, guarded first (about 1 s; unguarded it
+    would have to be redone guarded past ``p = n``); last the finer walk (``2x`` the steps)
+    at ``dps``.  A root whose errors come out negative is off the physical branch
+    (:class:`NonPhysicalError`): the next attempt runs."""
+    lam = point[3]
+    guard = int(math.ceil(math.log10(1.0 / lam))) if lam < 1e-4 else 0
+    tiers = [(dps, None)]
+    if 0 < guard <= GUARD_DECADES:
+        # the target 10^(5-dps) lam^2 on the errors, with the map's rounding (~ 10^-digits / lam)
+        # below it: 3 guard digits a decade
+        tiers.insert(0, (dps + 3 * guard, 10.0 ** (5 - dps - 2 * guard)))
+    attempts = [(digits, tol, init, 0) for digits, tol in tiers] if init is not None else []
+    attempts += [(digits, tol, None, CONTINUATION_PER_DECADE) for digits, tol in tiers]
+    if CONTINUATION_PER_DECADE * math.log10(max(lam, 1e-2) / lam) < CONTINUATION_STEPS:  # else the same thinned walk
+        attempts.append((dps, None, None, 2 * CONTINUATION_PER_DECADE))
+    failure = None
+    for digits, tol, start, per_decade in attempts:
+        try:
+            res = mp_point(theory, kind, point, digits, start, tol=tol, per_decade=per_decade)
+        except (ConvergenceError, ArithmeticError) as exc:
+            failure = exc
+            continue
+        # both errors are means of squares: a value below minus its accuracy (~ 10^(5-dps), and
+        # ~ 10^(5-dps) / lam^2 unguarded) is a root off the physical branch
+        slack = 10.0 ** (5 - dps) * (1.0 if tol is not None else max(1.0, 1.0 / max(lam, 1e-150) ** 2))
+        low = min(float(res.values[q]) for q in QUANTITIES)
+        if low >= -slack:
+            return res
+        failure = NonPhysicalError(f"mpmath converged to a root with an error of {low:.3g} < 0 at {point}", None)
+    raise failure
 
 
-def mp_point(theory, kind, point, dps, init=None, tol=None) -> dict:
+def mp_point(theory, kind, point, dps, init=None, tol=None, per_decade: int = CONTINUATION_PER_DECADE) -> dict:
     """Both errors at one point ``(psi_n, psi_p, t, lam, m)`` at ``dps`` digits
     (reduced system, verified residual ``<= tol``, default ``10^(5-dps)``); started from
-    ``init`` (double-precision core) or, where that is missing or fails, by continuation in ``lam``."""
+    ``init`` (double-precision core) or, without one, by continuation in ``lam`` at
+    ``per_decade`` steps a decade (:func:`continue_in_lam`; ``0``: none, a missing or failing
+    ``init`` is then an error)."""
     solver = theory.solver(kind)
     mp_p = {q: v for q, v in theory.mp_params(*point, dps).items() if q in solver.param_names}
     if init is not None:
         try:
             return solver.solve_mp(mp_p, dps, init=init, spectrum=theory.spectrum, tol=tol)
         except ConvergenceError:
-            pass
-    return solver.solve_mp(mp_p, dps, init=continue_in_lam(theory, kind, point, dps, tol=tol),
+            if not per_decade:
+                raise
+    elif not per_decade:
+        raise ConvergenceError("mp_point: no start (init=None) and no continuation (per_decade=0)", None)
+    return solver.solve_mp(mp_p, dps, init=continue_in_lam(theory, kind, point, dps, per_decade=per_decade, tol=tol),
                            spectrum=theory.spectrum, tol=tol)
 
-def continue_in_lam(theory, kind, point, dps, per_decade: int = 8, max_steps: int = CONTINUATION_STEPS,
+
+def continue_in_lam(theory, kind, point, dps, per_decade: int = CONTINUATION_PER_DECADE, max_steps: int = CONTINUATION_STEPS,
                     tol=None) -> list:
     """Starting point for mpmath Newton where double precision failed.
 
