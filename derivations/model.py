@@ -152,12 +152,13 @@ class Coefficients:
             return dict(mu1=np.full(t.shape, self.mu1), mu_star=np.full(t.shape, math.sqrt(max(self.mu_star_sq, 0.0))),
                         mu_s=np.sqrt(np.clip(self.mu_s_sq(t), 0.0, None)), mu_f=np.sqrt(self.mu_f_sq(t)))
         a_sq = np.exp(-2.0 * t)
-        _, mu1, star, s_sq, _ = self.activation.equivalence_constants(a_sq * self.tau - np.expm1(-2.0 * t),
-                                                                        a_sq * self.tau)
+        # Delta_t passed exactly: a_t^2 tau + Delta_t rounds it away when tau is huge
+        _, mu1, star, s_sq, f_sq = self.activation.equivalence_constants(
+            a_sq * self.tau - np.expm1(-2.0 * t), a_sq * self.tau, delta=-np.expm1(-2.0 * t))
         star = np.clip(star, 0.0, None)
         s_sq = np.clip(s_sq, 0.0, None)
         return dict(mu1=np.asarray(mu1), mu_star=np.sqrt(star), mu_s=np.sqrt(s_sq),
-                    mu_f=np.sqrt(np.clip(star - s_sq, 0.0, None)))
+                    mu_f=np.sqrt(np.clip(f_sq, 0.0, None)))
 
     def error(self, t) -> np.ndarray:
         """Estimated relative error of the numbers of :meth:`at` at diffusion time ``t``: the
@@ -186,13 +187,16 @@ class Coefficients:
             cancel = np.where(a_sq > 0.25, eps4 * second, 0.0)
         else:
             v = a_sq * self.tau - np.expm1(-2.0 * t)
-            mu0, mu1, star, shared, fresh, kern = act.equivalence_constants(v, a_sq * self.tau, with_error=True)
+            mu0, mu1, star, shared, fresh, kern = act.equivalence_constants(v, a_sq * self.tau, with_error=True,
+                                                                            delta=-np.expm1(-2.0 * t))
             second = np.asarray(star) + np.asarray(mu0) ** 2 + np.asarray(mu1) ** 2 * v
             cancel = eps4 * second
         # mu_*^2, mu_s^2 are differences of numbers of size E rho^2, and mu_f^2 = mu_*^2 - mu_s^2
         err_star = np.maximum(acc, eps4 * second)
         err_shared = np.maximum(np.maximum(acc, kern), cancel)
         err_fresh = err_star + err_shared + eps4 * np.abs(star)
+        if self.tau != 1.0 and act.exact_fresh:  # mu_f^2 from the kernel's gap, not a difference
+            err_fresh = 16 * eps4 * np.abs(np.asarray(fresh, dtype=float)) + acc
         # relative to the scale E rho^2 - mu0^2 of the features; mu_f^2 (the fresh noise, where a
         # huge data variance leaves only rounding) relative to itself
         scale = np.maximum(np.maximum(second - np.asarray(mu0 if self.tau != 1.0 else act.mu0) ** 2, 0.0), 1e-300)

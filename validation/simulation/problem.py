@@ -64,7 +64,7 @@ class Coefficients:
             raise ValueError(f"tau = tr Sigma / d must be finite and > 0, got {tau!r}")
         a_sq = math.exp(-2.0 * t)
         v = a_sq * tau - math.expm1(-2.0 * t)
-        mu0, mu1, star, shared, fresh = act.equivalence_constants(v, a_sq * tau)
+        mu0, mu1, star, shared, fresh = act.equivalence_constants(v, a_sq * tau, delta=-math.expm1(-2.0 * t))
         return cls(float(mu0), float(mu1), float(star), float(shared), float(fresh))
 
 
