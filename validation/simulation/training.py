@@ -18,7 +18,14 @@ import numpy as np
 import scipy.linalg
 
 from . import moments as _moments
-from .problem import Coefficients, Problem, check_data, check_reals, instance_streams, parse_m
+from .problem import (
+    Coefficients,
+    Problem,
+    check_data,
+    check_reals,
+    instance_streams,
+    parse_m,
+)
 
 #: Rows of the feature matrix materialised at once when streaming (times ``p`` floats).
 CHUNK_ROWS = 4096
