@@ -45,6 +45,7 @@ from pencils.expr import D, Space, Trace, gaussian, inverse, trace
 from pencils.freeprob import FixedPointSystem, equations
 
 from .derived import DerivedModel, derive
+from .model import complex_array, real_array
 
 __all__ = ["mp_trace", "ridge_trace", "random_features_trace", "model", "system", "solver",
            "marchenko_pastur_stieltjes", "ridge_risk", "random_features_risk"]
@@ -112,27 +113,8 @@ def solver(name: str) -> Solver:
     return compile_system(system(name))
 
 
-def _finite(name: str, x) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype == object or not np.issubdtype(a.dtype, np.number):
-        raise ValueError(f"{name} must be numeric")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite")
-    return a
-
-
-def _positive(name: str, x) -> np.ndarray:
-    a = _finite(name, x)
-    if np.iscomplexobj(a) or np.any(a <= 0):
-        raise ValueError(f"{name} must be real and positive")
-    return a.astype(float)
-
-
-def _nonnegative(name: str, x) -> np.ndarray:
-    a = _finite(name, x)
-    if np.iscomplexobj(a) or np.any(a < 0):
-        raise ValueError(f"{name} must be real and non-negative")
-    return a.astype(float)
+#: The largest ridge of :func:`ridge_risk`: ``lam^2`` (a coefficient of the trace) stays a double.
+_LAM_MAX = 1e150
 
 
 def _out(v: np.ndarray):
@@ -153,8 +135,8 @@ def marchenko_pastur_stieltjes(gamma, z, **solve_options):
     >>> bool(abs(s - mp_stieltjes_closed(0.5, [-1.0, 1 + 1j])).max() < 1e-12)
     True
     """
-    g = _positive("gamma", gamma)
-    zz = _finite("z", z)
+    g = real_array("gamma", gamma)
+    zz = complex_array("z", z)
     g, zz = np.broadcast_arrays(g, zz)
     a, b = (1 - np.sqrt(g)) ** 2, (1 + np.sqrt(g)) ** 2
     real = np.imag(zz) == 0
@@ -171,14 +153,18 @@ def marchenko_pastur_stieltjes(gamma, z, **solve_options):
 def ridge_risk(gamma, lam, r2, sigma2, **solve_options):
     """``lim E|beta_hat - beta|^2`` for ridge regression ``beta_hat = (XᵀX/n + lam)^{-1}
     Xᵀy/n`` with rows of ``X`` i.i.d. ``N(0, I_d)``, ``y = X beta + eps``,
-    ``|beta|^2 = r2`` (isotropic), ``Var eps = sigma2``, ``gamma = d/n``, ``lam > 0``.
+    ``|beta|^2 = r2`` (isotropic), ``Var eps = sigma2``, ``gamma = d/n``, ``0 < lam <= 1e150``
+    (``lam^2`` must stay a double; the risk is ``r2 (1 - 2/lam + O(lam^-2))`` beyond).
 
     >>> from derivations.closed_forms import ridge_risk_closed
     >>> bool(abs(ridge_risk(0.5, 1.0, 1.0, 0.5) - ridge_risk_closed(0.5, 1.0, 1.0, 0.5)) < 1e-12)
     True
     """
-    g, l = _positive("gamma", gamma), _positive("lam", lam)
-    r, s = _nonnegative("r2", r2), _nonnegative("sigma2", sigma2)
+    g, l = real_array("gamma", gamma), real_array("lam", lam)
+    r, s = real_array("r2", r2, allow_zero=True), real_array("sigma2", sigma2, allow_zero=True)
+    if np.any(l > _LAM_MAX):
+        raise ValueError(f"lam must be a real number in (0, {_LAM_MAX:.3g}], got {float(l.max())!r}: the "
+                         "risk carries lam^2, which overflows a double beyond; it tends to r2 as lam -> inf")
     return _out(model("ridge").solve(gamma=g, lam=l, r2=r, sigma2=s, **solve_options).value)
 
 
@@ -188,11 +174,9 @@ def random_features_risk(psi_p, psi_n, lam, mu1, mustar, r2=1.0, sigma2=0.0, **s
     ``psi_p = p/d``, ``psi_n = n/d``, ``lam > 0``, ``mu1`` real, ``mustar > 0``, ``r2 = |beta|^2``,
     ``sigma2`` label-noise variance.
     """
-    pp, pn = _positive("psi_p", psi_p), _positive("psi_n", psi_n)
-    l, ms = _positive("lam", lam), _positive("mustar", mustar)
-    m1 = _finite("mu1", mu1)
-    if np.iscomplexobj(m1):
-        raise ValueError("mu1 must be real")
-    r, s = _nonnegative("r2", r2), _nonnegative("sigma2", sigma2)
-    return _out(model("random_features").solve(psi_p=pp, psi_n=pn, lam=l, mu1=m1.astype(float), mustar=ms,
-                                               r2=r, sigma2=s, **solve_options).value)
+    pp, pn = real_array("psi_p", psi_p), real_array("psi_n", psi_n)
+    l, ms = real_array("lam", lam), real_array("mustar", mustar)
+    m1 = real_array("mu1", mu1, allow_negative=True)
+    r, s = real_array("r2", r2, allow_zero=True), real_array("sigma2", sigma2, allow_zero=True)
+    return _out(model("random_features").solve(psi_p=pp, psi_n=pn, lam=l, mu1=m1, mustar=ms, r2=r, sigma2=s,
+                                               **solve_options).value)

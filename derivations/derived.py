@@ -273,11 +273,13 @@ class DerivedModel:
         return self.reduced
 
     # -- numbers -----------------------------------------------------------------------------
-    def problem(self, spectrum=None, *, params=None, mp_params=None, continuation: int | None = None) -> Problem:
+    def problem(self, spectrum=None, *, params=None, mp_params=None, continuation: int | None = None,
+                nonnegative: tuple = ()) -> Problem:
         """The ladder's view of this model (:class:`derivations.ladder.Problem`). By default the
         user's parameters are the model's, in the order of :attr:`params`; a caller with
         parameters of its own (the DSM theory) passes the maps ``params(raw)`` and
-        ``mp_params(point, dps)`` and the index of its ridge-like parameter."""
+        ``mp_params(point, dps)`` and the index of its ridge-like parameter. ``nonnegative``:
+        outputs that cannot be negative (the ladder refuses mpmath roots where they are)."""
         names = self.params
         if params is None:
             def params(raw):
@@ -290,7 +292,7 @@ class DerivedModel:
             if continuation is None and self.continuation in names:
                 continuation = names.index(self.continuation)
         return Problem(solver=self.solver, quantities=self.outputs, params=params, mp_params=mp_params,
-                       spectrum=spectrum, continuation=continuation)
+                       spectrum=spectrum, continuation=continuation, nonnegative=tuple(nonnegative))
 
     def _spectrum(self, spectrum):
         if not self.layout.get("spectral"):
@@ -314,8 +316,6 @@ class DerivedModel:
             a = np.asarray(params[n])
             if a.dtype == object or a.dtype == bool or not np.issubdtype(a.dtype, np.number):
                 raise ValueError(f"parameter {n} must be a number or an array of numbers, got {params[n]!r}")
-            if a.size == 0:
-                raise ValueError(f"parameter {n} is empty")
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"parameter {n} must be finite")
             kind = assumptions.get(n)
@@ -362,8 +362,9 @@ class DerivedModel:
             raise ValueError(f"refine must be True, False or 'dd', got {refine!r}")
         size = int(np.prod(shape))
         led = Ledger.empty(size, exact, self.outputs, complex_)
-        climb(self.problem(spec), np.arange(size), flat, led, precision=precision, check_rounding=check_rounding,
-              refine=refine, rtol=rtol, atol=atol, solve_options={})
+        if size:
+            climb(self.problem(spec), np.arange(size), flat, led, precision=precision, check_rounding=check_rounding,
+                  refine=refine, rtol=rtol, atol=atol, solve_options={})
         for q in self.outputs:
             led.values[q][~led.converged] = np.nan
         if throw and not led.converged.all():

@@ -25,13 +25,17 @@ import mpmath
 import numpy as np
 
 from numerics._errors import ConvergenceError
-from numerics.options import DD_EPS
+from numerics.options import DD_EPS, Result
 
 __all__ = ["REFINE_DPS", "CONTINUATION_STEPS", "CONTINUATION_NEWTON", "GUARD_DECADES", "VERIFY_MAX_DPS", "CAUSES",
-           "Ledger", "NoStartError", "UnstableError", "Problem", "climb", "mp_point", "continue_in_lam"]
+           "CONTINUATION_PER_DECADE", "Ledger", "NoStartError", "NonPhysicalError", "UnstableError", "Problem", "climb", "mp_point", "continue_in_lam"]
 
 #: Digits of the automatic mpmath refinement of points double precision cannot resolve.
 REFINE_DPS = 30
+#: Steps a decade of the continuation in ``lam`` (:func:`continue_in_lam`): with the geometric
+#: predictor 4 give the same values as 8 near ``p = n`` at ``lam = 1e-12``, in half the time;
+#: where they fail, :func:`_mp_point_guarded` walks once more at twice the steps.
+CONTINUATION_PER_DECADE = 4
 #: The work budget of one point's mpmath rung: at most this many continuation steps in
 #: ``lam`` (:func:`continue_in_lam` thins its ``per_decade`` to fit: 20 decades at 8 a decade) ...
 CONTINUATION_STEPS = 160
@@ -42,6 +46,10 @@ CONTINUATION_NEWTON = 30
 #: The guarded retry of :func:`_mp_point_guarded` runs for ``lam >= 10^-GUARD_DECADES`` only
 #: (at most ``3 * 30`` extra digits); smaller ridges that the first attempt misses are flagged.
 GUARD_DECADES = 30
+#: A double-precision core that stopped at its step limit (``Result.MAX_STEPS``: the residual
+#: floor ``~ eps / lam`` near the peak) with a relative residual below this is a Newton start
+#: for mpmath: within ``1e-6`` of the root its own iteration approached, inside Newton's basin.
+START_RESIDUAL = 1e-6
 
 #: The mpmath rung verifies its values (:func:`_verified`): re-solved with half as many digits
 #: again (at least 10 more), they must agree to ``dps - 5`` digits, else the digits grow again,
@@ -57,6 +65,8 @@ CAUSES = {
                 "peak or deep in memorisation, where the errors are small differences of large traces)",
     "no-start": "the mpmath refinement found no accurate double-precision start for its continuation in lam",
     "mpmath": "mpmath Newton did not converge",
+    "non-physical": "mpmath converged to a root with a negative value of an output that cannot be "
+                    "negative (off the physical branch)",
     "unstable": f"the mpmath values kept changing as the digits grew (up to {VERIFY_MAX_DPS}): the "
                 "read-outs cancel beyond that precision",
 }
@@ -64,6 +74,10 @@ CAUSES = {
 
 class NoStartError(ConvergenceError):
     """:func:`continue_in_lam` found no accurate double-precision start."""
+
+
+class NonPhysicalError(ConvergenceError):
+    """mpmath converged to a root where an output known to be non-negative is negative."""
 
 
 class UnstableError(ConvergenceError):
@@ -81,6 +95,8 @@ class Problem:
     numbers at ``dps`` digits).  ``continuation``: the index in ``raw`` of a ridge-like
     parameter (positive, the equations degenerate as it goes to 0) for the continuation of
     :func:`continue_in_lam`, or ``None``.  ``spectrum``: the spectral measure, if any.
+    ``nonnegative``: outputs that cannot be negative (means of squares, such as the DSM errors):
+    an mpmath root where one is negative is off the physical branch and refused.
     """
 
     solver: object
@@ -89,6 +105,7 @@ class Problem:
     mp_params: Callable
     spectrum: object = None
     continuation: int | None = None
+    nonnegative: tuple = ()
 
 
 @dataclass
@@ -155,14 +172,16 @@ def climb(problem: Problem, sel: np.ndarray, raw: list, led: Ledger, *, precisio
         todo = _refine_dd(problem, params, sol, todo, sel, rtol, atol, good, out, rounding, resid, refined)
         if refine == "dd":  # the cheap rungs only (a scan: derivations.peaks)
             todo = ()
+    near = (np.asarray(sol.result) == Result.MAX_STEPS) & (np.asarray(sol.residual) <= START_RESIDUAL)
     for k in todo:
         point = [r[k].item() for r in raw]
-        init = list(sol.core[k]) if sol.converged[k] else None
+        init = list(sol.core[k]) if sol.converged[k] or near[k] else None
         dps = int(precision) if exact else REFINE_DPS
         try:
             res = _verified(problem, point, dps, _mp_point_guarded(problem, point, dps, init), atol)
         except (ConvergenceError, ArithmeticError) as exc:  # mpmath: a singular Jacobian is a ZeroDivisionError
             tried = ("no-start" if isinstance(exc, NoStartError) else
+                     "non-physical" if isinstance(exc, NonPhysicalError) else
                      "unstable" if isinstance(exc, UnstableError) else "mpmath")
             led.cause[sel[k]] = "+".join(c for c in (led.cause[sel[k]], tried) if c)
             continue
@@ -246,45 +265,78 @@ def _refine_dd(problem, params, sol, todo, sel, rtol, atol, good, out, rounding,
 
 
 def _mp_point_guarded(problem: Problem, point, dps, init):
-    """:func:`mp_point`, and where it fails at a small ``lam``, once more with guard digits:
-    where the unknowns grow like ``1/lam`` (``p > n``, all rows interpolated) the map's own
+    """:func:`mp_point` with guard digits at a small ridge, cheapest attempt first.
+
+    Where the unknowns grow like ``1/lam`` (``p > n``, all rows interpolated) the map's own
     rounding leaves a residual ``~ 10^-dps / lam`` (above ``10^(5-dps)`` at every ``dps``) and
-    the errors, O(1) differences of the unknowns, move by ``~ residual / lam^2``; so the
-    retry works at ``dps + 3 g`` digits (``g = log10(1/lam)``) to the residual ``10^(5-dps-2g)``."""
-    try:
-        return mp_point(problem, point, dps, init)
-    except (ConvergenceError, ArithmeticError):
-        c = problem.continuation
-        lam = point[c] if c is not None else 1.0
-        guard = int(math.ceil(math.log10(1.0 / lam))) if lam < 1e-4 else 0
-        if not 0 < guard <= GUARD_DECADES:
-            raise
-    # measured at p > n: the errors move by ~ residual / lam^2, so the target is 10^(5-dps) lam^2,
-    # and the map's rounding (~ 10^-digits / lam) must stay below it: 3 guard digits a decade
-    return mp_point(problem, point, dps + 3 * guard, init, tol=10.0 ** (5 - dps - 2 * guard))
+    the outputs, O(1) differences of the unknowns, move by ``~ residual / lam^2``; so the
+    guarded attempt works at ``dps + 3 g`` digits (``g = log10(1/lam)``, for ``lam < 1e-4``) to
+    the residual ``10^(5-dps-2g)``, which also makes the outputs right to ``10^(5-dps)``.
+    ``lam`` is the continuation parameter (``problem.continuation``; none: no guard, no walk).
+
+    Order (measured on the DSM errors at ``lam = 1e-12`` near ``p = n``): Newton from the
+    double-precision ``init``, guarded first (at ``dps`` digits it stalls at that floor after
+    its whole budget): a few hundredths of a second; then the continuation in ``lam`` at
+    :data:`CONTINUATION_PER_DECADE` steps a decade, guarded first (about 1 s); last the finer
+    walk (``2x`` the steps) at ``dps``.  A root where an output of ``problem.nonnegative`` is
+    negative is off the physical branch (:class:`NonPhysicalError`): the next attempt runs."""
+    c = problem.continuation
+    lam = point[c] if c is not None else 1.0
+    guard = int(math.ceil(math.log10(1.0 / lam))) if lam < 1e-4 else 0
+    tiers = [(dps, None)]
+    if 0 < guard <= GUARD_DECADES:
+        # the target 10^(5-dps) lam^2 on the outputs, with the map's rounding (~ 10^-digits / lam)
+        # below it: 3 guard digits a decade
+        tiers.insert(0, (dps + 3 * guard, 10.0 ** (5 - dps - 2 * guard)))
+    attempts = [(digits, tol, init, 0) for digits, tol in tiers] if init is not None else []
+    if c is not None:
+        attempts += [(digits, tol, None, CONTINUATION_PER_DECADE) for digits, tol in tiers]
+        if CONTINUATION_PER_DECADE * math.log10(max(lam, 1e-2) / lam) < CONTINUATION_STEPS:  # else the same walk
+            attempts.append((dps, None, None, 2 * CONTINUATION_PER_DECADE))
+    elif init is None:
+        attempts.append((dps, None, None, 0))  # the cold start of mp_point
+    failure = None
+    for digits, tol, start, per_decade in attempts:
+        try:
+            res = mp_point(problem, point, digits, start, tol=tol, per_decade=per_decade)
+        except (ConvergenceError, ArithmeticError) as exc:
+            failure = exc
+            continue
+        if not problem.nonnegative:
+            return res
+        # a value below minus its accuracy (~ 10^(5-dps), and ~ 10^(5-dps) / lam^2 unguarded)
+        slack = 10.0 ** (5 - dps) * (1.0 if tol is not None else max(1.0, 1.0 / max(lam, 1e-150) ** 2))
+        low = min(float(res.values[q]) for q in problem.nonnegative)
+        if low >= -slack:
+            return res
+        failure = NonPhysicalError(f"mpmath converged to a root with a value {low:.3g} < 0 at {point}", None)
+    raise failure
 
 
-def mp_point(problem: Problem, point, dps, init=None, tol=None) -> dict:
+def mp_point(problem: Problem, point, dps, init=None, tol=None, per_decade: int = CONTINUATION_PER_DECADE) -> dict:
     """Every output at one point (``point``: the parameters in ``problem``'s order) at
     ``dps`` digits (reduced system, verified residual ``<= tol``, default ``10^(5-dps)``);
-    started from ``init`` (double-precision core) or, where that is missing or fails, by
-    continuation in the ridge-like parameter (``problem.continuation``)."""
+    started from ``init`` (double-precision core) or, without one, by continuation in the
+    ridge-like parameter (``problem.continuation``) at ``per_decade`` steps a decade
+    (:func:`continue_in_lam`); ``per_decade=0``: no continuation (a failing ``init`` is an
+    error; no ``init``: the cold start of the fixed-point map)."""
     solver = problem.solver
     mp_p = problem.mp_params(point, dps)
+    walk = per_decade and problem.continuation is not None
     if init is not None:
         try:
             return solver.solve_mp(mp_p, dps, init=init, spectrum=problem.spectrum, tol=tol)
         except ConvergenceError:
-            if problem.continuation is None:
+            if not walk:
                 raise
-    elif problem.continuation is None:
+    elif not walk:
         return solver.solve_mp(mp_p, dps, spectrum=problem.spectrum, tol=tol)
-    return solver.solve_mp(mp_p, dps, init=continue_in_lam(problem, point, dps, tol=tol),
+    return solver.solve_mp(mp_p, dps, init=continue_in_lam(problem, point, dps, per_decade=per_decade, tol=tol),
                            spectrum=problem.spectrum, tol=tol)
 
 
-def continue_in_lam(problem: Problem, point, dps, per_decade: int = 8, max_steps: int = CONTINUATION_STEPS,
-                    tol=None) -> list:
+def continue_in_lam(problem: Problem, point, dps, per_decade: int = CONTINUATION_PER_DECADE,
+                    max_steps: int = CONTINUATION_STEPS, tol=None) -> list:
     """Starting point for mpmath Newton where double precision failed.
 
     Walk the ridge ``lam = point[problem.continuation]`` down from ``max(lam, 1e-2)`` to the

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pencils.activation.common import MAX_DPS, check_digits
+
 __all__ = ["QUANTITIES", "m_kind", "parse_m", "Coefficients", "spectral_measure", "check_real_array",
-           "check_precision", "MAX_PRECISION", "parse_m_array", "real_array"]
+           "check_precision", "MAX_PRECISION", "parse_m_array", "real_array", "complex_array"]
 
 #: The errors every DSM system computes (one shared reduced system per kind of ``m``).
 QUANTITIES = ("test", "train")
@@ -83,7 +85,7 @@ def parse_m_array(m) -> np.ndarray:
 
 
 #: ``precision=`` above this many digits is refused (hours of work, no use).
-MAX_PRECISION = 1000
+MAX_PRECISION = MAX_DPS
 
 
 def spectral_measure(covariance) -> tuple[np.ndarray, np.ndarray] | None:
@@ -99,8 +101,8 @@ def spectral_measure(covariance) -> tuple[np.ndarray, np.ndarray] | None:
     if covariance is None:
         return None
     if isinstance(covariance, tuple) and len(covariance) == 2:
-        s = np.asarray(covariance[0], dtype=float)
-        w = np.asarray(covariance[1], dtype=float)
+        s = real_array("covariance eigenvalues", covariance[0], allow_negative=True, allow_inf=True)
+        w = real_array("covariance weights", covariance[1], allow_negative=True, allow_inf=True)
         if s.ndim != 1 or w.shape != s.shape:
             raise ValueError("covariance=(eigenvalues, weights) needs two 1-D arrays of the same length")
         if not np.all(np.isfinite(w)) or np.any(w < 0):
@@ -108,7 +110,7 @@ def spectral_measure(covariance) -> tuple[np.ndarray, np.ndarray] | None:
         if abs(w.sum() - 1.0) > 1e-9:
             raise ValueError(f"spectral weights must sum to 1, got {w.sum()!r}")
     else:
-        c = np.asarray(covariance, dtype=float)
+        c = real_array("covariance", covariance, allow_negative=True, allow_inf=True)
         if c.ndim == 2:
             if c.shape[0] != c.shape[1] or not np.allclose(c, c.T, rtol=1e-10, atol=1e-12):
                 raise ValueError("a covariance matrix must be square and symmetric")
@@ -150,12 +152,13 @@ class Coefficients:
             return dict(mu1=np.full(t.shape, self.mu1), mu_star=np.full(t.shape, math.sqrt(max(self.mu_star_sq, 0.0))),
                         mu_s=np.sqrt(np.clip(self.mu_s_sq(t), 0.0, None)), mu_f=np.sqrt(self.mu_f_sq(t)))
         a_sq = np.exp(-2.0 * t)
-        _, mu1, star, s_sq, _ = self.activation.equivalence_constants(a_sq * self.tau - np.expm1(-2.0 * t),
-                                                                        a_sq * self.tau)
+        # Delta_t passed exactly: a_t^2 tau + Delta_t rounds it away when tau is huge
+        _, mu1, star, s_sq, f_sq = self.activation.equivalence_constants(
+            a_sq * self.tau - np.expm1(-2.0 * t), a_sq * self.tau, delta=-np.expm1(-2.0 * t))
         star = np.clip(star, 0.0, None)
         s_sq = np.clip(s_sq, 0.0, None)
         return dict(mu1=np.asarray(mu1), mu_star=np.sqrt(star), mu_s=np.sqrt(s_sq),
-                    mu_f=np.sqrt(np.clip(star - s_sq, 0.0, None)))
+                    mu_f=np.sqrt(np.clip(f_sq, 0.0, None)))
 
     def error(self, t) -> np.ndarray:
         """Estimated relative error of the numbers of :meth:`at` at diffusion time ``t``: the
@@ -184,13 +187,16 @@ class Coefficients:
             cancel = np.where(a_sq > 0.25, eps4 * second, 0.0)
         else:
             v = a_sq * self.tau - np.expm1(-2.0 * t)
-            mu0, mu1, star, shared, fresh, kern = act.equivalence_constants(v, a_sq * self.tau, with_error=True)
+            mu0, mu1, star, shared, fresh, kern = act.equivalence_constants(v, a_sq * self.tau, with_error=True,
+                                                                            delta=-np.expm1(-2.0 * t))
             second = np.asarray(star) + np.asarray(mu0) ** 2 + np.asarray(mu1) ** 2 * v
             cancel = eps4 * second
         # mu_*^2, mu_s^2 are differences of numbers of size E rho^2, and mu_f^2 = mu_*^2 - mu_s^2
         err_star = np.maximum(acc, eps4 * second)
         err_shared = np.maximum(np.maximum(acc, kern), cancel)
         err_fresh = err_star + err_shared + eps4 * np.abs(star)
+        if self.tau != 1.0 and act.exact_fresh:  # mu_f^2 from the kernel's gap, not a difference
+            err_fresh = 16 * eps4 * np.abs(np.asarray(fresh, dtype=float)) + acc
         # relative to the scale E rho^2 - mu0^2 of the features; mu_f^2 (the fresh noise, where a
         # huge data variance leaves only rounding) relative to itself
         scale = np.maximum(np.maximum(second - np.asarray(mu0 if self.tau != 1.0 else act.mu0) ** 2, 0.0), 1e-300)
@@ -225,10 +231,9 @@ class Coefficients:
 
 
 def check_precision(precision) -> None:
-    if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)) \
-            or not 15 <= precision <= MAX_PRECISION:
-        raise ValueError(f"precision is a whole number of decimal digits from 15 to {MAX_PRECISION}, "
-                         f"got {precision!r}")
+    """``precision=``: a whole number of digits from 15 to :data:`MAX_PRECISION`
+    (:func:`pencils.activation.common.check_digits`, the one check of digits)."""
+    check_digits(precision, "precision")
 
 
 def _refused(x) -> str | None:
@@ -244,22 +249,61 @@ def _refused(x) -> str | None:
     return None
 
 
-def real_array(name: str, x, allow_zero: bool = False, allow_inf: bool = False) -> np.ndarray:
+def real_array(name: str, x, allow_zero: bool = False, allow_inf: bool = False,
+               allow_negative: bool = False) -> np.ndarray:
     """``x`` as a float array after :func:`check_real_array` (the one place the numeric
-    arguments of the theory are checked)."""
-    check_real_array(name, x, allow_zero=allow_zero, allow_inf=allow_inf)
+    arguments of the theory are checked).
+
+    >>> real_array("lam", [1e-2, 1.0])
+    array([0.01, 1.  ])
+    >>> real_array("X", [[1.0, -2.0]], allow_negative=True)
+    array([[ 1., -2.]])
+    """
+    check_real_array(name, x, allow_zero=allow_zero, allow_inf=allow_inf, allow_negative=allow_negative)
     return np.asarray(x, dtype=float)
 
 
-def check_real_array(name: str, x, allow_zero: bool = False, allow_inf: bool = False) -> None:
+def complex_array(name: str, x) -> np.ndarray:
+    """``x`` as an array of finite numbers, complex where any element is (a spectral argument
+    ``z``), else real: ``TypeError`` / ``ValueError`` naming ``name`` as in
+    :func:`check_real_array`, which refuses the same things except complex numbers.
+
+    >>> complex_array("z", [-1.0, 1 + 1j])
+    array([-1.+0.j,  1.+1.j])
+    """
+    if isinstance(x, np.ndarray) and x.dtype.kind != "c":
+        return real_array(name, x, allow_zero=True, allow_negative=True)
+    if not isinstance(x, np.ndarray):
+        try:
+            obj = np.asarray(x, dtype=object)
+        except ValueError:
+            raise TypeError(f"{name} must be numbers (a number or a rectangular array), got a ragged sequence") from None
+        elements = obj.reshape(-1)
+        if not any(isinstance(v, (complex, np.complexfloating)) for v in elements):
+            return real_array(name, x, allow_zero=True, allow_negative=True)
+        for v in elements:
+            bad = None if isinstance(v, (complex, np.complexfloating)) else _refused(v)
+            if bad:
+                raise TypeError(f"{name} must be numbers, got {bad} ({v!r})")
+        try:
+            x = obj.astype(complex)
+        except OverflowError:
+            raise ValueError(f"{name} must be finite numbers, got an integer too large for a double") from None
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return np.asarray(x, dtype=complex)
+
+
+def check_real_array(name: str, x, allow_zero: bool = False, allow_inf: bool = False,
+                     allow_negative: bool = False) -> None:
     """``TypeError`` / ``ValueError`` naming ``name`` unless ``x`` (a number, a nested list
-    or an array) holds real numbers ``> 0`` (``>= 0`` with ``allow_zero``), finite unless
-    ``allow_inf``.
+    or an array) holds real numbers ``> 0`` (``>= 0`` with ``allow_zero``, of any sign with
+    ``allow_negative``: data and coordinates), finite unless ``allow_inf``.
 
     Refused by type (``TypeError``), because each would otherwise be taken silently or fail
     deep inside numpy: booleans (``True`` is not ``1.0`` here), strings (also numeric ones),
     complex numbers, object arrays, other objects, ragged lists.  Integers too large for a double are a
-    ``ValueError``.
+    ``ValueError``.  An empty array passes (the calls broadcast it to an empty result).
     """
     if isinstance(x, np.ndarray) and x.dtype == object:
         raise TypeError(f"{name} must be real numbers, got an object array")
@@ -286,8 +330,10 @@ def check_real_array(name: str, x, allow_zero: bool = False, allow_inf: bool = F
         except (TypeError, ValueError):
             raise TypeError(f"{name} must be real numbers") from None
     if np.any(np.isnan(x)):
-        raise ValueError(f"{name} is NaN")
+        raise ValueError(f"{name} is NaN" if np.ndim(x) == 0 else f"{name} contains NaN, a non-finite value")
     if not allow_inf and np.any(np.isinf(x)):
         raise ValueError(f"{name} must be finite")
+    if allow_negative:
+        return
     if np.any(x < 0) or (not allow_zero and np.any(x == 0)):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got min {x.min()}")

@@ -114,9 +114,10 @@ def find_peaks(theory, psi_n: float, t: float, m, lam: float, psi_p_range=None, 
             f = lambda u: -float(_test_error(theory, psi_n, math.exp(u), t, lam, m))  # noqa: E731
             res = scipy.optimize.minimize_scalar(f, bounds=(math.log(x[i - 1]), math.log(x[i + 1])),
                                                  method="bounded", options=dict(xatol=xtol))
-            if np.isfinite(res.fun):
+            if np.isfinite(res.fun) and -res.fun >= v[i]:
                 peaks.append(Peak(psi_p=math.exp(res.x), height=-res.fun, lam=lam))
-            else:  # the maximiser met unresolved points: keep the grid's bracket, flagged
+            else:  # the maximiser met unresolved points (NaN misleads it: it once returned a point
+                # below the grid's own maximum, 9.8 < 12.4): keep the grid's bracket, flagged
                 peaks.append(Peak(psi_p=float(x[i]), height=float(v[i]), lam=lam, resolved=False,
                                   bracket=(float(x[i - 1]), float(x[i + 1]))))
     return sorted(peaks, key=lambda pk: pk.psi_p)

@@ -162,7 +162,8 @@ class DSMTheory:
             return {k: v for k, v in p.items() if k in names}
 
         return model.problem(self.spectrum, params=lambda raw: keep(self.solver_params(*raw)),
-                             mp_params=lambda point, dps: keep(self.mp_params(*point, dps)), continuation=3)
+                             mp_params=lambda point, dps: keep(self.mp_params(*point, dps)), continuation=3,
+                             nonnegative=QUANTITIES)  # both errors are means of squares
 
     def _spectral_constant(self, t):
         """``Delta_t tr(S_t^{-1})/d`` (the zero score's test error; ``Delta_t`` when isotropic)."""

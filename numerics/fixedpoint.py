@@ -630,6 +630,9 @@ class Solver:
     def _solve_flat(self, flat, shape, size, dtype, init, opts, continuation_axis, chunk):
         if continuation_axis is not None:
             return self._continuation(flat, shape, dtype, init, opts, continuation_axis, chunk)
+        if size == 0:  # an empty grid: empty results (a batch of none would have no parts to join)
+            return (np.empty((0, self.Q), dtype=dtype), np.empty(0), np.empty(0, dtype=int), np.empty(0, dtype=bool),
+                    np.empty(0, dtype=dtype) if self.layout.has_constant else None)
         parts = []
         for s in range(0, size, chunk):
             sl = slice(s, min(s + chunk, size))

@@ -25,12 +25,14 @@ True
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import mpmath
 import numpy as np
 
+from pencils.activation.common import check_digits
 from pencils.freeprob import FixedPointSystem
 
 from .codegen.python import build_function, layout
@@ -52,14 +54,22 @@ class MPSolution:
     converged: bool
 
 
-def _mp_value(v: Any) -> Any:
-    if isinstance(v, (mpmath.mpf, mpmath.mpc)):
-        return v
-    if isinstance(v, str):
-        return mpmath.mpmathify(v)
-    if isinstance(v, complex) or np.iscomplexobj(v):
-        return mpmath.mpc(complex(v))
-    return mpmath.mpmathify(v)
+def _mp_value(name: str, v: Any) -> Any:
+    """Parameter ``name`` as an mpmath number: a real or complex number, a numeric string (parsed
+    at the working precision) or an mpmath number, finite (``TypeError`` / ``ValueError`` naming
+    the parameter otherwise)."""
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v.item()
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, numbers.Number, mpmath.mpf, mpmath.mpc)):
+        raise TypeError(f"parameter {name!r} must be a number (int, float, complex, numeric string or mpmath), "
+                        f"got {type(v).__name__}")
+    try:
+        x = v if isinstance(v, (mpmath.mpf, mpmath.mpc)) else mpmath.mpmathify(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"parameter {name!r} must be a number, got {v!r}") from None
+    if not mpmath.isfinite(x):
+        raise ValueError(f"parameter {name!r} must be finite, got {v!r}")
+    return x
 
 
 def solve_mp(system: FixedPointSystem, params: dict, dps: int = 40, init: list | None = None,
@@ -67,10 +77,20 @@ def solve_mp(system: FixedPointSystem, params: dict, dps: int = 40, init: list |
     """Solve ``system`` at one parameter point with ``dps`` decimal digits.
 
     ``params`` maps parameter names to numbers, strings (parsed at ``dps``) or mpmath
-    numbers.  Raises :class:`ConvergenceError` if the residual is not verified.
+    numbers.  Raises :class:`ConvergenceError` if the residual is not verified, or where a
+    matrix of the system is numerically singular at these parameters (an extreme value, e.g.
+    ``gamma=1e300``).
     """
-    if dps < 15:
-        raise ValueError(f"dps must be at least 15, got {dps}")
+    try:
+        return _solve(system, params, dps, init, newton_maxiter)
+    except ZeroDivisionError:
+        shown = {k: (mpmath.nstr(v, 6) if isinstance(v, (mpmath.mpf, mpmath.mpc)) else v) for k, v in params.items()}
+        raise ConvergenceError(f"mpmath Newton at dps={dps}: a matrix of the system is numerically singular at "
+                               f"the parameters {shown}", None) from None
+
+
+def _solve(system: FixedPointSystem, params: dict, dps, init, newton_maxiter: int) -> MPSolution:
+    dps = check_digits(dps, "dps")
     key = id(system)
     if key not in _FUNCS:
         _FUNCS[key] = (system, build_function(system, "mpmath"), Solver(system))
@@ -83,7 +103,7 @@ def solve_mp(system: FixedPointSystem, params: dict, dps: int = 40, init: list |
         raise ValueError(f"parameters: missing {missing}, unknown {unknown}; need {names}")
     N, Q = system.size, system.n_unknowns
     with mpmath.workdps(dps):
-        pv = [_mp_value(params[n]) for n in names]
+        pv = [_mp_value(n, params[n]) for n in names]
         for n, v in zip(names, pv):
             if n in system.positive and (isinstance(v, mpmath.mpc) or v <= 0):
                 raise ValueError(f"parameter {n!r} must be real and positive")

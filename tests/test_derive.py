@@ -52,8 +52,8 @@ def test_parameters_are_checked_by_name():
         model.solve(gamma=1 + 1j, z=1j)
     with pytest.raises(ValueError, match="z must be finite"):
         model.solve(gamma=1.0, z=np.nan)
-    with pytest.raises(ValueError, match="empty"):
-        model.solve(gamma=[], z=1j)
+    empty = model.solve(gamma=[], z=1j)  # numpy semantics: an empty grid gives empty outputs
+    assert empty.value.shape == (0,) and empty.converged.shape == (0,)
     with pytest.raises(ValueError, match="identifiers"):
         pencils.derive({"not a name": pencils.trace(pencils.identity(pencils.D))}).solve()
 

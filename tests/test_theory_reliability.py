@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import pencils
 from derivations.model import parse_m
+from numerics import ConvergenceError
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,9 @@ def test_peak_found_at_tiny_ridge_in_bounded_time(relu):
     and skipped); the peak at p = n must be found, or its stretch reported unresolved."""
     start = time.perf_counter()
     peaks = relu.peaks(psi_n=1, t=0.5, m=1, lam=1e-12, points=24, xtol=1e-4)
-    assert time.perf_counter() - start < 300  # a hang guard: each mpmath point is bounded
+    # a hang guard: each mpmath point is bounded (about 15 s alone; it was 60-120 s before the
+    # mpmath rung started from the stalled double-precision core, with guard digits first)
+    assert time.perf_counter() - start < 90
     near = [pk for pk in peaks if pk.bracket is None and abs(pk.psi_p - 1) < 1e-3
             or pk.bracket is not None and pk.bracket[0] <= 1 <= pk.bracket[1]]
     assert near
@@ -91,6 +94,45 @@ def test_unresolved_scan_points_are_reported(relu):
 def test_peaks_arguments_checked(relu, kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
         relu.peaks(psi_n=1, t=0.5, m=1, lam=1e-4, **kw)
+
+
+# -- the mpmath rung: the physical root, right to its accuracy ------------------------------------------
+@pytest.mark.parametrize("psi_p, lam", [(1.4219737099876062, 1e-10), (1.0001, 1e-12), (2.583897710884396, 1e-7)])
+def test_mpmath_rung_is_on_the_physical_branch_and_accurate(relu, psi_p, lam):
+    """Past p = n at a tiny ridge the double precision stalls and mpmath resolves the point.
+    The continuation at 30 digits gave E_train = -2.3e-6 at psi_p = 1.422, lam = 1e-10 (a root
+    off the physical branch), and at 1.0001, 1e-12 and 2.58, 1e-7 train errors off by 3x and 5x
+    (30 digits leave an error ~ 1e-25 / lam^2 there).  Both errors are means of squares (>= 0)
+    and must match 100 digits reached by the fine continuation in lam (8 steps a decade)."""
+    from derivations import ladder
+
+    e = relu.errors(psi_n=1, psi_p=psi_p, t=0.5, lam=lam, m=1)
+    assert bool(e.refined_mpmath)
+    solver, point = relu.solver("1"), (1.0, psi_p, 0.5, lam, 1.0)
+    core = ladder.continue_in_lam(relu, "1", point, 100, per_decade=8, tol=1e-85)
+    mp_params = {k: v for k, v in relu.mp_params(*point, 100).items() if k in solver.param_names}
+    exact = solver.solve_mp(mp_params, 100, init=core, spectrum=relu.spectrum, tol=1e-85).values
+    for q in ("test", "train"):
+        value = float(getattr(e, q))
+        assert value >= 0
+        assert abs(value - float(exact[q])) <= 1e-8 * abs(float(exact[q])) + 1e-20, q
+
+
+def test_a_root_with_a_negative_error_is_flagged_not_returned(relu, monkeypatch):
+    """The mpmath rung checks the sign of the errors: a root with E_test < 0 is off the physical
+    branch; every attempt giving one leaves the point unresolved, with that cause."""
+    import types
+
+    from derivations import ladder
+
+    def off_branch(*args, **kwargs):
+        return types.SimpleNamespace(values={"test": -1.0, "train": 0.5}, residual=0.0)
+
+    monkeypatch.setattr(ladder, "mp_point", off_branch)
+    e = relu.errors(psi_n=1, psi_p=1.5, t=0.5, lam=1e-12, m=1, throw=False)
+    assert not bool(e.converged) and math.isnan(float(e.test))
+    with pytest.raises(ConvergenceError, match="negative error"):
+        relu.errors(psi_n=1, psi_p=1.5, t=0.5, lam=1e-12, m=1)
 
 
 # -- bounded work -------------------------------------------------------------------------------------

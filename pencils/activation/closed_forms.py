@@ -340,6 +340,34 @@ def _relu_kernel(c):
     return (np.sqrt(1.0 - c * c) + (np.pi - np.arccos(c)) * c) / (2.0 * np.pi)
 
 
+def _arc_gap(delta):
+    """``pi delta + theta cos(theta) - sin(theta)``, ``theta = arccos(1 - delta)``, accurate for
+    small ``delta`` too: ``theta = 2 arcsin(sqrt(delta / 2))`` and, for ``theta < 1/2``, the
+    series ``theta cos(theta) - sin(theta) = sum_{n>=1} (-1)^n 2n theta^(2n+1) / (2n+1)!``
+    (12 terms: the next one is below ``1e-30`` of the first)."""
+    delta = np.asarray(delta, dtype=float)
+    theta = 2.0 * np.arcsin(np.sqrt(np.clip(delta, 0.0, 2.0) / 2.0))
+    direct = theta * np.cos(theta) - np.sin(theta)
+    series = np.zeros_like(theta)
+    term = theta.copy()  # theta^(2n+1) / (2n+1)! by recurrence
+    for n in range(1, 13):
+        term = term * theta * theta / ((2 * n) * (2 * n + 1))
+        series = series + (-1) ** n * 2 * n * term
+    return np.pi * delta + np.where(theta < 0.5, series, direct)
+
+
+def _relu_kernel_gap(delta):
+    """``K(1) - K(1 - delta)`` of :func:`_relu_kernel` without cancellation (``delta = 1 - c``,
+    e.g. ``Delta / v`` at a huge data variance ``v``): ``(pi delta + theta cos(theta) -
+    sin(theta)) / (2 pi)`` with ``theta = arccos(1 - delta)`` (:func:`_arc_gap`)."""
+    return _arc_gap(delta) / (2.0 * np.pi)
+
+
+def _abs_kernel_gap(delta):
+    """``K(1) - K(1 - delta)`` of :func:`_abs_kernel` (``= 4 K_relu - c``): ``4 gap_relu - delta``."""
+    return 4.0 * _relu_kernel_gap(delta) - np.asarray(delta, dtype=float)
+
+
 def _abs_kernel(c):
     """``|x| = 2 relu(x) - x`` and ``E[relu(g) g'] = c/2`` give
     ``K(c) = 4 K_relu(c) - c = (2/pi) (sqrt(1 - c^2) + c arcsin c)``."""
@@ -493,6 +521,9 @@ class NamedForm:
     #: ``k`` when ``rho(s x) = s^k rho(x)`` for every ``s > 0`` (relu, abs: 1): the constants at any
     #: variance ``v`` then follow from those at ``v = 1``, ``K_v(c) = v^k K(c / v)``
     homogeneous: int | None = None
+    #: ``delta -> K(1) - K(1 - delta)`` without cancellation at small ``delta`` (the fresh part
+    #: ``mu_f^2`` at a huge data variance, where ``K(1)`` and ``K(c/v)`` agree to ``Delta / v``)
+    kernel_gap: Callable | None = None
 
     @property
     def expr(self):
@@ -544,13 +575,15 @@ def _forms() -> dict[str, NamedForm]:
             dict(mu0=_exact(lambda: 1 / sqrt(2 * _PI)), mu1=_const(1, 2), second_moment=_const(1, 2)),
             _exact_kernel(lambda c: (sqrt(1 - c * c) + (_PI - mpmath.acos(c)) * c) / (2 * _PI)),
             _relu_kernel, _relu_hermite_mp, relu_moments, relu_second_moment, kinks=(0.0,),
-            reference="arc-cosine kernel of degree 1, Cho & Saul (2009)", homogeneous=1),
+            reference="arc-cosine kernel of degree 1, Cho & Saul (2009)", homogeneous=1,
+            kernel_gap=_relu_kernel_gap),
         "abs": NamedForm(
             "abs", np.abs, mpmath.fabs, 1,
             dict(mu0=_exact(lambda: sqrt(2 / _PI)), mu1=_const(0), second_moment=_const(1)),
             _exact_kernel(lambda c: 2 / _PI * (sqrt(1 - c * c) + c * asin(c))),
             _abs_kernel, _abs_hermite_mp, abs_moments, abs_second_moment, kinks=(0.0,),
-            reference="|x| = 2 relu(x) - x and the arc-cosine kernel", homogeneous=1),
+            reference="|x| = 2 relu(x) - x and the arc-cosine kernel", homogeneous=1,
+            kernel_gap=_abs_kernel_gap),
         "linear": NamedForm(
             "linear", lambda u: np.asarray(u, dtype=float) * 1.0, mpmath.mpf, -1,
             dict(mu0=_const(0), mu1=_const(1), second_moment=_const(1)),

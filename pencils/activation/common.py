@@ -87,10 +87,27 @@ def _check_growth(fn_mp: Callable, name: str, variance: float = 1.0) -> None:
                     f"{mpmath.nstr(x, 6)}")
 
 
+#: Most decimal digits a precision argument (``dps=``, ``precision=``) may ask for: hours of
+#: mpmath work beyond, and no use (an integer like ``10**300`` would never return).
+MAX_DPS = 1000
+
+
+def check_digits(value, name: str = "dps") -> int:
+    """A number of decimal digits: a whole number from 15 to :data:`MAX_DPS` (``ValueError``
+    naming ``name`` and that range otherwise).  The one check of every precision argument
+    (activations, :func:`numerics.solve_mp`, the theory's ``precision=``).
+
+    >>> check_digits(30)
+    30
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
+            or not 15 <= value <= MAX_DPS:
+        raise ValueError(f"{name} is a whole number of decimal digits from 15 to {MAX_DPS}, got {value!r:.60}")
+    return int(value)
+
+
 def _check_dps(dps) -> int:
-    if isinstance(dps, bool) or not isinstance(dps, numbers.Integral) or dps < 15:
-        raise ValueError(f"dps must be an integer >= 15, got {dps!r}")
-    return int(dps)
+    return check_digits(dps, "dps")
 
 
 def _check_order(order, limit: int | None = MAX_ORDER) -> int:

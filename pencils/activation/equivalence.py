@@ -20,7 +20,13 @@ class _EquivalenceConstants:
 
     __slots__ = ()
 
-    def equivalence_constants(self, variance, covariance, *, with_error: bool = False):
+    @property
+    def exact_fresh(self) -> bool:
+        """Whether :meth:`equivalence_constants` with ``delta=`` gives ``mu_f^2`` to a few ulps at
+        any variance (a homogeneous ``rho`` whose kernel has a closed-form gap: relu, abs)."""
+        return self._form is not None and bool(self._form.homogeneous) and self._form.kernel_gap is not None
+
+    def equivalence_constants(self, variance, covariance, *, with_error: bool = False, delta=None):
         """MODEL.md's structured-data constants at pre-activation variance ``v`` and covariance ``c``.
 
         With ``h, h'`` centred Gaussians of variance ``v`` and covariance ``c``:
@@ -29,6 +35,12 @@ class _EquivalenceConstants:
         (structured data: ``v = a_t^2 tau + Delta_t``, ``c = a_t^2 tau``).  Vectorised over
         ``broadcast(variance, covariance)``; returns the five float arrays (and, with
         ``with_error=True``, an estimated absolute error bound of ``mu_s^2`` as a sixth).
+
+        ``delta``: ``v - c`` when the caller knows it exactly (structured data: ``Delta_t``,
+        which ``v = a_t^2 tau + Delta_t`` rounds away when ``tau`` is huge).  Where the kernel
+        has a closed-form gap (relu, abs) ``mu_f^2 = v^k (K(1) - K(1 - delta/v)) - mu1^2 delta``
+        then holds to a few ulps at any ``v``, instead of the difference ``mu_*^2 - mu_s^2`` of
+        numbers of size ``v`` (about ``eps v`` off).
 
         ``v = 1`` gives exactly :attr:`mu0`, :attr:`mu1`, :attr:`mu_star_sq` and
         :meth:`mu_s_sq` ``(c)``.  Otherwise: polynomials exactly (Mehler series, finite);
@@ -46,8 +58,14 @@ class _EquivalenceConstants:
         [0.797884560803, 0.5, 0.363380227632]
         >>> bool(abs(relu.equivalence_constants(1.0, 0.3)[3] - relu.mu_s_sq(0.3)) == 0)
         True
+        >>> v = 2.0**47  # v - 0.5 is exact; mu_f^2 = Delta/4 - O(Delta^1.5 / sqrt(v)) for relu
+        >>> round(relu.equivalence_constants(v, v - 0.5, delta=0.5)[4], 10)
+        0.1249999955
         """
         v, c = np.broadcast_arrays(np.asarray(variance, dtype=float), np.asarray(covariance, dtype=float))
+        gap = None if delta is None else np.broadcast_to(np.asarray(delta, dtype=float), v.shape)
+        if gap is not None and not (np.all(np.isfinite(gap)) and np.all(gap >= 0)):
+            raise ValueError("delta (the fresh variance v - c) must be finite and >= 0")
         if not (np.all(np.isfinite(v)) and np.all(np.isfinite(c))):
             raise ValueError("variance and covariance must be finite (no NaN or inf)")
         if np.any(v <= 0):
@@ -56,6 +74,7 @@ class _EquivalenceConstants:
             raise ValueError("covariance must satisfy |c| <= variance (a correlation in [-1, 1])")
         out = np.empty((6,) + v.shape)
         flat_v, flat_c = v.ravel(), c.ravel()
+        flat_d = np.full(flat_v.shape, -1.0) if gap is None else gap.ravel()  # -1: not given
         rows = out.reshape(6, -1)
         unit = (flat_v == 1.0) & (flat_c >= 0.0) & (flat_c <= 1.0)
         if np.any(unit):  # the isotropic numbers themselves (one vectorised call, as mu_s_sq(c) gives them)
@@ -67,17 +86,19 @@ class _EquivalenceConstants:
                              if self._gl_kernel_applies() else 0.0)
         for value in sorted(set(flat_v[~unit].tolist())):
             self.check_variance(value)
-        for key in sorted(set(zip(flat_v[~unit].tolist(), flat_c[~unit].tolist()))):
-            sel = (flat_v == key[0]) & (flat_c == key[1])
-            rows[:, sel] = np.array(self._constants_at(*key))[:, None]
+        for key in sorted(set(zip(flat_v[~unit].tolist(), flat_c[~unit].tolist(), flat_d[~unit].tolist()))):
+            sel = (flat_v == key[0]) & (flat_c == key[1]) & (flat_d == key[2])
+            rows[:, sel] = np.array(self._constants_at(key[0], key[1], key[2] if key[2] >= 0 else math.nan))[:, None]
         result = tuple(float(q) if q.ndim == 0 else q for q in out)
         return result if with_error else result[:5]
 
-    def _constants_at(self, v: float, c: float) -> tuple:
-        """``(mu0, mu1, mu_*^2, mu_s^2, mu_f^2, error of mu_s^2)`` at one ``(v, c)`` (memoised)."""
-        key = ("constants", v, c)
+    def _constants_at(self, v: float, c: float, delta: float = math.nan) -> tuple:
+        """``(mu0, mu1, mu_*^2, mu_s^2, mu_f^2, error of mu_s^2)`` at one ``(v, c)`` (memoised);
+        ``delta``: the exact ``v - c`` (NaN: unknown)."""
+        key = ("constants", v, c) if math.isnan(delta) else ("constants", v, c, delta)
         if key in self._memo:
             return self._memo[key]
+        fresh = None
         if v == 1.0:
             mu0, mu1, star = self.mu0, self.mu1, self.mu_star_sq
             if 0.0 <= c <= 1.0:
@@ -103,6 +124,9 @@ class _EquivalenceConstants:
                 second = float(self.gaussian_second_moment(0.0, sv))
                 kern = v**k * float(self.kernel(r))
                 err = 1e-16 * second
+                if not math.isnan(delta) and self._form.kernel_gap is not None:
+                    # E rho(h)^2 - E rho(h) rho(h') = v^k (K(1) - K(1 - delta/v)), no cancellation
+                    fresh = v**k * float(self._form.kernel_gap(delta / v)) - mu1**2 * delta
             elif self._form is not None and self._form.moments is not None and abs(r) <= 0.5:
                 # closed-form Gaussian moments: the Mehler series sum_j r^j alpha_j^2 / j!, its tail
                 # after J = 60 terms below |r|^61 (E rho(h)^2 - partial sum) <= 4e-19 E rho(h)^2
@@ -130,7 +154,7 @@ class _EquivalenceConstants:
                     f"{c:.6g} reached only {err:.1e} (absolute, on mu_s^2); rho may have kinks that are "
                     "not known (pass a sympy expression so they can be located)", QuadratureWarning,
                     stacklevel=3)
-        fresh = star - shared
+        fresh = star - shared if fresh is None else fresh
         tiny = 1e-14 * max(self._scale**2, 1e-300)
         shared = 0.0 if -tiny < shared < 0 else shared
         fresh = 0.0 if -tiny < fresh < 0 else fresh

@@ -291,11 +291,16 @@ def _detect_kinks(fn, half_width: float = 30.0) -> tuple[float, ...]:
     kink is located at the crossing of the tangent lines from either side, refined on a
     grid ``2^-9`` times finer; a jump by bisection.  Kinks closer than the grid spacing to
     each other, or on a scale finer than ``h``, can be missed: the error estimate of the
-    quadrature (``robust=True`` in :func:`_gl_pair_with_error`) covers them.
+    quadrature (``robust=True`` in :func:`_gl_pair_with_error`) covers them.  Second
+    differences below ``64 eps |rho|`` (``eps`` of the callable's output type: a float32
+    callable is noisy at ``6e-8``) are rounding, never a kink.
     """
-    def values(x):
+    def raw(x):
         with np.errstate(all="ignore"):
-            return np.asarray(fn(x), dtype=float) * np.ones_like(x)
+            return np.asarray(fn(x))
+
+    def values(x):
+        return np.asarray(raw(x), dtype=float) * np.ones_like(x)
 
     def locate(x0, h):
         xs = x0 + h * np.arange(-8, 9)
@@ -326,15 +331,20 @@ def _detect_kinks(fn, half_width: float = 30.0) -> tuple[float, ...]:
     h = 2.0**-9
     x = np.arange(-half_width, half_width + h / 2, h)
     try:
-        f = values(x)
+        out = raw(x)
+        f = np.asarray(out, dtype=float) * np.ones_like(x)
     except Exception:  # noqa: BLE001 - not vectorised / not evaluable: no kink information
         return ()
     if not np.all(np.isfinite(f)):
         return ()
+    # the callable's own precision (float32: 6e-8): rounding of its values at that level makes
+    # second differences of ~ eps |rho| everywhere, spikes among them are noise, not kinks
+    eps = float(np.finfo(out.dtype).eps) if out.dtype.kind == "f" else float(np.finfo(float).eps)
     d2 = np.abs(f[:-2] - 2 * f[1:-1] + f[2:])
     scale = max(float(np.max(np.abs(f[np.abs(x) < 8]))), 1e-300)
     nb = np.maximum(np.r_[np.zeros(3), d2[:-3]], np.r_[d2[3:], np.zeros(3)])
-    flagged = np.nonzero((d2 > 50 * nb) & (d2 > 1e-9 * scale))[0] + 1
+    local = np.maximum(np.maximum(np.abs(f[:-2]), np.abs(f[1:-1])), np.abs(f[2:]))
+    flagged = np.nonzero((d2 > 50 * nb) & (d2 > 1e-9 * scale) & (d2 > 64 * eps * local))[0] + 1
     points = []
     for idx in flagged:
         if points and abs(x[idx] - points[-1][0]) < 4 * h:

@@ -395,7 +395,9 @@ def _from_callable(func: Callable, dps: int) -> Activation:
     def fn(u):
         return np.asarray(vec(u), dtype=float)
 
-    kinks = _detect_kinks(fn)  # numerically located; the quadrature error estimate covers a miss
+    # numerically located (on the callable's own output type: its precision sets the noise floor);
+    # the quadrature error estimate covers a miss
+    kinks = _detect_kinks(vec)
     act = Activation(name=name, expr=None, symbolic=SymbolicForms(), method="quadrature", parity=None,
                      kinks=kinks, dps=dps, fn=fn, fn_mp=fn_mp, mp_exact=exact, smooth=not kinks, key=None)
     if not kinks:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from validation.simulation.problem import check_reals
+from validation.simulation.problem import check_data, check_reals
 
 #: IDX element types: code -> numpy big-endian dtype.
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -204,7 +204,7 @@ def image_files(folder, split: str = "all") -> list[Path]:
     listing what was found.
     """
     folder = Path(folder)
-    if split not in SPLITS:
+    if not isinstance(split, str) or split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not folder.exists():
         raise MissingDataError(f"data folder not found: {folder}")
@@ -358,7 +358,7 @@ def spectrum(X: np.ndarray) -> np.ndarray:
     Round-off below ``d · eps · λ_max`` in absolute value is set to 0 (constant pixels give
     exact zero eigenvalues); a clearly negative eigenvalue raises.
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = check_data("X", X)
     if X.ndim != 2 or X.shape[0] < 2:
         raise ValueError(f"X must be an (N >= 2, d) array, got shape {X.shape}")
     eig = np.linalg.eigvalsh(X.T @ X / X.shape[0])[::-1]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from validation.simulation.problem import check_reals
+from validation.simulation.problem import check_data, check_reals
 
 #: Default block sizes (samples × training points) of one distance block (8 M floats = 64 MB).
 CHUNK_SAMPLES = 1024
@@ -87,8 +87,7 @@ def two_nearest(samples: np.ndarray, train: np.ndarray, *, chunk_samples: int = 
 
     Returns ``idx`` (``k x 2``), ``d1``, ``d2`` (length ``k``); ``d1 <= d2``.
     """
-    S = np.asarray(samples, dtype=np.float64)
-    T = np.asarray(train, dtype=np.float64)
+    S, T = check_data("samples", samples), check_data("train", train)
     if S.ndim != 2 or T.ndim != 2:
         raise ValueError(f"samples and train must be 2-d arrays, got shapes {S.shape}, {T.shape}")
     if S.shape[1] != T.shape[1]:
@@ -97,9 +96,6 @@ def two_nearest(samples: np.ndarray, train: np.ndarray, *, chunk_samples: int = 
         raise ValueError(f"need at least 2 training points, got {T.shape[0]}")
     if S.shape[0] < 1:
         raise ValueError("no samples")
-    for name, A in (("samples", S), ("train", T)):
-        if not np.all(np.isfinite(A)):
-            raise ValueError(f"{name} contain non-finite values")
     if chunk_samples < 1 or chunk_train < 2:
         raise ValueError("chunk_samples must be >= 1 and chunk_train >= 2")
     k = S.shape[0]

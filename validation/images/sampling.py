@@ -42,9 +42,14 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from validation.simulation.problem import check_reals, parse_m
+from validation.simulation.problem import check_data, check_reals, parse_m
+from validation.simulation.training import check_memory
 
 Score = Callable[[np.ndarray, float], np.ndarray]
+#: Arrays of ``n_samples x d`` floats a sampler holds at once (samples, drift or slopes, noise, score values).
+SAMPLER_ARRAYS = 6
+#: Largest diffusion time of :func:`tweedie`: ``1 / a_t = e^t`` must stay a double.
+TWEEDIE_T_MAX = 700.0
 
 
 def a_delta(t: float) -> tuple[float, float]:
@@ -149,18 +154,22 @@ def _setup(score, n_samples, d, T, t_min, steps, grid, rng, covariance, y0, batc
     known = _score_dimension(score)
     if known is not None and known != d:
         raise ValueError(f"d = {d} but the score was trained in dimension {known}")
-    times = time_grid(T, t_min, steps, grid)
+    steps = check_reals(T=T, t_min=t_min, steps=steps, integers=("steps",))["steps"]
     batch = _check_batch(batch)
     if rng_needed or y0 is None:
         rng = _check_rng(rng)
     if y0 is not None:
-        Y = np.array(y0, dtype=np.float64)
+        Y = np.array(check_data("y0", y0))
         if Y.ndim != 2 or Y.shape[1] != d or Y.shape[0] < 1:
             raise ValueError(f"y0 must be (k >= 1, {d}), got shape {Y.shape}")
-        if not np.all(np.isfinite(Y)):
-            raise ValueError("y0 contains NaN or inf")
+        n_samples = Y.shape[0]
     else:
         n_samples = check_reals(n_samples=n_samples, integers=("n_samples",))["n_samples"]
+    # the time grid, and the samples, drift, noise and score values (a few k x d arrays)
+    check_memory(8 * (int(steps) + 1 + SAMPLER_ARRAYS * n_samples * d), None, "the sampler",
+                 f"for n_samples={n_samples} d={d} steps={int(steps)}", "lower n_samples, d or steps")
+    times = time_grid(T, t_min, steps, grid)
+    if y0 is None:
         Y = initial_samples(n_samples, d, T, rng, covariance)
     return SamplerSetup(grid=times, Y0=Y, batch=batch)
 
@@ -219,18 +228,17 @@ def sample_ode(score: Score, *, n_samples: int, d: int, rng: np.random.Generator
 def tweedie(score: Score, Y: np.ndarray, t: float, batch: int | None = 4096) -> np.ndarray:
     """Posterior mean ``E[x_0 | y_t = y] = (y + Delta_t s(y, t)) / a_t`` (Tweedie's formula).
 
-    ``Y`` is ``(k, d)`` and finite, ``t`` a finite real ``> 0`` (the formula has no meaning at
-    ``t <= 0``: ``a_t > 1``, ``Delta_t < 0``), ``batch`` ``None`` or an integer ``>= 1``
+    ``Y`` is ``(k, d)`` and finite, ``t`` a real in ``(0, 700]`` (the formula has no meaning at
+    ``t <= 0``: ``a_t > 1``, ``Delta_t < 0``; beyond 700, ``1/a_t = e^t`` overflows a double, and
+    the posterior mean is the data mean to double precision), ``batch`` ``None`` or an integer ``>= 1``
     (``ValueError`` naming the argument otherwise).
     """
-    t = check_reals(t=t)["t"]
+    t = check_reals(t=t, at_most={"t": TWEEDIE_T_MAX})["t"]
     batch = _check_batch(batch)
-    Y = np.asarray(Y, dtype=np.float64)
+    Y = check_data("Y", Y)
     known = _score_dimension(score)
     if Y.ndim != 2 or Y.shape[0] < 1 or (known is not None and Y.shape[1] != known):
         raise ValueError(f"Y must be (k >= 1, {known or 'd'}), got shape {Y.shape}")
-    if not np.all(np.isfinite(Y)):
-        raise ValueError("Y contains NaN or inf")
     a, delta = a_delta(t)
     return (Y + delta * _evaluate(score, Y, t, batch)) / a
 

@@ -9,7 +9,7 @@ error bars (reduced chi^2 > 1) the covariance is inflated by the reduced chi^2
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +85,9 @@ def extrapolate(results_by_d: Mapping[int, object] | Sequence[object]) -> Extrap
                 raise ValueError(f"the result under key d={int(k)} was simulated at d={own}")
             items.append((int(k), v))
     else:
+        if isinstance(results_by_d, (str, bytes)) or not isinstance(results_by_d, Iterable):
+            raise TypeError("results_by_d must be a mapping {d: result} or a sequence of results of "
+                            f"validation.simulate, got {type(results_by_d).__name__}")
         items = []
         for r in results_by_d:
             own = _own_d(r)

@@ -5,6 +5,7 @@
 * :class:`Coefficients`: the Gaussian-equivalence numbers at diffusion time ``t``;
 * :func:`instance_streams`: the random streams ``(W, X, Z, xi, xi')`` of one instance;
 * :func:`m_label`: ``m`` as text in tables, file names and figures;
+* :func:`check_data`: data arrays (samples, images) of real numbers of any sign;
 * :func:`check_reals`: the library-side numeric checks (:func:`derivations.model.check_real_array`),
   reals and integers; :func:`parse_m` (:func:`derivations.model.parse_m`, also refusing integers
   too large for a float with a ``ValueError``).
@@ -63,7 +64,7 @@ class Coefficients:
             raise ValueError(f"tau = tr Sigma / d must be finite and > 0, got {tau!r}")
         a_sq = math.exp(-2.0 * t)
         v = a_sq * tau - math.expm1(-2.0 * t)
-        mu0, mu1, star, shared, fresh = act.equivalence_constants(v, a_sq * tau)
+        mu0, mu1, star, shared, fresh = act.equivalence_constants(v, a_sq * tau, delta=-math.expm1(-2.0 * t))
         return cls(float(mu0), float(mu1), float(star), float(shared), float(fresh))
 
 
@@ -234,13 +235,31 @@ def parse_m(m) -> float:
                          "(too large for a float)") from None
 
 
-def check_reals(allow_zero: tuple[str, ...] = (), integers: tuple[str, ...] = (), **values) -> dict:
+def check_data(name: str, x) -> np.ndarray:
+    """Data (samples, images, points: real numbers of any sign, finite) as a float array.
+
+    The element types are those of :func:`derivations.model.check_real_array` (``TypeError``
+    naming ``name`` for strings, booleans, complex numbers, ``None``, ragged lists); NaN or
+    inf is a ``ValueError`` naming it.  Shapes are the caller's to check.
+
+    >>> check_data("Y", [[0.5, -1.0]])
+    array([[ 0.5, -1. ]])
+    """
+    check_real_array(name, x, allow_negative=True, allow_inf=True)
+    arr = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains inf, a non-finite value")
+    return arr
+
+
+def check_reals(allow_zero: tuple[str, ...] = (), integers: tuple[str, ...] = (), at_most: dict | None = None,
+                **values) -> dict:
     """Check each of ``values`` and return them converted (``float``, or ``int`` for the names in
     ``integers``); ``ValueError`` naming the argument and the accepted range otherwise.
 
     Accepted: a real number (Python or numpy scalar, 0-d array), finite and ``> 0`` (``>= 0`` for
     the names in ``allow_zero``; :func:`derivations.model.check_real_array`), a whole number for
-    the names in ``integers``.  Refused, because each is a caller's mistake that would otherwise
+    the names in ``integers``, at most ``at_most[name]`` for the names it holds.  Refused, because each is a caller's mistake that would otherwise
     pass silently or fail later without naming the argument: strings (also numeric ones, like
     the theory's checks), booleans, complex numbers, integers too large for a float.
 
@@ -250,6 +269,10 @@ def check_reals(allow_zero: tuple[str, ...] = (), integers: tuple[str, ...] = ()
     Traceback (most recent call last):
     ...
     ValueError: d must be an integer >= 1, got 2.5
+    >>> check_reals(t=800.0, at_most={"t": 700.0})
+    Traceback (most recent call last):
+    ...
+    ValueError: t must be a real number in (0, 700], got 800.0
     """
     out = {}
     for name, value in values.items():
@@ -266,6 +289,8 @@ def check_reals(allow_zero: tuple[str, ...] = (), integers: tuple[str, ...] = ()
         except (TypeError, ValueError):
             raise ValueError(f"{name} must be {kind} {bound}, got {value!r}") from None
         check_real_array(name, np.asarray(x), allow_zero=zero_ok)
+        if at_most and name in at_most and x > at_most[name]:
+            raise ValueError(f"{name} must be {kind} in {'[' if zero_ok else '('}0, {at_most[name]:g}], got {value!r}")
         if name in integers:
             if x != math.floor(x):
                 raise ValueError(f"{name} must be {kind} {bound}, got {value!r}")

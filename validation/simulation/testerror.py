@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from . import moments as _moments
-from .problem import Coefficients, Covariance, Problem, instance_streams
+from .problem import Coefficients, Covariance, Problem, check_reals, instance_streams
 from .training import (FittedScore, _check_memory, _check_surrogate, _check_train_time, _quadratic_error,
                        _train, memory_estimate)
 
@@ -30,6 +30,7 @@ def fit_score(act, problem: Problem, seed: int, *, surrogate: bool = False, cova
     pr = problem
     if not isinstance(pr, Problem):
         raise ValueError(f"problem must be a Problem (validation.make_problem), got {type(pr).__name__}")
+    seed = check_reals(seed=seed, allow_zero=("seed",), integers=("seed",))["seed"]
     T = _check_train_time(train_time)
     _check_memory(memory_estimate(pr, covariance), max_memory, pr)
     cov = Covariance.of(covariance, pr.d)

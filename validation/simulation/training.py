@@ -18,7 +18,14 @@ import numpy as np
 import scipy.linalg
 
 from . import moments as _moments
-from .problem import Coefficients, Problem, check_reals, instance_streams, parse_m
+from .problem import (
+    Coefficients,
+    Problem,
+    check_data,
+    check_reals,
+    instance_streams,
+    parse_m,
+)
 
 #: Rows of the feature matrix materialised at once when streaming (times ``p`` floats).
 CHUNK_ROWS = 4096
@@ -76,7 +83,11 @@ def available_memory() -> int | None:
         return None
 
 
-def _check_memory(estimate: int, max_memory, pr: Problem) -> None:
+def check_memory(estimate: int, max_memory, who: str, what: str, advice: str) -> None:
+    """``ValueError`` before any large allocation when ``estimate`` bytes exceed ``max_memory``
+    (default: the available memory).  ``who`` needs them ``what`` for (``"simulate"``, ``"for
+    d=... n=..."``), ``advice`` says which arguments to lower; the message names all three.  ``estimate`` may be any
+    integer (``d = 1e300`` gives one far beyond a double)."""
     if max_memory is None:
         limit = available_memory()
         source = "available memory"
@@ -91,10 +102,14 @@ def _check_memory(estimate: int, max_memory, pr: Problem) -> None:
             raise ValueError(f"max_memory must be > 0 bytes, got {max_memory!r}")
         source = "max_memory"
     if estimate > limit:
-        raise ValueError(
-            f"simulate needs about {estimate / 2**30:.3g} GiB for d={pr.d} n={pr.n} p={pr.p} m={pr.m} "
-            f"but the {source} is {limit / 2**30:.3g} GiB; lower d, psi_n, psi_p or m, or pass "
-            "max_memory=<bytes> to override")
+        size = f"{estimate / 2**30:.3g}" if estimate < 2**1000 else "more than 1e290"
+        raise ValueError(f"{who} needs about {size} GiB {what} but the {source} is {limit / 2**30:.3g} GiB; "
+                         f"{advice}, or pass max_memory=<bytes> to override")
+
+
+def _check_memory(estimate: int, max_memory, pr: Problem) -> None:
+    check_memory(estimate, max_memory, "simulate", f"for d={pr.d} n={pr.n} p={pr.p} m={pr.m}",
+                 "lower d, psi_n, psi_p or m")
 
 
 def _progress_bar(progress, total: int, desc: str):
@@ -333,11 +348,9 @@ def fit_on_data(act, X, *, p, t, lam, m, seed, surrogate=False, train_time=None,
 
     act = pencils.activation(act)
     surrogate = _check_surrogate(surrogate)
-    X = np.asarray(X, dtype=float)
+    X = check_data("X", X)
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X must be a non-empty (n, d) array, got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X contains NaN or inf")
     n, d = X.shape
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
