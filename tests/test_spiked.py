@@ -205,3 +205,20 @@ def test_conditional_surrogate_tracks_the_true_features():
     gap_plain = np.mean(plain.test_values - true.test_values) / true.test
     gap_cond = np.mean(cond.test_values - true.test_values) / true.test
     assert gap_plain > 0.02 and abs(gap_cond) < 0.4 * gap_plain
+
+
+def test_one_atom_block_pencil_is_the_structured_theory():
+    """The Q = 1 conditional block pencil (derivations.spiked; its single atom is s = 0), derived
+    by the engine with numeric coefficients and solved raw, is the structured-data theory of the
+    (flat) bulk.  (The symbolic Q = 1 system, ``block_system(1)``, agrees to 1e-13 as well; it
+    takes about a minute to derive, docs/spiked.md.)"""
+    from derivations.spiked import conditional_errors
+
+    act = pencils.activation("relu")
+    ref = pencils.build(act, covariance=(np.array([0.8]), np.array([1.0])))
+    for t in (0.1, 0.5):
+        got = conditional_errors(act, 0.2, 0.8, 1, psi_n=1.5, psi_p=2.0, t=t, lam=1e-2)
+        e = ref.errors(psi_n=1.5, psi_p=2.0, t=t, lam=1e-2, m=1)
+        assert got["converged"]
+        assert got["test"] == pytest.approx(float(e.test), rel=1e-11)
+        assert got["train"] == pytest.approx(float(e.train), rel=1e-11)
