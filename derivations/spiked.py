@@ -27,14 +27,15 @@ same atoms gives ``U_aa' = G_aa' W_a S_t W_a'^T + delta_aa' M_a``, ``G_aa' = sum
 ``Delta E_nu_b[1/(a^2 s + Delta)]`` is that of the bulk (the spike's share of ``tr S_t^{-1}/d``
 is ``O(1/d)``).
 
-``Q = 1`` (coefficients at ``s = 0``) is the structured-data model of the bulk, which
-``tests/test_spiked.py`` checks to ``1e-12``.  The pencil grows like ``Q^2``: the sympy
-derivation takes 6 s at ``Q = 1`` (47 pencil blocks) and 140 s at ``Q = 2`` (166 blocks), and
-:func:`pencils.reduce.reduce_systems` refuses ``Q >= 2`` (a diagonal core of 16 blocks, above
-its symbolic limit).  :func:`conditional_errors` therefore derives one parameter point with
-numeric coefficients and solves the raw system (:mod:`numerics.fixedpoint`): a check of the
-route at ``Q = 2``, not a curve.  ``docs/spiked.md`` describes the engine extension (separable
-profiles on the ``n``- and ``p``-spaces) that would make ``Q`` free.
+``Q = 1`` (coefficients at ``s = 0``) is the structured-data model of the bulk (checked to
+``1e-13``).  The pencil grows like ``Q^2`` (train: 35, 118, 249, 428 blocks at ``Q = 1..4``), and
+:func:`pencils.reduce.reduce_systems` refuses ``Q >= 2`` (a diagonal core of 16 blocks, above its
+symbolic limit).  :func:`conditional_errors` therefore derives one parameter point with numeric
+coefficients and solves the raw system (:mod:`numerics.fixedpoint`): about 10 s at ``Q = 2``,
+100 s at ``Q = 3``, several minutes at ``Q = 4`` -- a check of the route, not a curve.  At the
+S1 point of ``docs/spiked.md`` it converges to the Monte Carlo's ``d -> inf`` limit (``Q = 4``:
+test error within 0.2 %, train error within 1 %).  ``docs/spiked.md`` describes the engine
+extension (separable profiles on the ``n``- and ``p``-spaces) that would make ``Q`` free.
 """
 from __future__ import annotations
 
