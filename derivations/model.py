@@ -18,7 +18,8 @@ import numpy as np
 from pencils.activation.common import MAX_DPS, check_digits
 
 __all__ = ["QUANTITIES", "m_kind", "parse_m", "Coefficients", "spectral_measure", "check_real_array",
-           "check_precision", "MAX_PRECISION", "parse_m_array", "real_array", "complex_array"]
+           "check_precision", "MAX_PRECISION", "parse_m_array", "real_array", "complex_array", "ROUNDOFF_RTOL",
+           "clip_roundoff"]
 
 #: The errors every DSM system computes (one shared reduced system per kind of ``m``).
 QUANTITIES = ("test", "train")
@@ -88,15 +89,62 @@ def parse_m_array(m) -> np.ndarray:
 MAX_PRECISION = MAX_DPS
 
 
+#: Relative tolerance of :func:`clip_roundoff`: an eigenvalue ``|lambda| <= ROUNDOFF_RTOL *
+#: lambda_max`` of a covariance is read as round-off and set to 0.
+ROUNDOFF_RTOL = 1e-10
+
+
+def clip_roundoff(eigenvalues, name: str = "covariance") -> np.ndarray:
+    """The eigenvalues of a covariance with their round-off set to 0; ``ValueError`` naming
+    ``name`` for a non-finite, all-zero or genuinely negative spectrum.
+
+    A spectrum computed in double precision (``numpy.linalg.eigvalsh`` of ``X^T X / N``) has
+    exact-zero directions (constant pixels, rank below ``d``) at ``+-`` a few ``eps lambda_max``:
+    LAPACK's backward error is ``O(d eps ||Sigma||)``, so MNIST's ``784`` eigenvalues reach
+    ``-4e-15`` beside ``lambda_max = 79``.  Every ``|lambda| <= rtol lambda_max``, with
+    ``rtol =`` :data:`ROUNDOFF_RTOL` ``= 1e-10``, is therefore 0: far above that round-off for
+    any ``d`` up to ``1e5`` (``d eps ~ 2e-11``), and far below anything that moves the curves
+    (such an eigenvalue changes ``tau`` and every spectral mean by ``<= 1e-10`` relative).  A
+    more negative eigenvalue is not round-off of a double-precision computation (a spectrum
+    computed in single precision is: recompute it in double) and is refused.
+
+    >>> clip_roundoff([2.0, 1.0, -6e-15, 3e-16]).tolist()
+    [2.0, 1.0, 0.0, 0.0]
+    """
+    s = np.array(eigenvalues, dtype=float)
+    if not np.all(np.isfinite(s)):
+        raise ValueError(f"{name} eigenvalues must be finite (no NaN or inf)")
+    if s.size == 0:
+        raise ValueError(f"the {name} spectrum is empty")
+    top = float(s.max())
+    if top <= 0.0:
+        if top < 0.0:
+            raise ValueError(f"{name} eigenvalues must be >= 0 (a covariance is positive semi-definite): "
+                             f"all are negative, the largest is {top!r}")
+        raise ValueError(f"the {name} spectrum is all zero (no data)")
+    tol = ROUNDOFF_RTOL * top
+    low = float(s.min())
+    if low < -tol:
+        raise ValueError(f"{name} eigenvalues must be >= 0 (a covariance is positive semi-definite): "
+                         f"got {low!r}, beyond the round-off tolerance {ROUNDOFF_RTOL:g} x lambda_max = {tol:.3g} "
+                         "(derivations.model.clip_roundoff)")
+    s[np.abs(s) <= tol] = 0.0
+    return s
+
+
 def spectral_measure(covariance) -> tuple[np.ndarray, np.ndarray] | None:
     """``(eigenvalues, weights)`` of the data covariance's spectral measure ``nu``.
 
     ``covariance``: ``None`` (isotropic data), a 1-D array of eigenvalues (equal weights;
     zeros allowed), a pair ``(eigenvalues, weights)`` with non-negative weights summing to
-    1, or a symmetric positive semi-definite matrix.  Equal atoms are merged.
+    1, or a symmetric positive semi-definite matrix.  Equal atoms are merged.  Eigenvalues
+    within round-off of 0 (``|lambda| <= 1e-10 lambda_max``, :func:`clip_roundoff`; e.g. the
+    ``-4e-15`` of an ``eigvalsh`` spectrum) are 0; a more negative one is a ``ValueError``.
 
     >>> spectral_measure(([1.0, 2.0, 1.0], [0.25, 0.5, 0.25]))
     (array([1., 2.]), array([0.5, 0.5]))
+    >>> spectral_measure([2.0, 1.0, -4e-15])
+    (array([0., 1., 2.]), array([0.33333333, 0.33333333, 0.33333333]))
     """
     if covariance is None:
         return None
@@ -114,8 +162,9 @@ def spectral_measure(covariance) -> tuple[np.ndarray, np.ndarray] | None:
         if c.ndim == 2:
             if c.shape[0] != c.shape[1] or not np.allclose(c, c.T, rtol=1e-10, atol=1e-12):
                 raise ValueError("a covariance matrix must be square and symmetric")
+            if not np.all(np.isfinite(c)):
+                raise ValueError("covariance eigenvalues must be finite (no NaN or inf)")
             s = np.linalg.eigvalsh(c)
-            s = np.where(np.abs(s) <= 1e-12 * max(1.0, np.abs(s).max()), 0.0, s)
         elif c.ndim == 1:
             s = c
         else:
@@ -123,8 +172,7 @@ def spectral_measure(covariance) -> tuple[np.ndarray, np.ndarray] | None:
         w = np.full(s.shape, 1.0 / max(len(s), 1))
     if s.size == 0:
         raise ValueError("the covariance spectrum is empty")
-    if not np.all(np.isfinite(s)) or np.any(s < 0):
-        raise ValueError("covariance eigenvalues must be finite and >= 0")
+    s = clip_roundoff(s)
     if not np.any((s > 0) & (w > 0)):
         raise ValueError("the covariance spectrum is all zero (no data)")
     atoms, inverse = np.unique(s, return_inverse=True)

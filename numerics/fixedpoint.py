@@ -303,16 +303,19 @@ class Solver:
         rep = list(range(self.Q))
         seen: dict = {}
         out = []
+        # the positions of each P_q's non-zero entries, so that a component only extracts the P_q
+        # that touch its blocks (testing every entry of every P_q was quadratic in the pencil)
+        support = [[k for k, v in Pq.todok().items() if v != 0] for Pq in sys_.P]
         for comp, lin in zip(sys_.components, sys_.linear):
             info = self._info(comp)
             S = [int(s) for s in info["S"]]
+            inside = set(S)
             own = {q: sympy.Symbol(f"u_{k}") for k, q in enumerate(comp)}
             sub = {t: own.get(q, sympy.Symbol(f"v_{rep[q]}")) for q, t in enumerate(sys_.taus)}
             M = sympy.Matrix(sys_.L0).extract(S, S)
             for q, Pq in enumerate(sys_.P):
-                Pqs = Pq.extract(S, S)
-                if any(e != 0 for e in Pqs):
-                    M -= sub[sys_.taus[q]] * Pqs
+                if any(i in inside and j in inside for i, j in support[q]):
+                    M -= sub[sys_.taus[q]] * Pq.extract(S, S)
             Ws = tuple(sys_.W[q].extract(S, S) for q in comp)
             key = (bool(lin), len(S), sympy.ImmutableMatrix(M), Ws)
             try:

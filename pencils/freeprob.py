@@ -158,18 +158,15 @@ class FixedPointSystem:
 
 
 def _closure(n: int, edges: set) -> list[list[bool]]:
-    R = [[i == j for j in range(n)] for i in range(n)]
+    """Reflexive-transitive closure of the block graph (Warshall, one numpy row update per ``k``)."""
+    import numpy as np
+
+    R = np.eye(n, dtype=bool)
     for (i, j) in edges:
-        R[i][j] = True
-    for k in range(n):  # Warshall
-        Rk = R[k]
-        for i in range(n):
-            if R[i][k]:
-                Ri = R[i]
-                for j in range(n):
-                    if Rk[j]:
-                        Ri[j] = True
-    return R
+        R[i, j] = True
+    for k in range(n):
+        R |= np.outer(R[:, k], R[k, :])
+    return R.tolist()
 
 
 def _tarjan(n: int, deps: dict[int, set]) -> list[list[int]]:
@@ -259,20 +256,29 @@ def _primitive(form: dict) -> tuple:
     return content, {k: _simp(c.xreplace(back)) for k, c in zip(keys, prim)}
 
 
+def _nonzero(A) -> dict:
+    """``{(i, j): entry}`` of the non-zero entries of a sympy matrix."""
+    return {k: v for k, v in A.todok().items() if v != 0}
+
+
+def _sparse_matrix(n: int, entries: dict) -> sympy.ImmutableMatrix:
+    """The ``n x n`` immutable matrix with the given entries (zeros elsewhere), built by setting
+    the few entries of a zero matrix: ``ImmutableMatrix(n, n, f)`` sympifies all ``n^2`` (for a
+    pencil of a few hundred blocks that was most of the derivation's time)."""
+    M = sympy.zeros(n, n)
+    for (i, j), v in entries.items():
+        M[i, j] = v
+    return M.as_immutable()
+
+
 def _equations_uncached(pencil: Pencil) -> FixedPointSystem:
     n = pencil.size
     spaces = pencil.spaces
     # structural support of L^{-1}: transitive closure of the block graph
-    edges = set()
-    for i in range(n):
-        for j in range(n):
-            if pencil.L0[i, j] != 0:
-                edges.add((i, j))
+    # (the non-zero entries by .todok(): entry-by-entry access to a sympy matrix costs O(n^2) calls)
+    edges = set(_nonzero(pencil.L0))
     for _, E, F in pencil.gaussians.values():
-        for i in range(n):
-            for j in range(n):
-                if E[i, j] != 0 or F[i, j] != 0:
-                    edges.add((i, j))
+        edges |= set(_nonzero(E)) | set(_nonzero(F))
     reachL = _closure(n, edges)
     allowed = {(i, j) for i in range(n) for j in range(n) if spaces[i] == spaces[j] and reachL[i][j]}
 
@@ -282,8 +288,8 @@ def _equations_uncached(pencil: Pencil) -> FixedPointSystem:
         v = atom.args[1]
         a_r, a_c = atom.rows.ratio, atom.cols.ratio
         for (A, B, alpha) in ((E, F, a_c), (F, E, a_r)):
-            Anz = [(i, j, A[i, j]) for i in range(n) for j in range(n) if A[i, j] != 0]
-            Bnz = [(m, l, B[m, l]) for m in range(n) for l in range(n) if B[m, l] != 0]
+            Anz = [(i, j, a) for (i, j), a in sorted(_nonzero(A).items())]
+            Bnz = [(m, l, b) for (m, l), b in sorted(_nonzero(B).items())]
             for i, j, a in Anz:
                 for m, l, b in Bnz:
                     if (j, m) not in allowed:
@@ -308,20 +314,30 @@ def _equations_uncached(pencil: Pencil) -> FixedPointSystem:
         Pent.setdefault(keys[norm], {})[(i, l)] = lead
     Q = len(taus_def)
     taus = tuple(sympy.Symbol(f"tau_{q}") for q in range(Q))
-    P = tuple(sympy.ImmutableMatrix(n, n, lambda i, j, q=q: Pent[q].get((i, j), 0)) for q in range(Q))
-    W = tuple(sympy.ImmutableMatrix(n, n, lambda i, j, q=q: taus_def[q].get((i, j), 0)) for q in range(Q))
+    P = tuple(_sparse_matrix(n, Pent[q]) for q in range(Q))
+    W = tuple(_sparse_matrix(n, taus_def[q]) for q in range(Q))
 
     # structural support of G = (L0 - eta)^{-1}
-    medges = {(i, j) for i in range(n) for j in range(n) if pencil.L0[i, j] != 0}
+    medges = set(_nonzero(pencil.L0))
     for q in range(Q):
         medges |= set(Pent[q])
     R = _closure(n, medges)
+    # q depends on p when some (j, m) of its form reaches some entry (a, b) of P_p: j -> a, b -> m
+    # (all entries of all P_p tested at once per (j, m): the loops were cubic in the pencil)
+    import numpy as np
+
+    Rn = np.array(R, dtype=bool)
+    entries = [(p, a, b) for p in range(Q) for (a, b) in Pent[p]]
+    owner = np.array([e[0] for e in entries], dtype=int)
+    rows = np.array([e[1] for e in entries], dtype=int)
+    cols = np.array([e[2] for e in entries], dtype=int)
     deps: dict[int, set] = {}
     for q in range(Q):
+        hit = np.zeros(len(entries), dtype=bool)
         for (j, m) in taus_def[q]:
-            for p in range(Q):
-                if any(R[j][a] and R[b][m] for (a, b) in Pent[p]):
-                    deps.setdefault(q, set()).add(p)
+            hit |= Rn[j, rows] & Rn[cols, m]
+        if hit.any():
+            deps[q] = {int(p) for p in np.unique(owner[hit])}
     comps = _tarjan(Q, deps)
 
     def affine(comp: list[int]) -> bool:

@@ -109,21 +109,26 @@ class Layout:
         return len(self.L0) + len(self.P) + len(self.W) + len(self.R) + int(self.has_constant)
 
 
+def _entries(M) -> tuple:
+    """Positions ``(i, j)`` of the non-zero entries of a sympy matrix, row by row (from its
+    non-zero entries: reading all ``n^2`` one by one dominated large pencils)."""
+    return tuple(sorted(k for k, v in M.todok().items() if v != 0))
+
+
 def layout(system: FixedPointSystem) -> tuple[Layout, list]:
     """The non-zero entries of ``L0``, every ``P_q``, every ``W_q`` and the read-out (with
     its constant), in this order: their positions and their expressions."""
-    n = system.size
     exprs: list = []
-    L0 = tuple((i, j) for i in range(n) for j in range(n) if system.L0[i, j] != 0)
+    L0 = _entries(system.L0)
     exprs += [system.L0[i, j] for i, j in L0]
-    P = tuple((q, i, j) for q, Pq in enumerate(system.P) for i in range(n) for j in range(n) if Pq[i, j] != 0)
+    P = tuple((q, i, j) for q, Pq in enumerate(system.P) for i, j in _entries(Pq))
     exprs += [system.P[q][i, j] for q, i, j in P]
-    W = tuple((q, i, j) for q, Wq in enumerate(system.W) for i in range(n) for j in range(n) if Wq[i, j] != 0)
+    W = tuple((q, i, j) for q, Wq in enumerate(system.W) for i, j in _entries(Wq))
     exprs += [system.W[q][i, j] for q, i, j in W]
     R: tuple = ()
     has_c = system.readout is not None
     if has_c:
-        R = tuple((i, j) for i in range(n) for j in range(n) if system.readout[i, j] != 0)
+        R = _entries(system.readout)
         exprs += [system.readout[i, j] for i, j in R]
         exprs.append(system.constant)
     return Layout(L0, P, W, R, has_c), exprs
@@ -142,8 +147,8 @@ def generate_source(system: FixedPointSystem, backend: str = "numpy") -> str:
     """Python source of ``coefficients(*params)`` (the entries of :func:`layout`, parameters
     positional in ``system.params`` order) for ``backend``, cached on disk."""
     printer(backend)  # an unknown backend fails before the cache is asked
-    return cached(f"codegen-{backend}", describe((system.L0, system.P, system.W, system.readout,
-                                                  system.constant, system.params)),
+    lay, exprs = layout(system)  # the key from the non-zero entries (srepr of n x n matrices is slow)
+    return cached(f"codegen-{backend}", describe((repr(lay), tuple(exprs), system.params)),
                   lambda: _coefficients(system, backend))
 
 

@@ -50,7 +50,8 @@ Modules:
 * :mod:`~validation.simulation.extrapolate` -- ``d -> inf`` fits; :mod:`~validation.simulation.sweep`
   -- sweeps, serially or on Dask; :mod:`~validation.simulation.reference` -- a straightforward
   reference instance; :mod:`~validation.simulation.spectra` -- the spectra of the structured
-  validation table.
+  validation table; :mod:`~validation.simulation.spiked` -- the spiked-covariance family and its
+  conditional Gaussian-equivalent surrogate (issue 17).
 
 The names below are imported on first access (``import validation.simulation`` loads no scipy).
 """
@@ -64,6 +65,7 @@ _LAZY = {
     "fit_score": "testerror",
     **dict.fromkeys(["SimulationResult", "simulate"], "driver"),
     **dict.fromkeys(["Extrapolation", "LinearFit", "extrapolate", "fit_inverse_d"], "extrapolate"),
+    **dict.fromkeys(["simulate_spiked", "spiked_eigenvalues", "ConditionalCoefficients"], "spiked"),
 }
 
 __all__ = sorted(_LAZY)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from derivations.model import Coefficients as TheoryCoefficients
-from derivations.model import check_real_array
+from derivations.model import check_real_array, clip_roundoff
 from derivations.model import parse_m as _parse_m
 
 
@@ -147,12 +147,7 @@ class Covariance:
         if arr.ndim == 1:
             if arr.size != d:
                 raise ValueError(f"covariance has {arr.size} eigenvalues, expected d = {d}")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError("covariance eigenvalues must be finite (no NaN or inf)")
-            if np.any(arr < 0):
-                raise ValueError(f"covariance eigenvalues must be >= 0, got {float(arr.min())!r}")
-            if not np.any(arr > 0):
-                raise ValueError("covariance spectrum is all zero (the data would be constant)")
+            arr = clip_roundoff(arr)  # round-off (|lambda| <= 1e-10 lambda_max) to 0, negatives refused
             arr.setflags(write=False)
             return cls(eigenvalues=arr)
         if arr.ndim == 2:
@@ -168,9 +163,10 @@ class Covariance:
                 raise ValueError(f"covariance matrix is not symmetric (max |Sigma - Sigma^T| = {asym:.3g})")
             arr = 0.5 * (arr + arr.T)
             w, Q = np.linalg.eigh(arr)
-            if w.min() < -1e-10 * scale * d:
-                raise ValueError(f"covariance matrix is not positive semi-definite (eigenvalue {w.min():.3g})")
-            w = np.maximum(w, 0.0)
+            try:
+                w = clip_roundoff(w)
+            except ValueError as err:
+                raise ValueError(f"covariance matrix is not positive semi-definite: {err}") from None
             root = (Q * np.sqrt(w)) @ Q.T
             for a in (w, root, arr):
                 a.setflags(write=False)

@@ -368,8 +368,12 @@ def fit_on_data(act, X, *, p, t, lam, m, seed, surrogate=False, train_time=None,
 
 
 def _train(act, pr: Problem, X: np.ndarray, rngs, surrogate: bool, coef, T: float | None,
-           progress=None) -> FittedScore:
-    """Draw ``W`` (and the noise) from ``rngs`` and train ``B`` on ``X``; no test error."""
+           progress=None, model=None) -> FittedScore:
+    """Draw ``W`` (and the noise) from ``rngs`` and train ``B`` on ``X``; no test error.
+
+    ``model`` (with ``surrogate``): another surrogate's features, an object with
+    ``features(H, X_rows, W, Xi_rows, fresh, m)`` and ``moments_inf(W, X, Xi, delta)``
+    (the conditional surrogate of :mod:`validation.simulation.spiked`)."""
     rng_w, _, rng_z, rng_xi, rng_xi2 = rngs
     W = rng_w.standard_normal((pr.p, pr.d))
     C = W @ W.T / pr.d
@@ -377,7 +381,9 @@ def _train(act, pr: Problem, X: np.ndarray, rngs, surrogate: bool, coef, T: floa
     order, bound = 0, 0.0
 
     if math.isinf(pr.m):
-        if surrogate:
+        if model is not None:
+            train = model.moments_inf(W, X, Xi, pr.delta)
+        elif surrogate:
             train = _moments.surrogate_train_moments_inf(coef, W, X, Xi, pr.a, pr.delta, C)
         else:
             train = _moments.true_train_moments_inf(act, W, X, pr.a, pr.delta, C)
@@ -399,7 +405,9 @@ def _train(act, pr: Problem, X: np.ndarray, rngs, surrogate: bool, coef, T: floa
                 Z = rng_z.standard_normal(((stop - start) * m, pr.d))
                 Y = pr.a * np.repeat(X[start:stop], m, axis=0) + math.sqrt(pr.delta) * Z
                 H = Y @ W.T / math.sqrt(pr.d)
-                if surrogate:
+                if model is not None:
+                    Phi = model.features(H, X[start:stop], W, Xi[start:stop], rng_xi2.standard_normal(H.shape), m)
+                elif surrogate:
                     fresh = rng_xi2.standard_normal(H.shape)
                     Phi = (coef.mu0 + coef.mu1 * H + coef.mu_s * np.repeat(Xi[start:stop], m, axis=0)
                            + coef.mu_f * fresh)
