@@ -44,8 +44,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import mpmath
+import itertools
 import random
+
+import mpmath
 import sympy
 
 from .cache import cached
@@ -407,6 +409,7 @@ class _Reducer:
     def __init__(self):
         self.steps: list = []
         self.canon: dict = {}  # canonical component -> its reduced unknowns
+        self.cores: list = []  # (fingerprint of the maps, reduced unknowns) per core stage
         self.count = {"u": 0, "v": 0, "w": 0}
         self.meanings: dict = {}
         self.root_map: dict = {}
@@ -514,6 +517,12 @@ class _Reducer:
             else:
                 stage = self._core_stage(comp, own, forms, dep, inv, subst)
                 key = (False, self._stage_print(*stage, len(own)))
+                if None in key[1]:  # no fingerprint: never merged
+                    key = (False, len(self.canon))
+                same = self._same_core(stage, len(own))
+                if same is not None:
+                    value.update(zip(own, same))
+                    continue
             if key in self.canon:
                 value.update(zip(own, self.canon[key]))
                 continue
@@ -521,6 +530,7 @@ class _Reducer:
                 reps = self._linear(S, comp, own, forms, dep, inv, subst)
             else:
                 reps = self._core(S, comp, stage)
+                self.cores.append((key[1], reps))
             self.canon[key] = reps
             value.update(zip(own, reps))
         ro = self._plain(_spectral_constant(S.constant) + _form(S.readout, inv))
@@ -547,19 +557,47 @@ class _Reducer:
         program = tuple((local[g], subst(inv.defs[g]).xreplace(local)) for g in dep)
         return program, tuple(subst(f).xreplace(local) for f in forms)
 
-    def _stage_print(self, program, maps, n_own: int) -> tuple:
+    def _stage_print(self, program, maps, n_own: int, perm: tuple | None = None) -> tuple:
+        """Fingerprints of the maps at fixed values of the unknowns (``c__j`` gets value number
+        ``perm[j]``); the map of ``c__j`` lands at position ``perm[j]``."""
+        perm = tuple(range(n_own)) if perm is None else perm
         local = [sympy.Symbol(f"c__{j}") for j in range(n_own)] + [s for s, _ in program]
         try:
             for k in range(FINGERPRINT_POINTS):
                 for j in range(n_own):  # the same values of the unknowns for every stage
-                    self.point[k][local[j]] = mpmath.mpf(7 + j + k) / 10
+                    self.point[k][local[j]] = mpmath.mpf(7 + perm[j] + k) / 10
                 for sym, expr in program:
                     self.point[k][sym] = self._value(expr, k)
-            return tuple(self.fingerprint(f) for f in maps)
+            out = [None] * n_own
+            for j, f in enumerate(maps):
+                out[perm[j]] = self.fingerprint(f)
+            return tuple(out)
+        except (ZeroDivisionError, ValueError):
+            return (None,) * n_own
         finally:
             for env in self.point:
                 for s in local:
                     env.pop(s, None)
+
+    def _same_core(self, stage, n_own: int):
+        """The unknowns of an earlier core stage whose equations are this one's up to a
+        renaming (a permutation) of the unknowns, in this stage's order; ``None`` if none.
+
+        Stage ``B`` is stage ``A`` with ``b_j = a_{perm[j]}`` when ``f^B_j(b) = f^A_{perm[j]}(a)``
+        at the fingerprint points; the unknowns of the two stages need not come in the same
+        order (the test and the train pencils, or two copies of a resolvent, list their
+        blocks differently)."""
+        earlier = [(fp, reps) for fp, reps in self.cores if len(fp) == n_own and None not in fp]
+        if not earlier or n_own > MAX_SYMBOLIC_CORE:
+            return None
+        for perm in itertools.permutations(range(n_own)):
+            fp = self._stage_print(*stage, n_own, perm)
+            if None in fp:
+                return None
+            for old, reps in earlier:
+                if fp == old:
+                    return [reps[perm[j]] for j in range(n_own)]
+        return None
 
     def _core(self, S, comp, stage):
         program, maps = stage
