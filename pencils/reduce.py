@@ -42,10 +42,9 @@ normalised traces.  It is compiled by :mod:`numerics.reduced` and printed by
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import itertools
 import random
+from dataclasses import dataclass, field
 
 import mpmath
 import sympy
@@ -53,6 +52,8 @@ import sympy
 from .cache import cached
 from .expr import S_NU, SpectralMean
 from .freeprob import FixedPointSystem, _tarjan
+from .latex import block_meaning as _meaning
+from .latex import eliminate, program_latex
 from .linearize import describe
 
 __all__ = ["ReducedSystem", "CoreStage", "reduce_systems"]
@@ -128,38 +129,23 @@ class ReducedSystem:
     def readout_symbols(self) -> tuple:
         return tuple(rest[0] for kind, *rest in self.steps if kind == "let")
 
-    def latex(self, full: bool = False) -> str:
+    def latex(self, full: bool = False, program: bool = False, relations: dict | None = None) -> str:
         """The reduced equations.
 
-        Default: the core fixed points, explicit in the core unknowns (the unknowns made
-        explicit listed first), and the list of read-outs with the normalised trace each
-        one is.  ``full=True`` adds every straight-line step and the outputs.
+        Default: the eliminated form (:mod:`pencils.latex`): the core fixed points in the
+        core unknowns only, each unknown named by the normalised trace it is, then the
+        read-outs; ``relations`` (``{parameter: expression}``) are identities between
+        parameters substituted there.  Where elimination gives up, the program form.
+        ``program=True``: the straight-line program -- the core's local steps and maps, and
+        the list of read-outs with the normalised trace each one is; ``full=True`` adds every
+        straight-line step and the outputs.
         """
-        lines = []
-        for kind, *rest in self.steps:
-            if kind != "core":
-                continue
-            st = rest[0]
-            lines.append(r"\text{core: %d unknown(s) solved jointly by Newton, %d made explicit}"
-                         % (len(st.unknowns), len(st.eliminated)))
-            for sym, expr in st.program:  # small steps: the core's own part of G
-                mean = (r"\qquad\left[" + self.meanings[sym] + r"\right]") if sym in self.meanings else ""
-                lines.append(f"{sympy.latex(sym)} = {sympy.latex(expr)}{mean}")
-            for u, f, mean in zip(st.unknowns, st.maps, st.meaning):
-                lines.append(f"{sympy.latex(u)} = {sympy.latex(f)}" + r"\qquad\left[" + mean + r"\right]")
-        lets = [rest for kind, *rest in self.steps if kind == "let"]
-        reads = [sym for sym, _ in lets if sym.name.startswith("v_")]
-        lines.append(r"\text{read-outs, explicit in the core (%d straight-line steps):}\ " % len(lets)
-                     + r",\ ".join(f"{sympy.latex(v)} = {self.meanings.get(v, '')}" for v in reads))
-        if full:
-            lines += [f"{sympy.latex(sym)} = {sympy.latex(expr)}" for sym, expr in lets]
-            for name, expr in self.outputs.items():
-                lines.append(r"\mathrm{" + name.replace("_", r"\_") + "} = " + sympy.latex(expr))
-        else:
-            lines.append(r"\text{outputs: } " + r",\ ".join(
-                r"\mathrm{" + name.replace("_", r"\_") + "}" for name in self.outputs)
-                + r"\text{ (explicit in the read-outs; \texttt{latex(full=True)})}")
-        return " \\\\\n".join(lines)
+        if not (full or program):
+            try:
+                return eliminate(self, relations).latex()
+            except ValueError:
+                pass
+        return program_latex(self, full)
 
     def __repr__(self) -> str:
         s = self.sizes
@@ -398,11 +384,6 @@ def _spectral_constant(c) -> sympy.Expr:
     return SpectralMean(c) if bare.has(S_NU) else c
 
 
-def _meaning(S: FixedPointSystem, q: int) -> str:
-    """Which normalised trace ``tau_q`` is: its linear form in ``g_ij = tr (L^{-1})_ij``."""
-    return sympy.latex(S.ell(q)) + r"\ \text{of the pencil}"
-
-
 class _Reducer:
     """Builds the program of :class:`ReducedSystem` (one or several systems)."""
 
@@ -413,6 +394,7 @@ class _Reducer:
         self.count = {"u": 0, "v": 0, "w": 0}
         self.meanings: dict = {}
         self.root_map: dict = {}
+        self.label = ""
         # Fingerprints: every symbol's value at FINGERPRINT_POINTS random points (exact
         # rational arithmetic is too slow; 40 digits make a false match impossible in practice).
         self._rng = random.Random(20251130)
@@ -483,8 +465,9 @@ class _Reducer:
     def _plain(self, obj):
         return obj.xreplace(self.root_map) if self.root_map else obj
 
-    def system(self, S: FixedPointSystem) -> sympy.Expr:
-        """Add the steps of ``S``; return its read-out in reduced symbols."""
+    def system(self, S: FixedPointSystem, label: str = "") -> sympy.Expr:
+        """Add the steps of ``S`` (named ``label``); return its read-out in reduced symbols."""
+        self.label = label
         inv = _Inverse(self._plain(sympy.Matrix(S.M())), S.pencil.spaces)
         value: dict = {}    # tau -> reduced symbol or number
         emitted: dict = {}  # g symbol -> its final reduced symbol or number
@@ -623,7 +606,7 @@ class _Reducer:
         jac = tuple(sympy.diff(f, u) + sum((sympy.diff(f, z) * dy[(z, k)] for z in f.free_symbols
                                             if (z, k) in dy), sympy.Integer(0))
                     for f in maps for k, u in enumerate(us))
-        meaning = dict(zip(all_us, (_meaning(S, q) for q in comp)))
+        meaning = dict(zip(all_us, (_meaning(S, q, self.label) for q in comp)))
         self.steps.append(("core", CoreStage(tuple(us), program, maps, tuple(jac_program), jac,
                                              tuple(meaning[u] for u in us), eliminated)))
         self.meanings.update(meaning)
@@ -667,7 +650,7 @@ class _Reducer:
         for sol, q in zip(sols, comp):
             rep = self._let("v", sol)
             if isinstance(rep, sympy.Symbol) and rep.name.startswith("v_"):
-                self.meanings[rep] = _meaning(S, q)
+                self.meanings[rep] = _meaning(S, q, self.label)
             reps.append(rep)
         return reps
 
@@ -675,7 +658,7 @@ class _Reducer:
 def _reduce_uncached(systems: dict) -> ReducedSystem:
     red = _Reducer()
     red.roots(systems.values())
-    outputs = {label: red.system(S) for label, S in systems.items()}
+    outputs = {label: red.system(S, label) for label, S in systems.items()}
     params = sorted(set().union(*(set(S.params) for S in systems.values())) - {S_NU}, key=lambda s: s.name)
     sizes = dict(raw_unknowns={k: S.n_unknowns for k, S in systems.items()},
                  raw_blocks={k: S.size for k, S in systems.items()},
