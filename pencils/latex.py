@@ -14,7 +14,8 @@ same equations are written here in the core unknowns only:
 3. **Scaling.**  Each unknown is rescaled, ``u_k = c_k nu_k`` with ``c_k`` a product of
    powers of positive parameters (``psi_n``, ``psi_p``, ...) and a sign, chosen greedily to
    make the printed equations shortest (the classical normalisations come out this way:
-   ``lam psi_n + u`` becomes ``psi_n (lam + nu)``).
+   ``lam psi_n + u`` becomes ``psi_n (lam + nu)``).  The candidates are ``-1`` and the
+   aspect ratios ``psi_*`` and their inverses.
 4. **Printing.**  Numerators and denominators are factored; each factor that involves the
    unknowns is collected in them with factored coefficients.
 
@@ -28,6 +29,7 @@ beyond :data:`MAX_TERMS` terms stops the elimination (:func:`eliminate` raises
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import sympy
@@ -44,8 +46,12 @@ THRESHOLDS = (8, 16, 32, 64)
 #: Read-out programs longer than this are not eliminated (cancelling their nested solves
 #: can take minutes): the outputs are then referred to the program.
 MAX_READOUT_STEPS = 40
+#: :meth:`pencils.reduce.ReducedSystem.latex` prints the eliminated form by default only when
+#: the core's local program has at most this many steps (larger cores take minutes of
+#: cancellation: ask for them with ``eliminated=True``).
+MAX_AUTO_STEPS = 30
 #: Greedy sweeps over the unknowns in the search for scalings.
-SCALING_SWEEPS = 2
+SCALING_SWEEPS = 1
 _NAMES = {"lam": r"\lambda", "mustar": r"\mu_*", "mu_star": r"\mu_*", "Delta": r"\Delta"}
 
 
@@ -73,15 +79,20 @@ class Eliminated:
     named: tuple
     outputs: dict
     relations: tuple = ()
+    text: str = ""
 
     def latex(self) -> str:
         """The core unknowns, their fixed-point equations and the read-outs, one per line."""
+        return self.text or self._render()
+
+    def _render(self) -> str:
         names = {s: _NAMES[s.name] for s in self._symbols() if s.name in _NAMES}
         names.update({sym: f"q_{{{k + 1}}}" for k, (sym, _, _) in enumerate(self.named)})
         tex = lambda e: sympy.latex(e, symbol_names=names)
         lines = [r"\text{core unknowns (solved jointly by Newton):}"]
         for v, c, mean in zip(self.nu, self.scale, self.meaning):
-            pre = "" if c == 1 else _pretty(1 / c, (), tex) + r"\,"
+            pre = {1: "", -1: "-"}.get(c, None)
+            pre = _pretty(1 / c, (), tex) + r"\," if pre is None else pre
             lines.append(f"{tex(v)} = {pre}{mean}")
         for v, f in zip(self.nu, self.rhs):
             lines.append(f"{tex(v)} = {_pretty(f, self.nu, tex)}")
@@ -170,6 +181,7 @@ def block_meaning(S, q: int, label: str = "") -> str:
                     g = sympy.Symbol(f"g_{i}_{j}")
                     names[g] = f"(L{sub}^{{-1}})_{{{i},{j}}}"
                     terms += W[i, j] * g
+        names.update({p: _NAMES[p.name] for p in terms.free_symbols if p.name in _NAMES})
         if names:
             n = sp.name if len(sp.name) == 1 else r"n_{\mathrm{" + sp.name.replace("_", r"\_") + "}}"
             inner = sympy.latex(terms, symbol_names=names)
@@ -292,7 +304,7 @@ def _relate(e, relations: dict):
 
 def _candidates(rhs, unknowns) -> list:
     params = set().union(*(f.free_symbols for f in rhs)) - set(unknowns)
-    pos = sorted((p for p in params if p.is_positive or p.name.startswith("psi")), key=lambda s: s.name)
+    pos = sorted((p for p in params if p.name.startswith("psi")), key=lambda s: s.name)
     out = [sympy.Integer(-1)]
     for p in pos:
         out += [p, 1 / p]
@@ -398,7 +410,8 @@ def _uncached(R, relations: dict) -> Eliminated:
         E = Eliminated(nu, tuple(unknowns), tuple(scale), eqs, tuple(meanings),
                        tuple((s, sympy.cancel(e.xreplace(rep)), m) for s, e, m in named),
                        {k: sympy.cancel(e.xreplace(rep)) for k, e in outputs.items()}, tuple(relations.items()))
-        if best is None or len(E.latex()) < len(best.latex()):
+        E = dataclasses.replace(E, text=E._render())
+        if best is None or len(E.text) < len(best.text):
             best = E
         if not outputs:  # nothing depends on the threshold
             break

@@ -53,7 +53,7 @@ from .cache import cached
 from .expr import S_NU, SpectralMean
 from .freeprob import FixedPointSystem, _tarjan
 from .latex import block_meaning as _meaning
-from .latex import eliminate, program_latex
+from .latex import MAX_AUTO_STEPS, eliminate, program_latex
 from .linearize import describe
 
 __all__ = ["ReducedSystem", "CoreStage", "reduce_systems"]
@@ -129,18 +129,23 @@ class ReducedSystem:
     def readout_symbols(self) -> tuple:
         return tuple(rest[0] for kind, *rest in self.steps if kind == "let")
 
-    def latex(self, full: bool = False, program: bool = False, relations: dict | None = None) -> str:
+    def latex(self, full: bool = False, program: bool = False, relations: dict | None = None,
+              eliminated: bool | None = None) -> str:
         """The reduced equations.
 
         Default: the eliminated form (:mod:`pencils.latex`): the core fixed points in the
         core unknowns only, each unknown named by the normalised trace it is, then the
         read-outs; ``relations`` (``{parameter: expression}``) are identities between
-        parameters substituted there.  Where elimination gives up, the program form.
+        parameters substituted there.  By default only for cores of at most
+        ``pencils.latex.MAX_AUTO_STEPS`` local steps (``eliminated=True`` forces it, at a cost
+        of minutes for the DSM cores; cached); otherwise, or where elimination gives up, the
+        program form.
         ``program=True``: the straight-line program -- the core's local steps and maps, and
         the list of read-outs with the normalised trace each one is; ``full=True`` adds every
         straight-line step and the outputs.
         """
-        if not (full or program):
+        small = sum(len(st.program) for kind, st, *_ in self.steps if kind == "core") <= MAX_AUTO_STEPS
+        if not (full or program) and (eliminated or (eliminated is None and small)):
             try:
                 return eliminate(self, relations).latex()
             except ValueError:

@@ -20,13 +20,13 @@ from pencils.latex import eliminate
 from pencils.reduce import reduce_systems
 
 POINTS = {
-    "marchenko_pastur": lambda rng, k: dict(gamma=rng.uniform(0.2, 3, k), z=-10 ** rng.uniform(-2, 1, k)),
-    "ridge": lambda rng, k: dict(gamma=rng.uniform(0.2, 3, k), lam=10 ** rng.uniform(-2, 1, k),
-                                 r2=rng.uniform(0.5, 2, k), sigma2=rng.uniform(0, 1, k)),
-    "random_features": lambda rng, k: dict(psi_p=rng.uniform(0.2, 3, k), psi_n=rng.uniform(0.2, 3, k),
-                                           lam=10 ** rng.uniform(-2, 0, k), mu1=rng.uniform(0.3, 1, k),
-                                           mustar=rng.uniform(0.2, 1, k), r2=rng.uniform(0.5, 2, k),
-                                           sigma2=rng.uniform(0, 1, k)),
+    "marchenko_pastur": lambda rng, k: {"gamma": rng.uniform(0.2, 3, k), "z": -10 ** rng.uniform(-2, 1, k)},
+    "ridge": lambda rng, k: {"gamma": rng.uniform(0.2, 3, k), "lam": 10 ** rng.uniform(-2, 1, k),
+                             "r2": rng.uniform(0.5, 2, k), "sigma2": rng.uniform(0, 1, k)},
+    "random_features": lambda rng, k: {"psi_p": rng.uniform(0.2, 3, k), "psi_n": rng.uniform(0.2, 3, k),
+                                       "lam": 10 ** rng.uniform(-2, 0, k), "mu1": rng.uniform(0.3, 1, k),
+                                       "mustar": rng.uniform(0.2, 1, k), "r2": rng.uniform(0.5, 2, k),
+                                       "sigma2": rng.uniform(0, 1, k)},
 }
 
 
@@ -52,19 +52,6 @@ def test_identical_cores_with_permuted_unknowns_merge():
     assert len(stage.unknowns) + len(stage.eliminated) == 4
 
 
-def test_a_sum_of_two_copies_of_one_resolvent_has_one_core():
-    """``tr(R) + tr(R Q R)``: both copies of ``R`` give the same core, merged."""
-    from pencils.expr import D, Space, gaussian, inverse, trace
-
-    g, lam = sympy.symbols("gamma lam", positive=True)
-    X = gaussian("X", Space("n", 1 / g), D)
-    Y = gaussian("Y", Space("m", 1 / g), D)
-    R = inverse(g * X.T @ X + lam)
-    Red = reduce_systems({"a": __import__("pencils.freeprob", fromlist=["equations"]).equations(
-        trace(R @ (g * Y.T @ Y) @ R))})
-    assert Red.sizes["core"] == 1
-
-
 @pytest.mark.parametrize("name", sorted(POINTS))
 def test_eliminated_equations_are_the_programs(name):
     R = _reduced(name)
@@ -88,7 +75,7 @@ def test_eliminated_equations_are_the_programs(name):
 def test_a_wrong_point_does_not_satisfy_the_printed_equations():
     R = _reduced("random_features")
     E = eliminate(R)
-    pt = dict(psi_p=1.3, psi_n=0.7, lam=0.1, mu1=0.5, mustar=0.6, r2=1.0, sigma2=0.2)
+    pt = {"psi_p": 1.3, "psi_n": 0.7, "lam": 0.1, "mu1": 0.5, "mustar": 0.6, "r2": 1.0, "sigma2": 0.2}
     sol = compile_reduced(R).solve({k: np.array([v]) for k, v in pt.items()})
     nu = [complex(x) / complex(sympy.sympify(c).xreplace({s: pt[s.name] for s in sympy.sympify(c).free_symbols}))
           for x, c in zip(sol.core[0], E.scale)]
