@@ -21,9 +21,10 @@ same equations are written here in the core unknowns only:
 
 Each unknown is named by the normalised trace it is: ``\\frac1n \\operatorname{tr}`` of a
 combination of blocks of the inverse of the pencil (``CoreStage.meaning``).  The read-outs
-are printed as a short program: the read-out traces (``v_k`` of the program) and the steps
-that would otherwise make the outputs long are named ``q_j``; the size at which a step is
-named is the one of :data:`THRESHOLDS` that gives the shortest LaTeX.  A step that grows
+are printed (when their program has at most :data:`MAX_READOUT_STEPS` steps) as a short
+program: the steps that would otherwise make the outputs long are named ``q_j`` (with the
+trace they are, where they are one); the size at which a step is named is the one of
+:data:`THRESHOLDS` that gives the shortest LaTeX.  A step that grows
 beyond :data:`MAX_TERMS` terms stops the elimination (:func:`eliminate` raises
 ``ValueError``); the work is cached on disk (:mod:`pencils.cache`).
 """
@@ -89,7 +90,8 @@ class Eliminated:
         names = {s: _NAMES[s.name] for s in self._symbols() if s.name in _NAMES}
         names.update({sym: f"q_{{{k + 1}}}" for k, (sym, _, _) in enumerate(self.named)})
         tex = lambda e: sympy.latex(e, symbol_names=names)
-        lines = [r"\text{core unknowns (solved jointly by Newton):}"]
+        head = r"\text{core unknowns (solved jointly by Newton; } G = L^{-1}\text{ of each system's pencil):}"
+        lines = [head]
         for v, c, mean in zip(self.nu, self.scale, self.meaning):
             pre = {1: "", -1: "-"}.get(c, None)
             pre = _pretty(1 / c, (), tex) + r"\," if pre is None else pre
@@ -145,7 +147,7 @@ def program_latex(R, full: bool = False) -> str:
             continue
         st = rest[0]
         lines.append(rf"\text{{core: {len(st.unknowns)} unknown(s) solved jointly by Newton, "
-                     rf"{len(st.eliminated)} made explicit}}")
+                     rf"{len(st.eliminated)} made explicit; }} G = L^{{-1}}")
         for sym, expr in st.program:  # small steps: the core's own part of G
             mean = (r"\qquad\left[" + R.meanings[sym] + r"\right]") if sym in R.meanings else ""
             lines.append(f"{sympy.latex(sym)} = {sympy.latex(expr)}{mean}")
@@ -167,11 +169,10 @@ def program_latex(R, full: bool = False) -> str:
 
 
 def block_meaning(S, q: int, label: str = "") -> str:
-    """Which normalised trace ``tau_q`` is, in the blocks of the inverse of the pencil ``L``
-    of system ``label``: ``sum_ij W_ij g_ij`` with ``g_ij = (1/n_i) tr (L^{-1})_ij``, one
-    normalised trace per space (``n_i`` the dimension of block ``i``'s space)."""
+    """Which normalised trace ``tau_q`` is, in the blocks ``G_ij = (L^{-1})_ij`` of the inverse
+    of the pencil ``L`` of system ``label``: ``sum_ij W_ij g_ij`` with ``g_ij = (1/n_i) tr
+    G_ij``, one normalised trace per space (``n_i`` the dimension of block ``i``'s space)."""
     W, spaces = S.W[q], S.pencil.spaces
-    sub = (r"_{\mathrm{" + label.replace("_", r"\_") + "}}") if label else ""
     pieces = []
     for sp in dict.fromkeys(spaces):
         terms, names = sympy.Integer(0), {}
@@ -179,14 +180,15 @@ def block_meaning(S, q: int, label: str = "") -> str:
             for j in range(W.shape[1]):
                 if W[i, j] != 0 and spaces[i] == sp:
                     g = sympy.Symbol(f"g_{i}_{j}")
-                    names[g] = f"(L{sub}^{{-1}})_{{{i},{j}}}"
+                    names[g] = f"G_{{{i},{j}}}"
                     terms += W[i, j] * g
         names.update({p: _NAMES[p.name] for p in terms.free_symbols if p.name in _NAMES})
         if names:
             n = sp.name if len(sp.name) == 1 else r"n_{\mathrm{" + sp.name.replace("_", r"\_") + "}}"
             inner = sympy.latex(terms, symbol_names=names)
-            pieces.append(r"\frac{1}{" + n + r"}\operatorname{tr}\left[" + inner + r"\right]")
-    return " + ".join(pieces)
+            pieces.append(r"\tfrac{1}{" + n + r"}\operatorname{tr}[" + inner + "]")
+    tag = (r"\mathrm{" + label.replace("_", r"\_") + r"}\!:\ ") if label else ""
+    return tag + " + ".join(pieces)
 
 
 # -- exact elimination ------------------------------------------------------------------
@@ -279,7 +281,8 @@ def _eliminate(R, relations: dict, threshold: int):
         for sym, e in st.program:
             full[sym] = v = _cancel(e.xreplace(full))
             F.name(sym, v)  # the read-outs see the large ones named
-        maps += [_cancel(f.xreplace(full)) for f in st.maps]
+        qval = {q: v for q, v, _ in F.named}  # an earlier core's named steps, in full
+        maps += [_cancel(_unname(f.xreplace(full), qval)) for f in st.maps]
         meanings += list(st.meaning)
     rhs = [_relate(f, relations) for f in maps]
     if not readouts:
@@ -293,6 +296,12 @@ def _eliminate(R, relations: dict, threshold: int):
             named.append((q, e, R.meanings.get(sym)))
             used |= e.free_symbols
     return list(F.unknowns), rhs, meanings, named[::-1], outputs
+
+
+def _unname(e, qval: dict):
+    while e.free_symbols & qval.keys():
+        e = e.xreplace(qval)
+    return e
 
 
 def _relate(e, relations: dict):
