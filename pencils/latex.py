@@ -95,7 +95,10 @@ class Eliminated:
         for v, c, mean in zip(self.nu, self.scale, self.meaning):
             pre = {1: "", -1: "-"}.get(c, None)
             pre = _pretty(1 / c, (), tex) + r"\," if pre is None else pre
-            lines.append(f"{tex(v)} = {pre}{mean}")
+            tag, _, body = mean.rpartition(r"\!:\ ")  # the system's name stays first
+            if pre and "operatorname{tr}[" in body.split("operatorname{tr}[", 1)[1]:  # several traces
+                body = r"\left(" + body + r"\right)"
+            lines.append(f"{tex(v)} = " + (tag + r"\!:\ " if tag else "") + pre + body)
         for v, f in zip(self.nu, self.rhs):
             lines.append(f"{tex(v)} = {_pretty(f, self.nu, tex)}")
         if self.relations:
