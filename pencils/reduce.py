@@ -42,15 +42,18 @@ normalised traces.  It is compiled by :mod:`numerics.reduced` and printed by
 """
 from __future__ import annotations
 
+import itertools
+import random
 from dataclasses import dataclass, field
 
 import mpmath
-import random
 import sympy
 
 from .cache import cached
 from .expr import S_NU, SpectralMean
 from .freeprob import FixedPointSystem, _tarjan
+from .latex import block_meaning as _meaning
+from .latex import MAX_AUTO_STEPS, eliminate, program_latex
 from .linearize import describe
 
 __all__ = ["ReducedSystem", "CoreStage", "reduce_systems"]
@@ -126,38 +129,28 @@ class ReducedSystem:
     def readout_symbols(self) -> tuple:
         return tuple(rest[0] for kind, *rest in self.steps if kind == "let")
 
-    def latex(self, full: bool = False) -> str:
+    def latex(self, full: bool = False, program: bool = False, relations: dict | None = None,
+              eliminated: bool | None = None) -> str:
         """The reduced equations.
 
-        Default: the core fixed points, explicit in the core unknowns (the unknowns made
-        explicit listed first), and the list of read-outs with the normalised trace each
-        one is.  ``full=True`` adds every straight-line step and the outputs.
+        Default: the eliminated form (:mod:`pencils.latex`): the core fixed points in the
+        core unknowns only, each unknown named by the normalised trace it is, then the
+        read-outs; ``relations`` (``{parameter: expression}``) are identities between
+        parameters substituted there.  By default only for cores of at most
+        ``pencils.latex.MAX_AUTO_STEPS`` local steps (``eliminated=True`` forces it, at a cost
+        of minutes for the DSM cores; cached); otherwise, or where elimination gives up, the
+        program form.
+        ``program=True``: the straight-line program -- the core's local steps and maps, and
+        the list of read-outs with the normalised trace each one is; ``full=True`` adds every
+        straight-line step and the outputs.
         """
-        lines = []
-        for kind, *rest in self.steps:
-            if kind != "core":
-                continue
-            st = rest[0]
-            lines.append(r"\text{core: %d unknown(s) solved jointly by Newton, %d made explicit}"
-                         % (len(st.unknowns), len(st.eliminated)))
-            for sym, expr in st.program:  # small steps: the core's own part of G
-                mean = (r"\qquad\left[" + self.meanings[sym] + r"\right]") if sym in self.meanings else ""
-                lines.append(f"{sympy.latex(sym)} = {sympy.latex(expr)}{mean}")
-            for u, f, mean in zip(st.unknowns, st.maps, st.meaning):
-                lines.append(f"{sympy.latex(u)} = {sympy.latex(f)}" + r"\qquad\left[" + mean + r"\right]")
-        lets = [rest for kind, *rest in self.steps if kind == "let"]
-        reads = [sym for sym, _ in lets if sym.name.startswith("v_")]
-        lines.append(r"\text{read-outs, explicit in the core (%d straight-line steps):}\ " % len(lets)
-                     + r",\ ".join(f"{sympy.latex(v)} = {self.meanings.get(v, '')}" for v in reads))
-        if full:
-            lines += [f"{sympy.latex(sym)} = {sympy.latex(expr)}" for sym, expr in lets]
-            for name, expr in self.outputs.items():
-                lines.append(r"\mathrm{" + name.replace("_", r"\_") + "} = " + sympy.latex(expr))
-        else:
-            lines.append(r"\text{outputs: } " + r",\ ".join(
-                r"\mathrm{" + name.replace("_", r"\_") + "}" for name in self.outputs)
-                + r"\text{ (explicit in the read-outs; \texttt{latex(full=True)})}")
-        return " \\\\\n".join(lines)
+        small = sum(len(st.program) for kind, st, *_ in self.steps if kind == "core") <= MAX_AUTO_STEPS
+        if not (full or program) and (eliminated or (eliminated is None and small)):
+            try:
+                return eliminate(self, relations).latex()
+            except ValueError:
+                pass
+        return program_latex(self, full)
 
     def __repr__(self) -> str:
         s = self.sizes
@@ -396,20 +389,17 @@ def _spectral_constant(c) -> sympy.Expr:
     return SpectralMean(c) if bare.has(S_NU) else c
 
 
-def _meaning(S: FixedPointSystem, q: int) -> str:
-    """Which normalised trace ``tau_q`` is: its linear form in ``g_ij = tr (L^{-1})_ij``."""
-    return sympy.latex(S.ell(q)) + r"\ \text{of the pencil}"
-
-
 class _Reducer:
     """Builds the program of :class:`ReducedSystem` (one or several systems)."""
 
     def __init__(self):
         self.steps: list = []
         self.canon: dict = {}  # canonical component -> its reduced unknowns
+        self.cores: list = []  # (fingerprint of the maps, reduced unknowns) per core stage
         self.count = {"u": 0, "v": 0, "w": 0}
         self.meanings: dict = {}
         self.root_map: dict = {}
+        self.label = ""
         # Fingerprints: every symbol's value at FINGERPRINT_POINTS random points (exact
         # rational arithmetic is too slow; 40 digits make a false match impossible in practice).
         self._rng = random.Random(20251130)
@@ -480,8 +470,9 @@ class _Reducer:
     def _plain(self, obj):
         return obj.xreplace(self.root_map) if self.root_map else obj
 
-    def system(self, S: FixedPointSystem) -> sympy.Expr:
-        """Add the steps of ``S``; return its read-out in reduced symbols."""
+    def system(self, S: FixedPointSystem, label: str = "") -> sympy.Expr:
+        """Add the steps of ``S`` (named ``label``); return its read-out in reduced symbols."""
+        self.label = label
         inv = _Inverse(self._plain(sympy.Matrix(S.M())), S.pencil.spaces)
         value: dict = {}    # tau -> reduced symbol or number
         emitted: dict = {}  # g symbol -> its final reduced symbol or number
@@ -514,6 +505,12 @@ class _Reducer:
             else:
                 stage = self._core_stage(comp, own, forms, dep, inv, subst)
                 key = (False, self._stage_print(*stage, len(own)))
+                if None in key[1]:  # no fingerprint: never merged
+                    key = (False, len(self.canon))
+                same = self._same_core(stage, len(own))
+                if same is not None:
+                    value.update(zip(own, same))
+                    continue
             if key in self.canon:
                 value.update(zip(own, self.canon[key]))
                 continue
@@ -521,6 +518,7 @@ class _Reducer:
                 reps = self._linear(S, comp, own, forms, dep, inv, subst)
             else:
                 reps = self._core(S, comp, stage)
+                self.cores.append((key[1], reps))
             self.canon[key] = reps
             value.update(zip(own, reps))
         ro = self._plain(_spectral_constant(S.constant) + _form(S.readout, inv))
@@ -547,19 +545,47 @@ class _Reducer:
         program = tuple((local[g], subst(inv.defs[g]).xreplace(local)) for g in dep)
         return program, tuple(subst(f).xreplace(local) for f in forms)
 
-    def _stage_print(self, program, maps, n_own: int) -> tuple:
+    def _stage_print(self, program, maps, n_own: int, perm: tuple | None = None) -> tuple:
+        """Fingerprints of the maps at fixed values of the unknowns (``c__j`` gets value number
+        ``perm[j]``); the map of ``c__j`` lands at position ``perm[j]``."""
+        perm = tuple(range(n_own)) if perm is None else perm
         local = [sympy.Symbol(f"c__{j}") for j in range(n_own)] + [s for s, _ in program]
         try:
             for k in range(FINGERPRINT_POINTS):
                 for j in range(n_own):  # the same values of the unknowns for every stage
-                    self.point[k][local[j]] = mpmath.mpf(7 + j + k) / 10
+                    self.point[k][local[j]] = mpmath.mpf(7 + perm[j] + k) / 10
                 for sym, expr in program:
                     self.point[k][sym] = self._value(expr, k)
-            return tuple(self.fingerprint(f) for f in maps)
+            out = [None] * n_own
+            for j, f in enumerate(maps):
+                out[perm[j]] = self.fingerprint(f)
+            return tuple(out)
+        except (ZeroDivisionError, ValueError):
+            return (None,) * n_own
         finally:
             for env in self.point:
                 for s in local:
                     env.pop(s, None)
+
+    def _same_core(self, stage, n_own: int):
+        """The unknowns of an earlier core stage whose equations are this one's up to a
+        renaming (a permutation) of the unknowns, in this stage's order; ``None`` if none.
+
+        Stage ``B`` is stage ``A`` with ``b_j = a_{perm[j]}`` when ``f^B_j(b) = f^A_{perm[j]}(a)``
+        at the fingerprint points; the unknowns of the two stages need not come in the same
+        order (the test and the train pencils, or two copies of a resolvent, list their
+        blocks differently)."""
+        earlier = [(fp, reps) for fp, reps in self.cores if len(fp) == n_own and None not in fp]
+        if not earlier or n_own > MAX_SYMBOLIC_CORE:
+            return None
+        for perm in itertools.permutations(range(n_own)):
+            fp = self._stage_print(*stage, n_own, perm)
+            if None in fp:
+                return None
+            for old, reps in earlier:
+                if fp == old:
+                    return [reps[perm[j]] for j in range(n_own)]
+        return None
 
     def _core(self, S, comp, stage):
         program, maps = stage
@@ -585,7 +611,7 @@ class _Reducer:
         jac = tuple(sympy.diff(f, u) + sum((sympy.diff(f, z) * dy[(z, k)] for z in f.free_symbols
                                             if (z, k) in dy), sympy.Integer(0))
                     for f in maps for k, u in enumerate(us))
-        meaning = dict(zip(all_us, (_meaning(S, q) for q in comp)))
+        meaning = dict(zip(all_us, (_meaning(S, q, self.label) for q in comp)))
         self.steps.append(("core", CoreStage(tuple(us), program, maps, tuple(jac_program), jac,
                                              tuple(meaning[u] for u in us), eliminated)))
         self.meanings.update(meaning)
@@ -629,7 +655,7 @@ class _Reducer:
         for sol, q in zip(sols, comp):
             rep = self._let("v", sol)
             if isinstance(rep, sympy.Symbol) and rep.name.startswith("v_"):
-                self.meanings[rep] = _meaning(S, q)
+                self.meanings[rep] = _meaning(S, q, self.label)
             reps.append(rep)
         return reps
 
@@ -637,7 +663,7 @@ class _Reducer:
 def _reduce_uncached(systems: dict) -> ReducedSystem:
     red = _Reducer()
     red.roots(systems.values())
-    outputs = {label: red.system(S) for label, S in systems.items()}
+    outputs = {label: red.system(S, label) for label, S in systems.items()}
     params = sorted(set().union(*(set(S.params) for S in systems.values())) - {S_NU}, key=lambda s: s.name)
     sizes = dict(raw_unknowns={k: S.n_unknowns for k, S in systems.items()},
                  raw_blocks={k: S.size for k, S in systems.items()},

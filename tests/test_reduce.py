@@ -40,7 +40,7 @@ CLASSIC = {
     "marchenko_pastur": (1, lambda rng, k: dict(gamma=rng.uniform(0.2, 3, k), z=-10 ** rng.uniform(-2, 1, k))),
     "ridge": (2, lambda rng, k: dict(gamma=rng.uniform(0.2, 3, k), lam=10 ** rng.uniform(-2, 1, k),
                                      r2=rng.uniform(0.5, 2, k), sigma2=rng.uniform(0, 1, k))),
-    "random_features": (4, lambda rng, k: dict(psi_p=rng.uniform(0.2, 3, k), psi_n=rng.uniform(0.2, 3, k),
+    "random_features": (2, lambda rng, k: dict(psi_p=rng.uniform(0.2, 3, k), psi_n=rng.uniform(0.2, 3, k),
                                                lam=10 ** rng.uniform(-2, 0, k), mu1=rng.uniform(0.3, 1, k),
                                                mustar=rng.uniform(0.2, 1, k), r2=rng.uniform(0.5, 2, k),
                                                sigma2=rng.uniform(0, 1, k))),
