@@ -65,8 +65,8 @@ CAUSES = {
                 "peak or deep in memorisation, where the errors are small differences of large traces)",
     "no-start": "the mpmath refinement found no accurate double-precision start for its continuation in lam",
     "mpmath": "mpmath Newton did not converge",
-    "non-physical": "mpmath converged to a root with a negative value of an output that cannot be "
-                    "negative (off the physical branch)",
+    "non-physical": "mpmath converged to a root with a negative error (an output that cannot be "
+                    "negative: off the physical branch)",
     "unstable": f"the mpmath values kept changing as the digits grew (up to {VERIFY_MAX_DPS}): the "
                 "read-outs cancel beyond that precision",
 }

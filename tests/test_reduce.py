@@ -190,7 +190,7 @@ def test_spectral_measure_forms_agree():
 
 
 @pytest.mark.parametrize("cov,words", [
-    ([1.0, -0.5], "eigenvalues"), ([1.0, np.nan], "eigenvalues"), ([0.0, 0.0], "all zero"),
+    ([1.0, -0.5], "eigenvalues"), ([1.0, np.nan], "covariance contains NaN"), ([0.0, 0.0], "all zero"),
     (([1.0, 2.0], [0.7, 0.7]), "sum to 1"), (([1.0, 2.0], [1.5, -0.5]), "non-negative"),
     (np.array([[1.0, 0.3], [0.0, 1.0]]), "symmetric"), ([], "empty"),
 ])

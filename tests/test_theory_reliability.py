@@ -108,8 +108,8 @@ def test_mpmath_rung_is_on_the_physical_branch_and_accurate(relu, psi_p, lam):
 
     e = relu.errors(psi_n=1, psi_p=psi_p, t=0.5, lam=lam, m=1)
     assert bool(e.refined_mpmath)
-    solver, point = relu.solver("1"), (1.0, psi_p, 0.5, lam, 1.0)
-    core = ladder.continue_in_lam(relu, "1", point, 100, per_decade=8, tol=1e-85)
+    solver, point = relu.solver("1"), [1.0, psi_p, 0.5, lam, 1.0]
+    core = ladder.continue_in_lam(relu.problem("1"), point, 100, per_decade=8, tol=1e-85)
     mp_params = {k: v for k, v in relu.mp_params(*point, 100).items() if k in solver.param_names}
     exact = solver.solve_mp(mp_params, 100, init=core, spectrum=relu.spectrum, tol=1e-85).values
     for q in ("test", "train"):
