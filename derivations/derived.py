@@ -116,6 +116,13 @@ def _has_spectral_mean(R) -> bool:
     return any(getattr(e, "has", lambda _: False)(SpectralMean) for e in exprs)
 
 
+def _assumptions(params) -> dict:
+    """What each parameter symbol is declared to be (sympy assumptions), for the checks of
+    :meth:`DerivedModel.solve`: ``"positive"``, ``"nonnegative"``, ``"real"`` or ``None``."""
+    return {p.name: ("positive" if p.is_positive else "nonnegative" if p.is_nonnegative else
+                     "real" if p.is_real else None) for p in params}
+
+
 def _check_names(outputs: dict) -> None:
     for name in outputs:
         if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
@@ -240,6 +247,7 @@ class DerivedModel:
         def make():
             lay = solver_layout(self.reduced)
             lay["spectral"] = _has_spectral_mean(self.reduced)
+            lay["assumptions"] = _assumptions(self.reduced.params)
             return lay
 
         return cached("derived-layout", self.key, make, expected=dict)
@@ -329,11 +337,7 @@ class DerivedModel:
         return out
 
     def _assumptions(self) -> dict:
-        if "assumptions" not in self.layout:
-            self.layout["assumptions"] = {p.name: ("positive" if p.is_positive else "nonnegative"
-                                                   if p.is_nonnegative else "real" if p.is_real else None)
-                                          for p in self.reduced.params}
-        return self.layout["assumptions"]
+        return self.layout.get("assumptions") or _assumptions(self.reduced.params)
 
     def solve(self, *, spectrum=None, precision: int | None = None, throw: bool = True, check_rounding: bool = True,
               refine=True, rtol: float = 1e-8, atol: float = 1e-12, **params) -> Solution:
@@ -399,7 +403,7 @@ class DerivedModel:
             raise ValueError("simulate() runs at one point: pass scalar parameters")
         values = {n: a.reshape(()).item() for n, a in zip(self.params, arrays)}
         d_values = tuple(int(x) for x in np.atleast_1d(d))
-        if len(set(d_values)) < 2 and len(d_values) > 1 or any(x < 2 for x in d_values):
+        if len(set(d_values)) != len(d_values) or any(x < 2 for x in d_values):
             raise ValueError(f"d must be distinct integers >= 2, got {d}")
         if not isinstance(seeds, (int, np.integer)) or seeds < 2:
             raise ValueError(f"seeds must be an integer >= 2 (the standard error needs two), got {seeds!r}")
