@@ -9,9 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from validation.unet import experiment, torch_module  # noqa: E402
-from validation.unet.network import build_unet, parameter_count  # noqa: E402
-from validation.unet.training import FrozenNoise, Trainer, noisy  # noqa: E402
+from validation.unet import experiment, torch_module
+from validation.unet.network import build_unet, parameter_count
+from validation.unet.training import FrozenNoise, Trainer, noisy
 
 # The MNIST test split of shared/ (beside the checkout, as CI lays it; else the workplace's copy).
 MNIST = next((c for c in (Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
@@ -55,7 +55,7 @@ def test_training_minibatches_use_only_the_frozen_pairs():
     fresh = Trainer(build_unet(4, levels=2), X, (7, 7), m="inf", seed=3, batch=64)
     assert fresh.frozen is None
     _, t1, z1 = fresh._minibatch()
-    _, t2, z2 = fresh._minibatch()
+    _, _, z2 = fresh._minibatch()
     assert not np.array_equal(z1, z2) and len(set(np.round(t1, 12))) == 64
 
 

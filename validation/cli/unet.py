@@ -8,7 +8,16 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .helpers import (Parser, command_line, data_path, distinct, fail, int_in, m_value, writable_folder)
+from .helpers import (
+    Parser,
+    command_line,
+    data_path,
+    distinct,
+    fail,
+    int_in,
+    m_value,
+    writable_folder,
+)
 
 PROG = "dsm-curves unet"
 

@@ -145,7 +145,7 @@ def run_cell(cell: Cell, budget: Budget) -> dict:
     from .training import Trainer, dsm_loss, frozen_loss
 
     torch.set_num_threads(1)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     images = _pool(cell.path, budget.downsample)
     train_idx, held_idx = draw_images(images, cell.n, budget.held_out, cell.seed)
     X, H = images.X[train_idx], images.X[held_idx]
@@ -179,7 +179,7 @@ def run_cell(cell: Cell, budget: Budget) -> dict:
     row |= dict(fraction=final["fraction"], fraction_se=final["se"], diverged=final["diverged"],
                 median_ratio=final["median_ratio"], median_norm2_over_d=final["median_norm2_over_d"],
                 samples=budget.samples, train_seconds=trainer.log.seconds, sample_seconds=sample_seconds,
-                seconds=time.perf_counter() - start)
+                seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu)
     return dict(row=row, loss_curve=dict(steps=trainer.log.steps, loss=trainer.log.loss),
                 samples=final["samples"], nearest=None if final["nearest"] is None else train_idx[final["nearest"]])
 
@@ -262,7 +262,8 @@ def run_grid(cells: list[Cell], budget: Budget, folder: Path, scheduler=None, *,
         r = result["row"]
         log(f"[{sum(v is not None for v in done.values())}/{len(cells)} {time.perf_counter() - start:7.0f} s] "
             f"{cell.key()}: P={r['params']} loss={r['final_train_loss']:.3f} "
-            f"held-out(0.1)={r['held_out_loss_t0.1']:.3f} mem={r['fraction']:.3f} ({r['seconds']:.0f} s)")
+            f"held-out(0.1)={r['held_out_loss_t0.1']:.3f} mem={r['fraction']:.3f} ({r['seconds']:.0f} s, "
+            f"{r['cpu_seconds']:.0f} s CPU)")
 
     map_tasks(run_cell, [(c, budget) for c in todo], scheduler, workers=workers, on_result=finished)
     return [done[c] for c in cells]

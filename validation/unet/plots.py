@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from validation.cli.helpers import save_table, jsonable
+from validation.cli.helpers import jsonable, save_table
 from validation.images import data as _data
 from validation.images.plots import _fmt
 
@@ -36,7 +36,7 @@ def _m_sort(m: str) -> float:
 
 
 def _mean_se(values) -> tuple[float, float]:
-    v = np.asarray([x for x in values if x == x], dtype=float)
+    v = np.asarray([x for x in values if not math.isnan(x)], dtype=float)
     if len(v) == 0:
         return math.nan, math.nan
     return float(v.mean()), (float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan)
@@ -55,7 +55,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
         pooled = math.sqrt(float(np.mean([r["fraction_se"] ** 2 for r in ok])) / len(ok)) if ok else math.nan
         agg = dict(dataset=name, n=n, m=m, width=w, params=rs[0]["params"], params_per_image=rs[0]["params_per_image"],
                    seeds=len(rs), diverged=len(rs) - len(ok), fraction=frac,
-                   fraction_se=max(pooled, between) if between == between else pooled)
+                   fraction_se=pooled if math.isnan(between) else max(pooled, between))
         half = [k for k in rs[0] if k.startswith("fraction_at_")]
         for k in half:
             agg[k] = _mean_se([r[k] for r in ok])[0]
@@ -69,12 +69,12 @@ def aggregate(rows: list[dict]) -> list[dict]:
 def table(agg: list[dict], loss_t: float = 0.1) -> str:
     """Markdown: one line per ``(dataset, n, m, width)``."""
     half = sorted({k for a in agg for k in a if k.startswith("fraction_at_")})
-    head = (f"| dataset | n | m | W | params | params/n | seeds | memorised fraction | "
+    head = ("| dataset | n | m | W | params | params/n | seeds | memorised fraction | "
             + "".join(f"{k.replace('fraction_at_', 'at ')} steps | " for k in half)
             + f"held-out loss (t={loss_t:g}) | train loss (t={loss_t:g}) | frozen-pair loss |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for a in agg:
-        frac = "diverged" if a["fraction"] != a["fraction"] else f"{a['fraction']:.3f} ± {_fmt(a['fraction_se'], 2)}"
+        frac = "diverged" if math.isnan(a["fraction"]) else f"{a['fraction']:.3f} ± {_fmt(a['fraction_se'], 2)}"
         lines.append("| " + " | ".join([a["dataset"], str(a["n"]), a["m"], str(a["width"]), str(a["params"]),
                                         _fmt(a["params_per_image"], 3), str(a["seeds"]), frac]
                                        + [_fmt(a.get(k, math.nan), 3) for k in half]

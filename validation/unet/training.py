@@ -47,7 +47,7 @@ class FrozenNoise:
     z: np.ndarray = field(repr=False)
 
     @classmethod
-    def draw(cls, n: int, m: int, d: int, seed: int, t_lo: float = T_LO, t_hi: float = T_HI) -> "FrozenNoise":
+    def draw(cls, n: int, m: int, d: int, seed: int, t_lo: float = T_LO, t_hi: float = T_HI) -> FrozenNoise:
         if not (isinstance(m, (int, np.integer)) and m >= 1):
             raise ValueError(f"frozen noise needs a finite integer m >= 1, got {m!r}")
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
