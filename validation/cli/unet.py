@@ -23,7 +23,7 @@ PROG = "dsm-curves unet"
 
 #: The default grid (issue 19) and the ``--quick`` one.
 DEFAULT = dict(ns=(16, 64, 256, 1024), ms=(1, 4, 16, math.inf), widths=(4, 10, 24), seeds=2)
-QUICK = dict(ns=(16, 256), ms=(1, math.inf), widths=(4, 24), seeds=1)
+QUICK = dict(ns=(16, 256), ms=(1, math.inf), widths=(4, 16), seeds=1)
 
 
 def run(paths, out: Path, *, quick: bool = False, ns=None, ms=None, widths=None, seeds=None, steps=None,
@@ -70,7 +70,7 @@ def main(argv=None, prog: str = PROG) -> int:
                         help="IDX images file or a folder holding one dataset; repeat for several")
     parser.add_argument("--out", default="results/unet", type=Path, help="output folder (default results/unet)")
     parser.add_argument("--quick", action="store_true",
-                        help="n in {16, 256}, m in {1, inf}, W in {4, 24}, one seed, 200 steps (minutes)")
+                        help="n in {16, 256}, m in {1, inf}, W in {4, 16}, one seed, 200 steps (minutes)")
     parser.add_argument("--n", type=int_in(2), nargs="+", default=None, metavar="N", help="training set sizes")
     parser.add_argument("--m", type=m_value, nargs="+", default=None, metavar="M", help="noise draws per image (inf)")
     parser.add_argument("--widths", type=int_in(1), nargs="+", default=None, metavar="W", help="U-Net base widths")

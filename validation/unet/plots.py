@@ -217,8 +217,8 @@ def plot_training(payloads: list[dict], name: str, path: Path) -> None:
 
 
 def plot_samples(payloads: list[dict], images: _data.ImageData, name: str, path: Path) -> list[str]:
-    """Two rows per shown cell: samples, then their nearest training images.  Shows the
-    most and the least memorising cells with kept samples; returns their keys."""
+    """One row per shown cell: each sample (top) above its nearest training image (bottom).
+    Shows the most, a middle and the least memorising cells with kept samples; returns them."""
     import matplotlib.pyplot as plt
 
     rows = [p for p in payloads if p["row"]["dataset"] == name and p.get("samples") is not None]
@@ -227,22 +227,21 @@ def plot_samples(payloads: list[dict], images: _data.ImageData, name: str, path:
     rows.sort(key=lambda p: (p["row"]["fraction"], p["row"]["params_per_image"]))
     shown = [rows[-1], rows[len(rows) // 2], rows[0]] if len(rows) > 2 else rows
     k = min(len(p["samples"]) for p in shown)
-    fig, axes = plt.subplots(2 * len(shown), k, figsize=(1.0 * k, 2.2 * len(shown)), squeeze=False)
+    fig, axes = plt.subplots(len(shown), k, figsize=(0.75 * k, 1.75 * len(shown)), squeeze=False)
     for s, p in enumerate(shown):
         r = p["row"]
         samples = images.to_pixels(p["samples"][:k])
         nearest = images.to_pixels(images.X[np.asarray(p["nearest"][:k], dtype=int)])
+        gap = np.ones((1, samples.shape[2]))
         for j in range(k):
-            for row, img in ((2 * s, samples[j]), (2 * s + 1, nearest[j])):
-                ax = axes[row][j]
-                ax.imshow(img, cmap="gray", vmin=0, vmax=1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-        axes[2 * s][0].set_ylabel("sample", fontsize=7)
-        axes[2 * s + 1][0].set_ylabel("nearest", fontsize=7)
-        axes[2 * s][0].set_title(f"n={r['n']} m={r['m']} W={r['width']} seed {r['seed']}: memorised "
-                                 f"{r['fraction']:.2f}", fontsize=8, loc="left")
-    fig.tight_layout()
+            ax = axes[s][j]
+            ax.imshow(np.vstack([samples[j], gap, nearest[j]]), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[s][0].set_title(f"n={r['n']} m={r['m']} W={r['width']} seed {r['seed']}: memorised "
+                             f"{r['fraction']:.2f} (top: sample, bottom: nearest training image)",
+                             fontsize=7, loc="left")
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.9, bottom=0.02, hspace=0.35, wspace=0.08)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return [f"n={p['row']['n']} m={p['row']['m']} W={p['row']['width']}" for p in shown]
