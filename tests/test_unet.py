@@ -102,3 +102,25 @@ def test_pipeline_detects_memorisation_of_a_few_images():
     trained = experiment.sample_and_measure(net, images, X, budget, seed=0, samples=100)
     assert trained["fraction"] >= 0.9, trained["fraction"]
     assert trained["median_ratio"] < 0.2
+
+
+@needs_mnist
+def test_command_runs_resumes_and_collects(tmp_path, capsys):
+    from validation.cli import main
+
+    argv = ["unet", "--data", str(MNIST), "--out", str(tmp_path), "--n", "4", "--m", "2", "--widths", "4",
+            "--seeds", "1", "--steps", "2", "--no-theory"]
+    assert main(argv) == 0
+    cells = sorted(p.name for p in (tmp_path / "cells").iterdir())
+    assert cells == ["mnist_n4_m2_W4_s0.json", "mnist_n4_m2_W4_s0.npz"]
+    for name in ("unet.csv", "unet.json", "unet_by_cell.csv", "unet.md", "memorization_mnist.png",
+                 "losses_mnist.png", "training_mnist.png", "samples_mnist.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    first = (tmp_path / "unet.csv").read_text()
+    assert main(argv) == 0                               # resumes: the cell is not run again
+    assert "1 of 1 cells already done" in capsys.readouterr().out
+    assert (tmp_path / "unet.csv").read_text() == first
+    assert main(argv + ["--collect"]) == 0
+    with pytest.raises(SystemExit):                      # argument errors before any work
+        main(["unet", "--data", str(MNIST), "--out", str(tmp_path), "--workers", "2"])
+    assert "--workers only applies to --scheduler local" in capsys.readouterr().err

@@ -27,7 +27,8 @@ QUICK = dict(ns=(16, 256), ms=(1, math.inf), widths=(4, 16), seeds=1)
 
 
 def run(paths, out: Path, *, quick: bool = False, ns=None, ms=None, widths=None, seeds=None, steps=None,
-        scheduler=None, workers=None, collect_only: bool = False, log=print, command: str | None = None) -> dict:
+        scheduler=None, workers=None, collect_only: bool = False, theory: bool = True, log=print,
+        command: str | None = None) -> dict:
     """Run (or resume) the grid on the datasets ``paths`` and write tables and figures to ``out``.
 
     Finished cells are checkpointed in ``out/cells``; ``collect_only`` writes the tables and
@@ -56,7 +57,7 @@ def run(paths, out: Path, *, quick: bool = False, ns=None, ms=None, widths=None,
                 budget=asdict(budget), datasets=[p for _, p in datasets],
                 cells_expected=len(cells), cells_done=sum(p is not None for p in payloads))
     command = command_line(PROG) if command is None else command
-    return plots.report(cells, payloads, datasets, budget, out, meta, command, log=log)
+    return plots.report(cells, payloads, datasets, budget, out, meta, command, theory=theory, log=log)
 
 
 def main(argv=None, prog: str = PROG) -> int:
@@ -80,6 +81,8 @@ def main(argv=None, prog: str = PROG) -> int:
                         help="run the cells on Dask: 'local' or a scheduler address (default: serially)")
     parser.add_argument("--workers", type=int_in(1), default=None,
                         help="workers of --scheduler local (default: one per CPU)")
+    parser.add_argument("--no-theory", action="store_true",
+                        help="leave the random-features theory out of the loss figures")
     parser.add_argument("--collect", action="store_true",
                         help="only write tables and figures from the checkpoints in OUT/cells")
     args = parser.parse_args(argv)
@@ -105,7 +108,8 @@ def main(argv=None, prog: str = PROG) -> int:
     try:
         res = run([Path(p) for p in args.data], args.out, quick=args.quick, ns=args.n, ms=args.m,
                   widths=args.widths, seeds=args.seeds, steps=args.steps, scheduler=args.scheduler,
-                  workers=args.workers, collect_only=args.collect, command=command_line(prog, argv))
+                  workers=args.workers, collect_only=args.collect, theory=not args.no_theory,
+                  command=command_line(prog, argv))
     except (ValueError, FileNotFoundError) as exc:
         return fail(prog, exc)
     for t in res["tables"]:

@@ -165,7 +165,7 @@ def run_cell(cell: Cell, budget: Budget) -> dict:
     row = dict(dataset=cell.dataset, n=cell.n, m=m_label(cell.m, "inf"), width=cell.width, seed=cell.seed,
                params=params, params_per_image=params / cell.n, d=images.d, steps=budget.steps,
                batch=budget.batch, lr=budget.lr,
-               final_train_loss=float(np.mean(trainer.log.loss[-4:])),
+               final_train_loss=float(np.mean(trainer.recent)),  # mean of the last 200 minibatches
                frozen_loss=(math.nan if trainer.frozen is None
                             else frozen_loss(net, X, trainer.frozen, images.image_shape)))
     rng = np.random.default_rng(np.random.SeedSequence([cell.seed, cell.n, 11]))

@@ -16,6 +16,7 @@ minibatch of ``(i, j)`` pairs uniformly from the ``n m`` pairs.  ``m = inf`` dra
 """
 from __future__ import annotations
 
+import collections
 import math
 import time
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class Trainer:
         self.step_count = 0
         self.log = TrainLog()
         self._window = [0.0, 0]  # loss sum and count of the current logging window
+        self.recent = collections.deque(maxlen=200)  # the last minibatch losses
 
     def _minibatch(self):
         n = self.X.shape[0]
@@ -133,7 +135,9 @@ class Trainer:
             loss.backward()
             self.opt.step()
             self.step_count += 1
-            acc += float(loss.detach())
+            value = float(loss.detach())
+            acc += value
+            self.recent.append(value)
             count += 1
             if count == log_every:
                 self.log.steps.append(self.step_count)
