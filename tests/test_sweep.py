@@ -66,3 +66,19 @@ def test_workers_running_other_code_are_refused(monkeypatch):
         monkeypatch.setattr(sweep, "code_version", lambda: "an older version")
         with pytest.raises(ValueError, match="run other code than this process"):
             sweep.run(POINTS[:1], client)
+
+
+def test_map_tasks_serial_and_on_a_cluster_give_the_values_in_order(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    args = [(k, 3) for k in range(6)]
+    seen = []
+    assert sweep.map_tasks(pow, args, on_result=lambda k, v: seen.append((k, v))) == [k ** 3 for k in range(6)]
+    assert seen == [(k, k ** 3) for k in range(6)]
+    seen.clear()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        assert sweep.map_tasks(pow, args, client, on_result=lambda k, v: seen.append((k, v))) == [k ** 3 for k in range(6)]
+        assert sorted(seen) == [(k, k ** 3) for k in range(6)]
+        monkeypatch.setattr(sweep, "code_version", lambda: "an older version")
+        with pytest.raises(ValueError, match="run other code than this process"):
+            sweep.map_tasks(pow, args, client)

@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "structured": ("validation.cli.structured", "structured data: validation table ('figures': the figures)"),
     "time": ("validation.cli.training_time", "training time: validation table ('figures': figures and findings)"),
     "real": ("validation.cli.real", "real images: learning curves, phase diagram, memorisation"),
+    "unet": ("validation.cli.unet", "U-Net scores on images: memorisation against n, m and width (extra 'unet')"),
     "report": ("validation.cli.report", "Monte Carlo at several d with the d -> inf extrapolation"),
 }
 

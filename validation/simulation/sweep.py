@@ -213,6 +213,56 @@ def connect(scheduler, workers: int | None = None, timeout: float = 3.0):
     return client, client.close
 
 
+def check_workers(client) -> int:
+    """The number of workers of ``client``; ``ValueError`` if any runs other code than this process."""
+    n_workers = len(client.scheduler_info().get("workers", {}))
+    # Identical numbers need identical code: refuse workers that run another version.
+    versions = client.run(code_version)
+    stale = sorted(w for w, v in versions.items() if v != CODE_VERSION)
+    if stale:
+        raise ValueError(f"Dask workers {', '.join(stale)} run other code than this process "
+                         f"(fingerprints {sorted(set(versions.values()))} vs {CODE_VERSION}); "
+                         "restart them after updating the package")
+    return n_workers
+
+
+def map_tasks(fn, args: Sequence[tuple], scheduler=None, *, workers: int | None = None,
+              on_result=None) -> list:
+    """``[fn(*a) for a in args]``, serially (``scheduler=None``) or as one Dask task per ``a``.
+
+    For experiments whose unit of work is not a :class:`Point` (e.g. one cell of the U-Net
+    grid, :mod:`validation.unet.experiment`).  ``fn`` and the arguments must pickle; the
+    workers are checked as in :func:`run`.  Tasks are submitted in the order of ``args``
+    (earlier first: Dask priorities); ``on_result(k, value)`` is called in this process as
+    each task ``k`` finishes (e.g. to checkpoint it), in completion order.  Returns the
+    values in the order of ``args``.
+    """
+    args = [tuple(a) for a in args]
+    check_scheduler(scheduler)
+    results: list = [None] * len(args)
+
+    def collect(k, value):
+        results[k] = value
+        if on_result is not None:
+            on_result(k, value)
+
+    if scheduler is None:
+        for k, a in enumerate(args):
+            collect(k, fn(*a))
+        return results
+    from distributed import as_completed
+
+    client, close = connect(scheduler, workers)
+    try:
+        check_workers(client)
+        futures = {client.submit(fn, *a, pure=False, priority=len(args) - k): k for k, a in enumerate(args)}
+        for fut in as_completed(futures):
+            collect(futures[fut], fut.result())
+    finally:
+        close()
+    return results
+
+
 def _task(point: Point, seeds: tuple[int, ...]):
     """One task: the simulation of ``point`` at ``seeds`` and the CPU seconds it took."""
     cpu = time.process_time()
@@ -284,14 +334,7 @@ def run(points: Sequence[Point], scheduler=None, *, workers: int | None = None,
 
         client, close = connect(scheduler, workers)
         try:
-            n_workers = len(client.scheduler_info().get("workers", {}))
-            # Identical numbers need identical code: refuse workers that run another version.
-            versions = client.run(code_version)
-            stale = sorted(w for w, v in versions.items() if v != CODE_VERSION)
-            if stale:
-                raise ValueError(f"Dask workers {', '.join(stale)} run other code than this process "
-                                 f"(fingerprints {sorted(set(versions.values()))} vs {CODE_VERSION}); "
-                                 "restart them after updating the package")
+            n_workers = check_workers(client)
             address = getattr(getattr(client, "scheduler", None), "address", None) or str(scheduler)
             name = f"{'local cluster' if scheduler == 'local' else 'scheduler'} {address}"
             futures = {}
