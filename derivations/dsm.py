@@ -48,7 +48,7 @@ from pencils.freeprob import FixedPointSystem, equations
 
 from .model import QUANTITIES, m_kind
 
-__all__ = ["SYMBOLS", "m_kind", "dsm_matrices", "dsm_traces", "dsm_system", "DSMEquations", "dsm_equations"]
+__all__ = ["SYMBOLS", "RELATIONS", "m_kind", "dsm_matrices", "dsm_traces", "dsm_system", "DSMEquations", "dsm_equations"]
 
 psi_n, psi_p, lam, m_ = sympy.symbols("psi_n psi_p lam m", positive=True)
 a_, Delta_ = sympy.symbols("a Delta", positive=True)
@@ -57,6 +57,11 @@ mu_s_, mu_f_, mu_star_ = sympy.symbols("mu_s mu_f mu_star", nonnegative=True)
 
 #: The parameters of the derived equations, by name.
 SYMBOLS = {s.name: s for s in (psi_n, psi_p, lam, m_, a_, Delta_, mu1_, mu_s_, mu_f_, mu_star_)}
+
+#: Identities between them (MODEL.md: ``Delta_t = 1 - a_t^2``; the feature noise is the part of
+#: ``mu_*^2`` not shared by the draws of a sample, ``mu_f^2 = mu_*^2 - mu_s^2``), substituted
+#: in the printed equations (:meth:`derivations.theory.DSMTheory.equations_latex`).
+RELATIONS = {Delta_: 1 - a_**2, mu_f_: sympy.sqrt(mu_star_**2 - mu_s_**2)}
 
 def dsm_matrices(kind: str, structured: bool = False) -> tuple:
     """``(K, C, U, V, constant)`` of the Gaussian-equivalent model (module docstring):

@@ -210,6 +210,17 @@ class DSMTheory:
             return {q: dsm_system(m_kind(m), q, True) for q in QUANTITIES}
         return dsm_equations(m) if raw else reduced_system(m_kind(m), self.structured)
 
+    def equations_latex(self, m=1, eliminated: bool = True) -> str:
+        """The reduced equations of this ``m`` in LaTeX, as short as the engine writes them: the
+        eliminated form (core equations in the core unknowns, each named by its trace, then the
+        read-outs; :mod:`pencils.latex`) with the model's identities substituted
+        (:data:`derivations.dsm.RELATIONS`). ``m = 1`` fits on a page (about 2000 characters);
+        elimination can take minutes for ``m = inf`` and gives up for finite ``m``, which then
+        print as programs. Cached on disk."""
+        from .dsm import RELATIONS
+
+        return self.equations(m).latex(eliminated=eliminated, relations=RELATIONS)
+
     # -- numbers -----------------------------------------------------------------
     def solver_params(self, psi_n, psi_p, t, lam, m) -> dict:
         """Numeric parameters of the derived systems (broadcast arrays)."""
