@@ -19,7 +19,7 @@ from pencils.activation.common import MAX_DPS, check_digits
 
 __all__ = ["QUANTITIES", "m_kind", "parse_m", "Coefficients", "spectral_measure", "check_real_array",
            "check_precision", "MAX_PRECISION", "parse_m_array", "real_array", "complex_array", "ROUNDOFF_RTOL",
-           "clip_roundoff"]
+           "clip_roundoff", "covariance_eigenvalues"]
 
 #: The errors every DSM system computes (one shared reduced system per kind of ``m``).
 QUANTITIES = ("test", "train")
@@ -132,6 +132,22 @@ def clip_roundoff(eigenvalues, name: str = "covariance") -> np.ndarray:
     return s
 
 
+def covariance_eigenvalues(covariance) -> np.ndarray:
+    """The eigenvalues of ``covariance``: a 1-D array of them (returned as given), or a
+    symmetric matrix (``numpy.linalg.eigvalsh``); ``ValueError`` naming it otherwise.  Round-off
+    is not clipped here (:func:`clip_roundoff`)."""
+    c = real_array("covariance", covariance, allow_negative=True, allow_inf=True)
+    if c.ndim == 2:
+        if c.shape[0] != c.shape[1] or not np.allclose(c, c.T, rtol=1e-10, atol=1e-12):
+            raise ValueError("a covariance matrix must be square and symmetric")
+        if not np.all(np.isfinite(c)):
+            raise ValueError("covariance eigenvalues must be finite (no NaN or inf)")
+        return np.linalg.eigvalsh(c)
+    if c.ndim != 1:
+        raise ValueError("covariance must be None, eigenvalues, (eigenvalues, weights) or a matrix")
+    return c
+
+
 def spectral_measure(covariance) -> tuple[np.ndarray, np.ndarray] | None:
     """``(eigenvalues, weights)`` of the data covariance's spectral measure ``nu``.
 
@@ -158,17 +174,7 @@ def spectral_measure(covariance) -> tuple[np.ndarray, np.ndarray] | None:
         if abs(w.sum() - 1.0) > 1e-9:
             raise ValueError(f"spectral weights must sum to 1, got {w.sum()!r}")
     else:
-        c = real_array("covariance", covariance, allow_negative=True, allow_inf=True)
-        if c.ndim == 2:
-            if c.shape[0] != c.shape[1] or not np.allclose(c, c.T, rtol=1e-10, atol=1e-12):
-                raise ValueError("a covariance matrix must be square and symmetric")
-            if not np.all(np.isfinite(c)):
-                raise ValueError("covariance eigenvalues must be finite (no NaN or inf)")
-            s = np.linalg.eigvalsh(c)
-        elif c.ndim == 1:
-            s = c
-        else:
-            raise ValueError("covariance must be None, eigenvalues, (eigenvalues, weights) or a matrix")
+        s = covariance_eigenvalues(covariance)
         w = np.full(s.shape, 1.0 / max(len(s), 1))
     if s.size == 0:
         raise ValueError("the covariance spectrum is empty")

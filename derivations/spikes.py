@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import clip_roundoff
+from .model import clip_roundoff, covariance_eigenvalues
 
 __all__ = ["KAPPA_MIN", "SEPARATION", "SpikeSplit", "split_spikes", "auto_spikes"]
 
@@ -106,16 +106,7 @@ def _spectrum_of(covariance) -> np.ndarray:
         raise ValueError("spikes= needs the d eigenvalues at the data's own d (a 1-D array or a covariance "
                          "matrix), not a weighted measure (eigenvalues, weights): a spike's share "
                          "kappa_j = lambda_j / d needs d")
-    c = np.asarray(covariance, dtype=float)
-    if c.ndim == 2:
-        if c.shape[0] != c.shape[1] or not np.allclose(c, c.T, rtol=1e-10, atol=1e-12):
-            raise ValueError("a covariance matrix must be square and symmetric")
-        if not np.all(np.isfinite(c)):
-            raise ValueError("covariance eigenvalues must be finite (no NaN or inf)")
-        c = np.linalg.eigvalsh(c)
-    elif c.ndim != 1:
-        raise ValueError("spikes= needs covariance as a 1-D array of the d eigenvalues or a d x d matrix")
-    return clip_roundoff(c)
+    return clip_roundoff(covariance_eigenvalues(covariance))
 
 
 def _check_spikes(spikes) -> int | str:
