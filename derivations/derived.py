@@ -159,6 +159,8 @@ class DerivedModel:
         _check_names(raw)
         out = {}
         for name, x in raw.items():
+            if isinstance(x, (str, bytes)):  # sympy would read a string as a symbol
+                raise ValueError(f"output {name!r} is not a trace or a function of traces: got the string {x!r}")
             try:
                 TraceExpr.of(x)
             except (TypeError, ValueError) as exc:
@@ -450,4 +452,8 @@ def derive(outputs, *, continuation: str | None = "lam") -> DerivedModel:
     The derivation is lazy (first :meth:`DerivedModel.solve` or :attr:`DerivedModel.reduced`)
     and disk-cached: a second run does not re-derive.
     """
-    return DerivedModel(outputs, continuation=continuation)
+    if continuation is not None and not isinstance(continuation, str):
+        raise ValueError(f"continuation must be a parameter name or None, got {continuation!r}")
+    model = DerivedModel(outputs, continuation=continuation)
+    model.expressions  # checks the outputs now (names, traces), the derivation itself stays lazy
+    return model

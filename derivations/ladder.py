@@ -3,12 +3,16 @@ DSM theory built on it, :meth:`derivations.theory.DSMTheory.errors`) resolves ev
 
 1. **Double precision**, all points at once (:class:`numerics.reduced.ReducedSolver`: the
    compiled kernel, or vectorised numpy), with a rounding-error estimate per value (warm
-   re-solves with the parameters moved by a few ulps).
+   re-solves with the parameters moved by a few ulps, and the point re-solved in long double
+   from the double root: it sees cancellations inside the read-outs).
 2. **Double-double** (about 32 digits, compiled, :meth:`ReducedSolver.refine_dd`) for the
    points whose estimate exceeds ``rtol |value| + atol``: near the interpolation peak and deep
-   in the memorisation regime, where the errors are small differences of large traces.
+   in the memorisation regime, where the errors are small differences of large traces.  Its
+   value is accepted only where its own estimate and the double estimate scaled to its unit
+   roundoff meet the tolerance, and the double value lies within its estimate of it.
 3. **mpmath** at :data:`REFINE_DPS` digits for what is left, started from the double core or,
-   where that failed, by continuation in ``lam`` (:func:`continue_in_lam`).
+   where that failed, by continuation in ``lam`` (:func:`continue_in_lam`), and verified at
+   more digits (:func:`_verified`).
 
 ``precision=dps`` skips the first two rungs: every point is solved in mpmath at ``dps`` digits.
 
@@ -18,8 +22,8 @@ double precision and, where it was tried, in mpmath, so that the error message c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import mpmath
 import numpy as np

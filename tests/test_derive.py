@@ -55,7 +55,9 @@ def test_parameters_are_checked_by_name():
     empty = model.solve(gamma=[], z=1j)  # numpy semantics: an empty grid gives empty outputs
     assert empty.value.shape == (0,) and empty.converged.shape == (0,)
     with pytest.raises(ValueError, match="identifiers"):
-        pencils.derive({"not a name": pencils.trace(pencils.identity(pencils.D))}).solve()
+        pencils.derive({"not a name": pencils.trace(pencils.identity(pencils.D))})
+    with pytest.raises(ValueError, match="not a trace"):
+        pencils.derive({"x": "garbage"})
 
 
 def test_the_ridge_risk_past_the_threshold_is_right_not_silently_off():
