@@ -8,17 +8,18 @@ from typing import Any
 
 import sympy
 
+from .outputs import as_scalar
+
 __all__ = ["Space", "SumSpace", "parts", "direct_sum", "D", "ONE"]
 
 
 def _ratio(c: Any, name: str) -> sympy.Expr:
+    """A space's size ratio: a finite scalar (:func:`pencils.outputs.as_scalar`), else a
+    ``ValueError`` naming the space."""
     try:
-        r = sympy.sympify(c)
-    except (sympy.SympifyError, TypeError) as exc:
-        raise ValueError(f"cannot interpret the size ratio {c!r} of space {name!r}") from exc
-    if not isinstance(r, sympy.Expr) or r.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):
-        raise ValueError(f"size ratio of space {name!r} must be a finite scalar, got {c!r}")
-    return r
+        return as_scalar(c)
+    except ValueError:
+        raise ValueError(f"size ratio of space {name!r} must be a finite scalar, got {c!r}") from None
 
 
 @dataclass(frozen=True)
