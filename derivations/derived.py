@@ -103,19 +103,6 @@ class ModelSimulation:
     limit_se: dict
 
 
-def _has_spectral_mean(R) -> bool:
-    """Whether a reduced system averages over the spectral measure (needs ``spectrum=``)."""
-    from pencils.expr import SpectralMean
-
-    exprs = list(R.outputs.values())
-    for kind, *rest in R.steps:
-        if kind == "let":
-            exprs.append(rest[1])
-        else:
-            exprs += [e for _, e in rest[0].program] + list(rest[0].maps)
-    return any(getattr(e, "has", lambda _: False)(SpectralMean) for e in exprs)
-
-
 def _assumptions(params) -> dict:
     """What each parameter symbol is declared to be (sympy assumptions), for the checks of
     :meth:`DerivedModel.solve`: ``"positive"``, ``"nonnegative"``, ``"real"`` or ``None``."""
@@ -220,7 +207,7 @@ class DerivedModel:
     def _reduce(self):
         import sympy
 
-        from pencils.expr import S_NU
+        from pencils.expr import measure_of
         from pencils.freeprob import equations
         from pencils.reduce import ReducedSystem, reduce_systems
 
@@ -231,7 +218,7 @@ class DerivedModel:
             return R
         sys_out = {} if R is None else {sympy.Symbol(n): e for n, e in R.outputs.items()}
         outputs = {n: sympy.sympify(c).xreplace(sys_out) for n, c in combines.items()}
-        free = set().union(*(e.free_symbols for e in outputs.values())) - {S_NU}
+        free = {s for e in outputs.values() for s in e.free_symbols if measure_of(s) is None}
         step_syms = set() if R is None else {s for kind, *rest in R.steps for s in
                                             ((rest[0],) if kind == "let" else rest[0].unknowns)}
         params = {p.name: p for p in (() if R is None else R.params)}
@@ -248,7 +235,7 @@ class DerivedModel:
         so that a warm start with a compiled kernel on disk loads no sympy)."""
         def make():
             lay = solver_layout(self.reduced)
-            lay["spectral"] = _has_spectral_mean(self.reduced)
+            lay["spectral"] = bool(lay["measures"])
             lay["assumptions"] = _assumptions(self.reduced.params)
             return lay
 
@@ -305,14 +292,40 @@ class DerivedModel:
                        spectrum=spectrum, continuation=continuation, nonnegative=tuple(nonnegative))
 
     def _spectrum(self, spectrum):
-        if not self.layout.get("spectral"):
+        """The measures of the model's spectral means, checked: ``(atoms, weights)`` of
+        ``Sigma``'s spectrum (:func:`derivations.model.spectral_measure`) for a model with only
+        ``f(Sigma)`` factors; ``{measure: (atoms, weights)}`` with profile measures
+        (:func:`pencils.expr.profile`; :mod:`numerics.measures` reads the atoms)."""
+        need = [m for m, _ in self.layout.get("measures", ())]
+        if not need:
             if spectrum is not None:
-                raise ValueError("this model has no spectral factor f(Sigma): spectrum= is not used")
+                raise ValueError("this model has no spectral factor f(Sigma) or profile: spectrum= is not used")
             return None
         if spectrum is None:
-            raise ValueError("this model has spectral factors f(Sigma): pass spectrum= (eigenvalues, "
-                             "or (atoms, weights))")
-        return spectral_measure(spectrum)
+            what = "eigenvalues, or (atoms, weights)" if need == ["nu"] else \
+                f"{{measure: (atoms, weights)}} for the measures {need}"
+            raise ValueError(f"this model averages over {need}: pass spectrum= ({what})")
+        if not isinstance(spectrum, dict):
+            if need != ["nu"]:
+                raise ValueError(f"this model averages over the measures {need}: pass spectrum= as "
+                                 "{measure: (atoms, weights)}")
+            return spectral_measure(spectrum)
+        if set(spectrum) != set(need):
+            raise ValueError(f"spectrum= must give the measures {need}, got {sorted(spectrum)}")
+        out = {}
+        for m, value in spectrum.items():
+            if m == "nu":
+                out[m] = spectral_measure(value)
+                continue
+            try:
+                atoms, w = value
+            except (TypeError, ValueError):
+                raise ValueError(f"measure {m!r}: give (atoms, weights)") from None
+            w = np.asarray(w, dtype=float).reshape(-1)
+            if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or abs(w.sum() - 1.0) > 1e-9:
+                raise ValueError(f"measure {m!r}: weights must be finite, non-negative and sum to 1")
+            out[m] = (atoms, w)
+        return out
 
     def _arrays(self, params: dict) -> list:
         missing = [n for n in self.params if n not in params]

@@ -34,6 +34,10 @@ from pencils.cache import cached
 
 from ._errors import ConvergenceError
 from .kernel import kernel_enabled, load_kernel
+from .measures import environment as measure_environment
+from .measures import from_environment
+from .measures import normalise as normalise_measures
+from .measures import pack as pack_measures
 from .options import DD_EPS, KERNEL_CFG, READOUT_SAFETY, ReducedSolution, Result, SolveOptions, result_codes, rounding_signs
 from .stages import MPMATH, dtype_of, iterate, readout_rounding, run_program
 
@@ -74,15 +78,16 @@ def generate_reduced_source(R, backend: str = "numpy", key: str | None = None) -
     return cached(f"reduced-codegen-{backend}", key, generate)
 
 
-def _spectral_mean_numpy(E, f):
-    """``E_nu[f(s)]`` on a batch: atoms along axis 0 (``nu_s``, ``nu_w`` of shape ``(A, 1)``)."""
-    return np.sum(E["nu_w"] * f(E["nu_s"]), axis=0)
+def _spectral_mean_numpy(E, f, weights: str, atoms: tuple):
+    """``E_mu[f(coordinates)]`` on a batch: atoms along axis 0 (arrays of shape ``(A, 1)``,
+    :mod:`numerics.codegen.measures`)."""
+    return np.sum(E[weights] * f(*(E[k] for k in atoms)), axis=0)
 
 
-def _spectral_mean_mpmath(E, f):
+def _spectral_mean_mpmath(E, f, weights: str, atoms: tuple):
     import mpmath
 
-    return mpmath.fsum(w * f(s) for s, w in zip(E["nu_s"], E["nu_w"]))
+    return mpmath.fsum(w * f(*x) for w, *x in zip(E[weights], *(E[k] for k in atoms)))
 
 
 def _namespace(R, backend: str, key: str | None) -> dict:
@@ -178,15 +183,20 @@ class ReducedSolver:
         shape = np.broadcast_shapes(*(v.shape for v in arrays.values()))
         return {k: np.broadcast_to(v, shape).reshape(-1).copy() for k, v in arrays.items()}, shape
 
-    @staticmethod
-    def _spectrum(spectrum, conv) -> dict:
-        if spectrum is None:
+    @property
+    def measures(self) -> tuple:
+        """``((measure, coordinate names), ...)`` the program averages over
+        (:mod:`numerics.codegen.measures`)."""
+        if "measures" not in self._layout:  # a layout cached before measures were recorded
+            self._layout = solver_layout(self.reduced)
+        return self._layout["measures"]
+
+    def _spectrum(self, spectrum, conv) -> dict:
+        """The environment entries of ``spectrum`` (``(atoms, weights)`` of ``nu``, or
+        ``{measure: (atoms, weights)}``; :mod:`numerics.codegen.measures`)."""
+        if not self.measures:  # nothing to average over (the facade refuses a needless spectrum)
             return {}
-        s, w = spectrum
-        if conv is np.asarray:
-            return {"nu_s": np.asarray(s, dtype=float).reshape(-1, 1),
-                    "nu_w": np.asarray(w, dtype=float).reshape(-1, 1)}
-        return {"nu_s": [conv(x) for x in s], "nu_w": [conv(x) for x in w]}
+        return measure_environment(normalise_measures(spectrum, self.measures), conv)
 
     # -- public ------------------------------------------------------------------------
     def solve(self, params: dict, options: SolveOptions | None = None, *, spectrum=None, init=None,
@@ -310,7 +320,7 @@ class ReducedSolver:
         P = np.empty((size, len(self.param_names)), dtype=dtype_of(flat))
         for j, name in enumerate(self.param_names):
             P[:, j] = flat[name]
-        spectrum = (flat["nu_s"].reshape(-1), flat["nu_w"].reshape(-1)) if "nu_s" in flat else None
+        spectrum = pack_measures(from_environment(flat, self.measures), self.measures)
         dd = precision == "dd"
         # double-double restarts from a double-precision root already tested for attractivity
         cont = 1.0 if opts.continuation in self.param_names else 0.0  # the kernel's compiled-in parameter
@@ -425,11 +435,13 @@ def solver_layout(reduced) -> dict:
     """What a solver needs to know of its system without sympy: parameter names, output
     names, the number of core unknowns and the program's segments by name (plain data,
     cached beside the system)."""
+    from .codegen.measures import system_layout
+
     segments = tuple(("let",) if kind == "let" else
                      ("core", tuple(u.name for u in body.unknowns), tuple(e.name for e in body.eliminated))
                      for kind, body in reduced.segments)
     return dict(params=tuple(p.name for p in reduced.params), outputs=tuple(reduced.outputs),
-                n_core=len(reduced.core_unknowns), segments=segments)
+                n_core=len(reduced.core_unknowns), segments=segments, measures=system_layout(reduced))
 
 
 def compile_reduced(reduced, key: str | None = None, options: SolveOptions = SolveOptions()) -> ReducedSolver:

@@ -50,40 +50,15 @@ from typing import Any
 
 import sympy
 
+from .measures import S_NU, SpectralMean, coordinate, has_coordinates, mean_of, measure_of, measures
 from .outputs import TraceExpr
 from .spaces import ONE, D, Space, SumSpace, direct_sum, parts
 
 __all__ = [
     "Space", "SumSpace", "parts", "direct_sum", "D", "ONE", "MatExpr", "Trace", "gaussian", "identity", "zeros", "inverse",
     "transpose", "trace", "as_scalar", "S_NU", "SpectralMean", "spectral", "has_vectors",
+    "coordinate", "measure_of", "measures", "has_coordinates", "profile", "mean_of",
 ]
-
-#: The spectral variable: an eigenvalue ``s`` of the data covariance ``Sigma`` (see :func:`spectral`).
-S_NU = sympy.Symbol("s_nu", nonnegative=True)
-
-
-class SpectralMean(sympy.Function):
-    """``E_nu[f(s)]``: the average of an expression in :data:`S_NU` over the spectral
-    measure ``nu`` of ``Sigma`` (evaluated numerically as a weighted sum over its atoms).
-
-    It is linear, so ``d/dx E_nu[f] = E_nu[df/dx]``; an argument free of ``s`` is its own mean.
-    """
-
-    nargs = 1
-
-    @classmethod
-    def eval(cls, arg):
-        if not arg.has(S_NU):
-            return arg
-        return None
-
-    def _eval_derivative(self, x):
-        return SpectralMean(sympy.diff(self.args[0], x))
-
-    def _latex(self, printer):
-        return r"\mathbb{E}_{\nu}\left[" + printer._print(self.args[0]) + r"\right]"
-
-
 
 def as_scalar(c: Any) -> sympy.Expr:
     """Sympify a scalar coefficient, rejecting matrices and non-finite numbers."""
@@ -135,7 +110,8 @@ class MatExpr:
     (args: factors, none of them scalar), ``scale`` (args ``(c, expr)``), ``inv``, ``block``
     (args ``(k, m, *blocks)``: a ``k x m`` grid, row by row, over direct sums of spaces,
     :mod:`pencils.blocks`) and
-    ``spec`` (args ``(f,)``: the deterministic ``d x d`` matrix ``f(Sigma)``, :func:`spectral`).
+    ``spec`` (args ``(f,)``: a deterministic diagonal profile on ``rows``, ``f(Sigma)`` on the ``d``
+    space, :func:`spectral`, :func:`profile`).
     """
 
     __slots__ = ("op", "args", "rows", "cols", "key", "_hash")
@@ -330,9 +306,30 @@ def spectral(f: Any) -> MatExpr:
     averages over its spectral measure (:class:`SpectralMean`).
     """
     f = as_scalar(f)
-    if not f.has(S_NU):
-        return identity(D, f)
-    return MatExpr("spec", (f,), D, D)
+    if measures(f) - {"nu"}:
+        raise ValueError("spectral(f) is a function of S_NU only; use profile(f, space) for other measures")
+    return profile(f, D)
+
+
+def profile(f: Any, space: Space) -> MatExpr:
+    """A deterministic diagonal matrix on ``space`` whose entries follow a measure: entry ``i``
+    is ``f`` at the coordinates of atom ``i`` (:func:`coordinate`).  Profiles on one space
+    commute; a normalised trace over the space becomes the mean over the measure, as
+    ``f(Sigma)`` does on the ``d`` space with :data:`S_NU` (:func:`spectral`).
+
+    This is how a hidden variable attached to each sample or feature enters a pencil: e.g. the
+    spike overlap ``c_mu`` of each sample makes the row scaling ``diag(g(c_mu))`` of the data.
+    The deterministic-equivalent rules hold because the profile is independent of the Gaussian
+    blocks (the operator-valued semicircle over the diagonal algebra of the space)."""
+    if not isinstance(space, Space):
+        raise ValueError("a profile lives on one Space")
+    f = as_scalar(f)
+    found = measures(f)
+    if not found:
+        return identity(space, f)
+    if len(found) > 1:
+        raise ValueError(f"a profile follows one measure, got coordinates of {sorted(found)}")
+    return MatExpr("spec", (f,), space, space)
 
 
 def zeros(rows: Space, cols: Space) -> MatExpr:
@@ -383,7 +380,7 @@ def inverse(e: MatExpr) -> MatExpr:
     if e.op == "eye":
         return identity(e.rows, 1 / e.args[0])
     if e.op == "spec":
-        return spectral(1 / e.args[0])
+        return profile(1 / e.args[0], e.rows)
     if e.op == "scale":
         return _scale(1 / e.args[0], inverse(e.args[1]))
     if e.op in ("gauss", "gaussT"):

@@ -50,7 +50,7 @@ from typing import Any
 import sympy
 
 from .cache import cached
-from .expr import S_NU, MatExpr, Trace
+from .expr import MatExpr, Trace, has_coordinates
 from .linearize import Pencil, describe, linearize
 
 __all__ = ["FixedPointSystem", "equations"]
@@ -237,17 +237,17 @@ def _primitive(form: dict) -> tuple:
     nums, dens = zip(*(sympy.fraction(c) for c in polys))
     content = sympy.cancel(sympy.gcd_list(list(nums)) / sympy.lcm_list(list(dens)))
     num, den = sympy.fraction(content)
-    if num.has(S_NU):  # keep only the factors free of s in the content
+    if has_coordinates(num):  # keep only the factors free of coordinates in the content
         k, factors = sympy.factor_list(num)
-        num = k * sympy.Mul(*(b**e for b, e in factors if not b.has(S_NU)))
-    if den.has(S_NU):
+        num = k * sympy.Mul(*(b**e for b, e in factors if not has_coordinates(b)))
+    if has_coordinates(den):
         k, factors = sympy.factor_list(den)
-        den = k * sympy.Mul(*(b**e for b, e in factors if not b.has(S_NU)))
+        den = k * sympy.Mul(*(b**e for b, e in factors if not has_coordinates(b)))
     content = num / den
     # scale the unknown as the leading coefficient does, except for the factors that may vanish
     # (a parameter such as mu1, or one only known to be >= 0): those stay in the unknown
     k, factors = sympy.factor_list(sympy.cancel(polys[0] / content))
-    safe = k * sympy.Mul(*(b**e for b, e in factors if b.is_nonzero and not b.has(S_NU)))
+    safe = k * sympy.Mul(*(b**e for b, e in factors if b.is_nonzero and not has_coordinates(b)))
     content = content * safe
     prim = [sympy.cancel(c / content) for c in polys]
     if prim[0].could_extract_minus_sign():

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import sympy
 
 from .cache import cached
+from .expr import SpectralMean
 from .linearize import describe
 
 __all__ = ["Eliminated", "block_meaning", "eliminate", "program_latex"]
@@ -354,8 +355,8 @@ def _choose_scales(rhs, unknowns, nu):
 
 def _collected(f, nu, tex) -> str:
     """A polynomial factor: collected in the unknowns, coefficients factored."""
-    if not f.free_symbols & set(nu):
-        return tex(sympy.factor(f))
+    if not f.free_symbols & set(nu) or any(m.has(*nu) for m in f.atoms(SpectralMean)):
+        return tex(sympy.factor(f))  # a mean over a measure is not a polynomial in the unknowns
     poly = sympy.Poly(sympy.expand(f), *nu)
     terms = []
     for mon, coef in poly.terms():

@@ -76,7 +76,7 @@ from typing import Any, Iterable
 import sympy
 
 from .cache import cached
-from .expr import S_NU, MatExpr, Space, SumSpace, Trace, has_vectors, parts
+from .expr import MatExpr, Space, SumSpace, Trace, has_coordinates, has_vectors, parts
 
 __all__ = ["Pencil", "linearize", "describe"]
 
@@ -338,10 +338,9 @@ def _eliminable(r: _Real, k: int) -> int | None:
         for j, b in row.items():
             if not (_lc_is_det(a) or _lc_is_det(b)):
                 return None
-            # a Gaussian coefficient must stay free of the spectral variable s
+            # a Gaussian coefficient must stay free of the coordinates of a measure (profiles)
             if not (_lc_is_det(a) and _lc_is_det(b)) and (
-                    sympy.sympify(diag[None]).has(S_NU) or any(sympy.sympify(c).has(S_NU)
-                                                                for c in (*a.values(), *b.values()))):
+                    has_coordinates(diag[None]) or any(has_coordinates(c) for c in (*a.values(), *b.values()))):
                 return None
             fill += (i, j) not in r.L
     return fill
@@ -406,8 +405,8 @@ def _lin(e: MatExpr, memo: dict, reduce: bool = True) -> _Real:
     if op in ("gauss", "gaussT"):
         r = _atom(e)
     elif op in ("eye", "spec"):
-        # f(Sigma) commutes with every other function of Sigma: on the d space it acts as the
-        # scalar f(s) per eigenvalue, so it is realised like c I with c = f(s_nu).
+        # profiles on one space commute: each acts as the scalar f at an atom of its measure
+        # (f(Sigma): f(s) per eigenvalue), so it is realised like c I with c = f(coordinates).
         r = _scalar(a[0], e.rows, e.cols)
     elif op == "add":
         if not a:
@@ -552,7 +551,7 @@ def _to_pencil(r: _Real, atoms: dict, readout: dict | None, constant: Any, sourc
                 L0[i, j] = c
             else:
                 name, tr = b
-                if sympy.sympify(c).has(S_NU):  # pragma: no cover - guarded by _eliminable
+                if has_coordinates(c):  # pragma: no cover - guarded by _eliminable
                     raise AssertionError("a Gaussian block with a spectral coefficient")
                 atom = atoms[name]
                 want = (atom.cols, atom.rows) if tr else (atom.rows, atom.cols)

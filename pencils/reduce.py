@@ -50,23 +50,18 @@ import mpmath
 import sympy
 
 from .cache import cached
-from .expr import S_NU, SpectralMean
-from .freeprob import FixedPointSystem, _tarjan
+from .expr import has_coordinates, measure_of
+from .freeprob import FixedPointSystem
+from .inverse import FINGERPRINT_DPS, MAX_SYMBOLIC_CORE, _form, _Inverse, _spectral_constant
+from .inverse import evaluate as _evaluate
 from .latex import block_meaning as _meaning
 from .latex import MAX_AUTO_STEPS, eliminate, program_latex
 from .linearize import describe
 
 __all__ = ["ReducedSystem", "CoreStage", "reduce_systems"]
 
-#: Diagonal cores of ``M`` larger than this are not inverted symbolically.
-MAX_SYMBOLIC_CORE = 6
-#: Random points and digits of the numeric identity test that merges copies.
-FINGERPRINT_POINTS, FINGERPRINT_DPS = 2, 40
-#: The spectral measure of the fingerprints: atoms and weights (any fixed generic choice).
-_FP_MEASURE = ((mpmath.mpf("0.3712"), mpmath.mpf("0.25")), (mpmath.mpf("1.2093"), mpmath.mpf("0.35")),
-               (mpmath.mpf("2.8471"), mpmath.mpf("0.4")))
-
-
+#: Random points of the numeric identity test that merges copies.
+FINGERPRINT_POINTS = 2
 @dataclass(frozen=True)
 class CoreStage:
     """Nonlinear unknowns ``u`` solving ``u = f(u; params, earlier symbols)``.
@@ -161,172 +156,6 @@ class ReducedSystem:
 # -- inversion of M(tau), space by space and block-triangularly ---------------------------
 
 
-class _Inverse:
-    """Entries of ``G = M^{-1}`` as a straight-line program of symbols ``g``.
-
-    ``M`` is a sympy matrix (entries in parameters and unknowns ``tau``).  ``entry(j, m)``
-    returns a symbol whose definition (``self.defs``) is an expression in ``M``'s
-    entries and earlier ``g`` symbols; zero entries return ``0``.
-    """
-
-    def __init__(self, M: sympy.Matrix, spaces: tuple):
-        self.M = M
-        n = M.shape[0]
-        self.nz = {i: [k for k in range(n) if M[i, k] != 0] for i in range(n)}
-        for i in range(n):
-            for k in self.nz[i]:
-                if spaces[i] != spaces[k]:
-                    raise ValueError(f"M couples blocks {i} and {k} of different spaces")
-        comps = _tarjan(n, {i: set(self.nz[i]) - {i} for i in range(n)})
-        # _tarjan lists a component after those it depends on: reverse for upper-triangular order
-        self.comp_of = {}
-        self.comps = []
-        for c in comps:
-            self.comp_of.update({i: len(self.comps) for i in c})
-            self.comps.append(tuple(c))
-        self.reach = self._reach(n)
-        self.defs: dict = {}
-        self.order: list = []  # g symbols in creation order (dependencies first)
-        self._g: dict = {}
-        self._dinv: dict = {}
-
-    def _reach(self, n):
-        out = {i: {i} for i in range(n)}
-        changed = True
-        while changed:
-            changed = False
-            for i in range(n):
-                new = set().union(*(out[k] for k in self.nz[i])) | out[i]
-                if new != out[i]:
-                    out[i] = new
-                    changed = True
-        return out
-
-    def _diag_inverse(self, c: int) -> sympy.Matrix:
-        if c not in self._dinv:
-            idx = self.comps[c]
-            if len(idx) > MAX_SYMBOLIC_CORE:
-                raise ValueError(f"a diagonal core of {len(idx)} blocks is too large to invert symbolically")
-            sub = self.M.extract(list(idx), list(idx))
-            if len(idx) == 1:
-                self._dinv[c] = sympy.Matrix([[1 / sub[0, 0]]])
-            else:
-                self._dinv[c] = self._gauss_jordan(c, sub)
-        return self._dinv[c]
-
-    def _gauss_jordan(self, c: int, A: sympy.Matrix) -> sympy.Matrix:
-        """Inverse of a small diagonal core by Gauss-Jordan elimination in the natural pivot
-        order, each new entry a symbol of the program.  (Closed-form cofactors over the
-        determinant lose many digits where the traces are large -- the memorisation
-        regime -- while elimination is as accurate as a numeric LU there.)"""
-        k = A.shape[0]
-        A, inv = sympy.Matrix(A), sympy.eye(k)
-        count = [0]
-
-        def name(e):
-            if e.is_number or isinstance(e, sympy.Symbol):
-                return e
-            s = sympy.Symbol(f"e_{c}_{count[0]}_{len(self.order)}")
-            count[0] += 1
-            self.defs[s] = e
-            self.order.append(s)
-            return s
-
-        for q in range(k):
-            ip = name(1 / A[q, q])
-            A[q, :] = (A[q, :] * ip).applyfunc(name)
-            inv[q, :] = (inv[q, :] * ip).applyfunc(name)
-            for r in range(k):
-                if r != q and A[r, q] != 0:
-                    f = A[r, q]
-                    A[r, :] = (A[r, :] - f * A[q, :]).applyfunc(name)
-                    inv[r, :] = (inv[r, :] - f * inv[q, :]).applyfunc(name)
-        return inv
-
-    def entry(self, j: int, m: int):
-        if m not in self.reach[j]:
-            return sympy.Integer(0)
-        key = (j, m)
-        if key in self._g:
-            return self._g[key]
-        I, J = self.comp_of[j], self.comp_of[m]
-        idx = self.comps[I]
-        if I == J:
-            expr = self._diag_inverse(I)[idx.index(j), idx.index(m)]
-        else:
-            # G_{I,m} = -Dinv_I  sum_{k outside I} M_{I,k} G_{k,m}
-            # (the diagonal block of G is Dinv_I itself: reuse its symbols)
-            expr = -sum((self.entry(j, r) * self.M[r, k] * self.entry(k, m) for r in idx
-                         for k in self.nz[r] if self.comp_of[k] != I), sympy.Integer(0))
-        sym = sympy.Symbol(f"g_{j}_{m}")
-        self.defs[sym] = expr
-        self.order.append(sym)
-        self._g[key] = sym
-        return sym
-
-    def is_spectral(self, g) -> bool:
-        """Whether the ``g`` symbol depends on the spectral variable ``s``."""
-        memo = self.__dict__.setdefault("_spec_memo", {})
-        if not isinstance(g, sympy.Symbol) or g not in self.defs:
-            return bool(sympy.sympify(g).has(S_NU))
-        if g not in memo:
-            d = self.defs[g]
-            memo[g] = d.has(S_NU) or any(self.is_spectral(h) for h in d.free_symbols if h in self.defs)
-        return memo[g]
-
-    def spectral_expand(self, expr):
-        """``expr`` with every spectral ``g`` symbol replaced by its definition (they are
-        functions of ``s``: they only exist inside a spectral mean)."""
-        memo = self.__dict__.setdefault("_expand_memo", {})
-
-        def full(s):
-            if s not in memo:
-                d = self.defs[s]
-                memo[s] = d.xreplace({h: full(h) for h in d.free_symbols
-                                      if h in self.defs and self.is_spectral(h)})
-            return memo[s]
-
-        expr = sympy.sympify(expr)
-        return expr.xreplace({h: full(h) for h in expr.free_symbols if h in self.defs and self.is_spectral(h)})
-
-    def closure(self, syms: set) -> list:
-        """The ``g`` symbols ``syms`` depend on (themselves included), dependencies first."""
-        out, todo = set(), list(syms)
-        while todo:
-            s = todo.pop()
-            if s not in out:
-                out.add(s)
-                todo.extend(self.defs[s].free_symbols & self.defs.keys())
-        return sorted(out, key=self.order.index)
-
-
-def _evaluate(expr, env: dict, memo: dict):
-    """``expr`` (rational operations, integer/half powers) in mpmath at the values ``env``."""
-    if expr in memo:
-        return memo[expr]
-    if expr.is_Symbol:
-        v = env[expr]
-    elif expr.is_Integer:
-        v = mpmath.mpf(int(expr))
-    elif expr.is_Rational:
-        v = mpmath.mpf(int(expr.p)) / int(expr.q)
-    elif expr.is_Add:
-        v = mpmath.fsum(_evaluate(a, env, memo) for a in expr.args)
-    elif expr.is_Mul:
-        v = mpmath.fprod(_evaluate(a, env, memo) for a in expr.args)
-    elif expr.is_Pow:
-        b, e = _evaluate(expr.base, env, memo), expr.exp
-        v = b ** int(e) if e.is_Integer else b ** _evaluate(e, env, memo)
-    elif isinstance(expr, SpectralMean):  # a fixed random measure: the same for every expression
-        v = mpmath.fsum(w * _evaluate(expr.args[0], {**env, S_NU: s}, {}) for s, w in _FP_MEASURE)
-    elif expr.is_number:
-        v = mpmath.mpf(sympy.N(expr, FINGERPRINT_DPS))
-    else:
-        raise ValueError(f"cannot evaluate {type(expr).__name__} in a fingerprint")
-    memo[expr] = v
-    return v
-
-
 def _eliminate_explicit(us: list, program: tuple, maps: tuple) -> tuple:
     """Make explicit every unknown whose equation does not involve itself.
 
@@ -362,31 +191,6 @@ def _eliminate_explicit(us: list, program: tuple, maps: tuple) -> tuple:
 
 
 # -- the reduction -------------------------------------------------------------------------
-
-
-def _form(W, inv: _Inverse) -> sympy.Expr:
-    """``sum_ij W_ij g_ij``; the entries that depend on the spectrum of ``Sigma`` (the
-    ``d`` space of a structured model) are averaged over it: ``E_nu[sum W_ij g_ij(s)]``."""
-    plain, spectral = sympy.Integer(0), sympy.Integer(0)
-    for i in range(W.shape[0]):
-        for j in range(W.shape[1]):
-            if W[i, j] == 0:
-                continue
-            g = inv.entry(i, j)
-            if inv.is_spectral(g) or sympy.sympify(W[i, j]).has(S_NU):
-                spectral += W[i, j] * inv.spectral_expand(g)
-            else:
-                plain += W[i, j] * g
-    return plain + SpectralMean(spectral)
-
-
-def _spectral_constant(c) -> sympy.Expr:
-    """A read-out constant with bare ``s`` (a trace of ``f(Sigma)``) is its mean."""
-    c = sympy.sympify(c)
-    if not c.has(S_NU):
-        return c
-    bare = c.xreplace({m: sympy.Symbol(f"__mean{k}") for k, m in enumerate(c.atoms(SpectralMean))})
-    return SpectralMean(c) if bare.has(S_NU) else c
 
 
 class _Reducer:
@@ -459,7 +263,7 @@ class _Reducer:
         for S in systems:
             for obj in (S.L0, *S.P, *S.W, S.readout, sympy.sympify(S.constant)):
                 found |= {e.base for e in obj.atoms(sympy.Pow)
-                          if abs(e.exp) == sympy.S.Half and not e.base.has(S_NU)}
+                          if abs(e.exp) == sympy.S.Half and not has_coordinates(e.base)}
         self.root_map = {}
         for k, base in enumerate(sorted(found, key=sympy.default_sort_key)):
             sym = sympy.Symbol(f"r_{k}", positive=True)
@@ -650,7 +454,7 @@ class _Reducer:
         else:
             Am = sympy.Matrix([[self._let("w", a) for a in row] for row in A])
             bm = sympy.Matrix([self._let("w", x) for x in b])
-            sols = list((sympy.eye(len(own)) - Am).LUsolve(bm))
+            sols = self._solve_linear(sympy.eye(len(own)) - Am, bm)
         reps = []
         for sol, q in zip(sols, comp):
             rep = self._let("v", sol)
@@ -660,11 +464,33 @@ class _Reducer:
         return reps
 
 
+    def _solve_linear(self, M, b) -> list:
+        """``M^{-1} b`` by Gauss elimination in the natural pivot order, every new entry a step of
+        the program (a closed-form solve grows exponentially with the size of ``M``)."""
+        M, b, k = sympy.Matrix(M), sympy.Matrix(b), M.shape[0]
+        if k <= 4:  # small: the closed form, as the smaller systems always had
+            return list(M.LUsolve(b))
+        for q in range(k):
+            ip = self._let("w", 1 / M[q, q])
+            for r in range(q + 1, k):
+                if M[r, q] != 0:
+                    f = self._let("w", M[r, q] * ip)
+                    for c in range(q + 1, k):
+                        if M[q, c] != 0:
+                            M[r, c] = self._let("w", M[r, c] - f * M[q, c])
+                    b[r] = self._let("w", b[r] - f * b[q])
+        x = [sympy.Integer(0)] * k
+        for q in reversed(range(k)):
+            x[q] = self._let("w", (b[q] - sum((M[q, c] * x[c] for c in range(q + 1, k)), sympy.Integer(0))) / M[q, q])
+        return x
+
+
 def _reduce_uncached(systems: dict) -> ReducedSystem:
     red = _Reducer()
     red.roots(systems.values())
     outputs = {label: red.system(S, label) for label, S in systems.items()}
-    params = sorted(set().union(*(set(S.params) for S in systems.values())) - {S_NU}, key=lambda s: s.name)
+    params = sorted((p for p in set().union(*(set(S.params) for S in systems.values())) if measure_of(p) is None),
+                    key=lambda s: s.name)
     sizes = dict(raw_unknowns={k: S.n_unknowns for k, S in systems.items()},
                  raw_blocks={k: S.size for k, S in systems.items()},
                  core=sum(len(s[1].unknowns) for s in red.steps if s[0] == "core"),

@@ -21,7 +21,7 @@ from pencils._lazy import lazy_names
 #: the hand-written C++ pasted into every kernel source, in order
 RUNTIME_FILES = ("runtime.h", "stage.hpp", "driver.hpp")
 #: Largest core stage the kernel takes (``KMAX`` of ``runtime.h``: the attractivity test's buffers).
-KMAX = 8
+KMAX = 48
 
 _LAZY = {
     "Layout": "python", "layout": "python", "generate_source": "python", "build_function": "python",

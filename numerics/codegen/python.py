@@ -5,8 +5,10 @@ used by :mod:`numerics.fixedpoint`) and the program functions of the reduced sys
 
 Expressions go through sympy's ``NumPyPrinter`` / ``MpmathPrinter`` (rationals stay exact in
 the mpmath backend: ``mpf(p)/mpf(q)``, never a double literal), with common sub-expressions
-shared by ``sympy.cse``.  Spectral means ``E_nu[g(s_nu)]`` become nested functions averaged
-by ``spectral_mean`` (a name the caller puts in the namespace).  Sources are cached on disk.
+shared by ``sympy.cse``.  Spectral means ``E_mu[g(coordinates)]`` become nested functions of
+the measure's coordinates, averaged by ``spectral_mean(E, g, weights key, atom keys)`` (a name
+the caller puts in the namespace; the keys are those of :mod:`numerics.codegen.measures`).
+Sources are cached on disk.
 """
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import MpmathPrinter
 
 from pencils.cache import cached
-from pencils.expr import S_NU, SpectralMean
+from pencils.expr import SpectralMean, measure_of
 from pencils.freeprob import FixedPointSystem
 from pencils.linearize import describe
+
+from ..measures import atoms_key, weights_key
 
 __all__ = ["Layout", "layout", "generate_source", "build_function", "reduced_source", "FunctionWriter",
            "printer", "reads"]
@@ -54,17 +58,25 @@ class FunctionWriter:
         return reduced
 
     def _hoist(self, exprs: list) -> list:
-        """Spectral means become nested functions of ``s_nu`` averaged by ``spectral_mean``."""
+        """Spectral means become nested functions of their measure's coordinates, averaged by
+        ``spectral_mean``."""
         out = []
         for e in exprs:
             rep = {}
             for m in sorted(sympy.sympify(e).atoms(SpectralMean), key=sympy.default_sort_key):
                 sym = next(self.means)
+                coords = sorted(c.name for c in m.coordinates)
+                self.lines.append(f"    def _f_{sym.name}({', '.join(coords)}):")
+                for x, bx in m.lets:  # the per-atom program, one binding at a time
+                    repl, (red,) = sympy.cse([bx], symbols=self.names, order="none")
+                    self.lines.extend(f"        {c.name} = {self.pr.doprint(v)}" for c, v in repl)
+                    self.lines.append(f"        {x.name} = {self.pr.doprint(red)}")
                 repl, (red,) = sympy.cse([m.args[0]], symbols=self.names, order="none")
-                self.lines.append(f"    def _f_{sym.name}({S_NU.name}):")
                 self.lines.extend(f"        {c.name} = {self.pr.doprint(x)}" for c, x in repl)
                 self.lines.append(f"        return {self.pr.doprint(red)}")
-                self.lines.append(f"    {sym.name} = spectral_mean(E, _f_{sym.name})")
+                keys = tuple(atoms_key(c) for c in coords)
+                self.lines.append(f"    {sym.name} = spectral_mean(E, _f_{sym.name}, {weights_key(m.measure)!r}, "
+                                  f"{keys!r})")
                 rep[m] = sym
             out.append(sympy.sympify(e).xreplace(rep))
         return out
@@ -86,9 +98,10 @@ class FunctionWriter:
 
 
 def reads(exprs, defined: set) -> list:
-    """The free symbols of ``exprs`` not in ``defined`` (nor ``s_nu``), sorted by name."""
+    """The free symbols of ``exprs`` not in ``defined`` (nor coordinates of a measure), sorted
+    by name."""
     syms = set().union(*(sympy.sympify(e).free_symbols for e in exprs)) if exprs else set()
-    return sorted(syms - set(defined) - {S_NU}, key=lambda s: s.name)
+    return sorted((s for s in syms - set(defined) if measure_of(s) is None), key=lambda s: s.name)
 
 
 # -- raw systems: the coefficient matrices -------------------------------------------------

@@ -170,12 +170,43 @@ template <typename T> static void small_solve(T *A, T *b, T *x, int n) {
     }
 }
 
-// all eigenvalues of (I + J)/2 in the open unit disk: Faddeev--LeVerrier, then Schur--Cohn
-// (K <= KMAX, checked when the source is generated)
-static const int KMAX = 8;
+// all eigenvalues of (I + J)/2 in the open unit disk (K <= KMAX, checked when the source is
+// generated): Faddeev--LeVerrier, then Schur--Cohn, for K <= KSMALL; above, the characteristic
+// polynomial loses its accuracy and the spectral radius is estimated by repeated squaring,
+// rho(A) = lim |A^n|^(1/n) (from above: n = 2^40 overestimates by a factor 1 + O(K log n / n)).
+static const int KSMALL = 8, KMAX = 48;
+template <typename T> static bool attracts_large(const T *Jt, int K) {
+    typedef typename io<T>::type W;
+    W A[KMAX * KMAX], B[KMAX * KMAX];
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < K; j++) {
+            A[i * K + j] = 0.5 * to_io(Jt[i * K + j]) + (i == j ? 0.5 : 0.0);
+            if (!(mag(A[i * K + j]) < INFINITY)) return false;
+        }
+    double logs = 0.0, scale = 1.0;  // A^(2^j) = exp(logs) * A (A normalised to max-norm 1)
+    for (int it = 0; it <= 40; it++) {
+        double m = 0.0;
+        for (int i = 0; i < K * K; i++) if (mag(A[i]) > m) m = mag(A[i]);
+        if (m == 0.0) return true;  // nilpotent
+        if (!(m < INFINITY)) return false;
+        for (int i = 0; i < K * K; i++) A[i] = A[i] / m;
+        logs += std::log(m) * scale;  // log |A^n| in units of 1/n, n = 2^it
+        if (it == 40) break;
+        for (int i = 0; i < K; i++)
+            for (int j = 0; j < K; j++) {
+                W t = 0.0;
+                for (int l = 0; l < K; l++) t += A[i * K + l] * A[l * K + j];
+                B[i * K + j] = t;
+            }
+        for (int i = 0; i < K * K; i++) A[i] = B[i];
+        scale *= 0.5;
+    }
+    return logs < 0.0;
+}
 template <typename T> static bool attracts(const T *Jt, int K) {
+    if (K > KSMALL) return attracts_large<T>(Jt, K);
     typedef typename io<T>::type W;  // double, or complex for a complex Jacobian
-    W A[KMAX * KMAX], M[KMAX * KMAX], AM[KMAX * KMAX], c[KMAX + 1], p[KMAX + 1], q[KMAX + 1];
+    W A[KSMALL * KSMALL], M[KSMALL * KSMALL], AM[KSMALL * KSMALL], c[KSMALL + 1], p[KSMALL + 1], q[KSMALL + 1];
     for (int i = 0; i < K; i++)
         for (int j = 0; j < K; j++) {
             A[i * K + j] = 0.5 * to_io(Jt[i * K + j]) + (i == j ? 0.5 : 0.0);

@@ -1,0 +1,157 @@
+"""Measures of the matrix language: coordinates, and means over atoms.
+
+A deterministic diagonal matrix on a space (:func:`pencils.expr.spectral`,
+:func:`pencils.expr.profile`) is a function of the coordinates of one measure: :data:`S_NU`, an
+eigenvalue of ``Sigma`` (the measure ``"nu"``), or :func:`coordinate` of any other measure (a
+hidden variable attached to each sample or feature).  A normalised trace over the space is then a
+mean over the measure (:class:`SpectralMean`), evaluated numerically on its atoms
+(:mod:`numerics.measures`).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sympy
+
+__all__ = ["S_NU", "coordinate", "measure_of", "measures", "has_coordinates", "SpectralMean", "mean_of"]
+
+#: The spectral variable: an eigenvalue ``s`` of the data covariance ``Sigma`` (see :func:`spectral`).
+#: It is the one coordinate of the measure ``"nu"``, the spectral measure of ``Sigma``.
+S_NU = sympy.Symbol("s_nu", nonnegative=True)
+
+_COORDINATE = re.compile(r"^s_([a-z]+)_([0-9]+)$")
+
+
+def coordinate(measure: str, index: int) -> sympy.Symbol:
+    """Coordinate ``index`` of the measure ``measure``: a deterministic profile on a space
+    (:func:`profile`) is a function of the coordinates of one measure, and a normalised trace
+    over that space averages over the measure (:class:`SpectralMean`).
+
+    A measure is a list of atoms, each a value of every coordinate, with weights; the numbers
+    are given at solve time (:meth:`derivations.derived.DerivedModel.solve`, ``measures=``).
+    ``"nu"`` is reserved for the spectral measure of ``Sigma`` (its coordinate is :data:`S_NU`).
+    Several spaces may share a measure (the same hidden variable indexes both)."""
+    if not (isinstance(measure, str) and re.fullmatch(r"[a-z]+", measure)) or measure == "nu":
+        raise ValueError(f"a measure name is lower-case letters other than 'nu', got {measure!r}")
+    if not (isinstance(index, int) and not isinstance(index, bool) and index >= 0):
+        raise ValueError(f"a coordinate index is an integer >= 0, got {index!r}")
+    return sympy.Symbol(f"s_{measure}_{index}", real=True)
+
+
+def measure_of(sym: Any) -> str | None:
+    """The measure whose coordinate ``sym`` is (``"nu"`` for :data:`S_NU`), else ``None``."""
+    if not isinstance(sym, sympy.Symbol):
+        return None
+    if sym.name == S_NU.name:
+        return "nu"
+    m = _COORDINATE.match(sym.name)
+    return m.group(1) if m else None
+
+
+def measures(expr: Any) -> set[str]:
+    """The measures whose coordinates occur in ``expr``."""
+    syms = getattr(sympy.sympify(expr), "free_symbols", set())
+    return {m for m in map(measure_of, syms) if m is not None}
+
+
+def has_coordinates(expr: Any) -> bool:
+    """Whether ``expr`` depends on a coordinate of some measure (:func:`coordinate`, :data:`S_NU`)."""
+    return any(measure_of(s) is not None for s in getattr(sympy.sympify(expr), "free_symbols", ()))
+
+
+class SpectralMean(sympy.Function):
+    """``E_mu[f]``: the average of an expression in the coordinates of one measure ``mu``
+    (:data:`S_NU` for the spectral measure ``nu`` of ``Sigma``; :func:`coordinate` for the
+    others), evaluated numerically as a weighted sum over its atoms.
+
+    ``SpectralMean(f, lets)``: ``lets`` is a tuple of bindings ``(symbol, expression)``
+    evaluated in order at each atom before ``f`` -- a straight-line program per atom.  It keeps
+    a large per-atom computation (the inverse of a block of the pencil whose entries follow the
+    measure) a program, where an expanded expression would grow exponentially.
+
+    It is linear, so ``d/dx E_mu[f] = E_mu[df/dx]`` (through the bindings by forward-mode
+    differentiation); an argument free of coordinates is its own mean.  The mean binds its
+    coordinates and its let symbols: they are not among its ``free_symbols``.  An argument in
+    the coordinates of two measures is refused: a trace runs over one space, whose profiles
+    follow one measure.
+    """
+
+    nargs = (1, 2)
+
+    @classmethod
+    def eval(cls, arg, lets=None):
+        found = measures(arg) if lets is None else _let_measures(arg, lets)
+        if len(found) > 1:
+            raise ValueError(f"a spectral mean over one measure, got coordinates of {sorted(found)}")
+        if found:
+            return None
+        if lets is None:
+            return arg
+        for sym, e in reversed(tuple(lets)):  # a let-program free of coordinates: inline it
+            arg = arg.xreplace({sym: e})
+        return arg
+
+    @property
+    def lets(self) -> tuple:
+        return tuple(self.args[1]) if len(self.args) > 1 else ()
+
+    @property
+    def coordinates(self) -> set:
+        """The coordinates the mean averages over (in its argument or its bindings)."""
+        syms = set(self.args[0].free_symbols).union(*(e.free_symbols for _, e in self.lets))
+        return {x for x in syms if measure_of(x) is not None}
+
+    @property
+    def free_symbols(self) -> set:
+        syms = set(self.args[0].free_symbols).union(*(e.free_symbols for _, e in self.lets))
+        bound = {x for x, _ in self.lets}
+        return {x for x in syms if x not in bound and measure_of(x) is None}
+
+    @property
+    def measure(self) -> str:
+        (m,) = {measure_of(x) for x in self.coordinates}
+        return m
+
+    def _eval_derivative(self, x):
+        if not self.lets:
+            return SpectralMean(sympy.diff(self.args[0], x))
+        d: dict = {}  # bound symbol -> the symbol of its derivative
+        new = []
+        for sym, e in self.lets:
+            de = sympy.diff(e, x) + sum((sympy.diff(e, b) * d[b] for b in e.free_symbols if b in d), sympy.Integer(0))
+            if de != 0:
+                d[sym] = sympy.Symbol(f"{sym.name}_d_{x.name}")
+                new.append((d[sym], de))
+        body = self.args[0]
+        out = sympy.diff(body, x) + sum((sympy.diff(body, b) * d[b] for b in body.free_symbols if b in d),
+                                        sympy.Integer(0))
+        return mean_of(out, self.lets + tuple(new))
+
+    def _latex(self, printer):
+        inner = printer._print(self.args[0])
+        if self.lets:
+            inner += r",\ " + ",\\ ".join(printer._print(x) + " = " + printer._print(e) for x, e in self.lets)
+        return r"\mathbb{E}_{" + (r"\nu" if self.measure == "nu" else self.measure) + r"}\left[" + inner + r"\right]"
+
+
+def _let_measures(arg, lets) -> set:
+    syms = set(arg.free_symbols).union(*(e.free_symbols for _, e in lets))
+    return {m for m in map(measure_of, syms) if m is not None}
+
+
+def mean_of(body, lets=()) -> sympy.Expr:
+    """``E[body]`` with the bindings ``lets`` (:class:`SpectralMean`), keeping only the
+    bindings ``body`` needs."""
+    body = sympy.sympify(body)
+    if body == 0:
+        return sympy.Integer(0)
+    need = set(body.free_symbols)
+    keep = []
+    for sym, e in reversed(tuple(lets)):
+        if sym in need:
+            keep.append((sym, e))
+            need |= e.free_symbols
+    if not keep:
+        return SpectralMean(body)
+    return SpectralMean(body, sympy.Tuple(*(sympy.Tuple(s, e) for s, e in reversed(keep))))
