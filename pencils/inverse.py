@@ -26,7 +26,7 @@ from .freeprob import _tarjan
 __all__ = ["MAX_SYMBOLIC_CORE", "FINGERPRINT_DPS", "evaluate"]
 
 #: Diagonal cores of ``M`` larger than this are not inverted symbolically.
-MAX_SYMBOLIC_CORE = 16
+MAX_SYMBOLIC_CORE = 32
 #: Digits of the numeric identity test.
 FINGERPRINT_DPS = 40
 #: The spectral measure of the fingerprints: atoms and weights (any fixed generic choice).

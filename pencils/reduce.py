@@ -52,7 +52,7 @@ import sympy
 from .cache import cached
 from .expr import has_coordinates, measure_of
 from .freeprob import FixedPointSystem
-from .inverse import FINGERPRINT_DPS, MAX_SYMBOLIC_CORE, _form, _Inverse, _spectral_constant
+from .inverse import FINGERPRINT_DPS, _form, _Inverse, _spectral_constant
 from .inverse import evaluate as _evaluate
 from .latex import block_meaning as _meaning
 from .latex import MAX_AUTO_STEPS, eliminate, program_latex
@@ -62,6 +62,8 @@ __all__ = ["ReducedSystem", "CoreStage", "reduce_systems"]
 
 #: Random points of the numeric identity test that merges copies.
 FINGERPRINT_POINTS = 2
+#: Core stages up to this size are compared with earlier ones under every permutation of the unknowns.
+MAX_PERMUTED_CORE = 6
 @dataclass(frozen=True)
 class CoreStage:
     """Nonlinear unknowns ``u`` solving ``u = f(u; params, earlier symbols)``.
@@ -380,7 +382,7 @@ class _Reducer:
         order (the test and the train pencils, or two copies of a resolvent, list their
         blocks differently)."""
         earlier = [(fp, reps) for fp, reps in self.cores if len(fp) == n_own and None not in fp]
-        if not earlier or n_own > MAX_SYMBOLIC_CORE:
+        if not earlier or n_own > MAX_PERMUTED_CORE:
             return None
         for perm in itertools.permutations(range(n_own)):
             fp = self._stage_print(*stage, n_own, perm)

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.interpolate import CubicSpline
 
+from derivations.overlaps import conditional_coefficients
+
 from . import moments as _moments
 from .driver import SimulationResult, _seed_list
 from .problem import Covariance, Problem, instance_streams, make_problem
@@ -44,8 +46,6 @@ __all__ = ["FEATURES", "ConditionalCoefficients", "conditional_instance", "condi
 
 #: feature models of :func:`simulate_spiked`
 FEATURES = ("true", "plain", "conditional")
-#: Gauss--Hermite nodes of the shared part ``E_g0[alpha_0(s + c g0)^2]`` (see ConditionalCoefficients)
-SHARED_NODES = 160
 #: interpolation points of the coefficient functions over ``[-s_max, s_max]``
 GRID_POINTS = 2001
 
@@ -88,8 +88,9 @@ class ConditionalCoefficients:
         mu0 = E rho(s + g),  mu1 = E[g rho(s + g)] / v_b,  mu_*^2 = E rho(s + g)^2 - mu0^2 - mu1^2 v_b,
         mu_s^2 = E_g0[ alpha0(s + sqrt(c) g0)^2 ] - mu0^2 - mu1^2 c,   mu_f^2 = mu_*^2 - mu_s^2,
 
+    computed by :func:`derivations.overlaps.conditional_coefficients` (the theory's numbers),
     with ``alpha0(u) = E rho(u + sqrt(Delta) g1)`` (the shared part written as an average over the
-    common draw ``g0``: a :data:`SHARED_NODES`-point Gauss--Hermite rule, exact to ``~1e-10`` for
+    common draw ``g0``: a :data:`derivations.overlaps.SHARED_NODES`-point Gauss--Hermite rule, exact to ``~1e-10`` for
     kinked activations at ``Delta >= 0.05``).  At ``s = 0`` they are the structured-data numbers
     at ``tau_b`` (``Activation.equivalence_constants``; tested).  :meth:`table` evaluates them on a
     grid and returns cubic splines (error ``O(h^4)``, ``h = 2 s_max / GRID_POINTS``).
@@ -105,22 +106,7 @@ class ConditionalCoefficients:
         return math.exp(-2.0 * self.t) * self.tau_b - math.expm1(-2.0 * self.t)
 
     def at(self, s) -> dict:
-        s = np.asarray(s, dtype=float)
-        act = self.activation
-        delta = -math.expm1(-2.0 * self.t)
-        c = math.exp(-2.0 * self.t) * self.tau_b
-        v = c + delta
-        sig = math.sqrt(v)
-        alpha = act.gaussian_moments(s, sig, 1)
-        mu0, mu1 = alpha[..., 0], alpha[..., 1] / sig
-        second = act.gaussian_second_moment(s, sig)
-        star = second - mu0**2 - mu1**2 * v
-        x, w = np.polynomial.hermite_e.hermegauss(SHARED_NODES)
-        w = w / math.sqrt(2.0 * math.pi)
-        inner = act.gaussian_moments(s[..., None] + math.sqrt(c) * x, math.sqrt(delta), 0)[..., 0]
-        shared = (inner**2) @ w - mu0**2 - mu1**2 * c
-        return dict(mu0=mu0, mu1=mu1, mu_star_sq=np.clip(star, 0.0, None), mu_s_sq=np.clip(shared, 0.0, None),
-                    mu_f_sq=np.clip(star - shared, 0.0, None))
+        return conditional_coefficients(self.activation, self.t, self.tau_b, s)
 
     def table(self, s_max: float) -> dict:
         """Cubic splines of the five functions (and ``mu_*, mu_s, mu_f``) on ``[-s_max, s_max]``."""

@@ -1,0 +1,170 @@
+"""Profiles on any space (pencils.expr.profile, measures other than Sigma's spectrum), the
+per-atom programs of spectral means, and the conditional spiked model built on them (issue 17).
+
+The references are independent: deterministic equivalents solved here by plain numpy
+iteration (Silverstein's equation with a variance profile; Couillet--Liao's two-sided form),
+and today's structured theory for the conditional model with constant profiles."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import sympy
+
+import pencils
+from pencils.expr import D, S_NU, Space, SpectralMean, coordinate, gaussian, inverse, mean_of, profile, spectral, trace
+
+psi, lam = sympy.symbols("psi lam", positive=True)
+ATOMS, WEIGHTS = np.array([0.5, 2.0, 3.5]), np.array([0.3, 0.5, 0.2])
+EIGS, EW = np.array([0.4, 1.0, 2.5]), np.array([0.25, 0.5, 0.25])
+
+
+def _row_profile_model():
+    X = gaussian("X", Space("n", psi), D)
+    return pencils.derive({"m": trace(inverse(X.T @ profile(coordinate("c", 0), Space("n", psi)) @ X + lam))})
+
+
+def _silverstein(psi_, lam_, atoms, weights, sigma=(np.array([1.0]), np.array([1.0]))):
+    """``(1/d) tr (Sigma^1/2 X^T D X Sigma^1/2 + lam)^-1`` by iteration of the two-sided
+    deterministic equivalent: ``delta = E_c[g / (1 + g e)]``, ``e = E_nu[s / (lam + s psi delta)]``."""
+    s, ws = sigma
+    e = 1.0
+    for _ in range(20000):
+        delta = np.sum(weights * atoms / (1.0 + atoms * e))
+        new = np.sum(ws * s / (lam_ + s * psi_ * delta))
+        if abs(new - e) < 1e-15 * max(1.0, abs(e)):
+            break
+        e = 0.5 * e + 0.5 * new
+    delta = np.sum(weights * atoms / (1.0 + atoms * e))
+    return float(np.sum(ws / (lam_ + s * psi_ * delta)))
+
+
+@pytest.mark.parametrize("backend", ["kernel", "numpy"])
+def test_row_profile_is_silverstein(backend, monkeypatch):
+    if backend == "numpy":
+        monkeypatch.setenv("DSM_KERNEL", "numpy")
+    model = _row_profile_model()
+    lams = np.array([1e-3, 0.1, 1.0, 10.0])
+    for p in (0.5, 1.5, 4.0):
+        sol = model.solve(psi=p, lam=lams, spectrum={"c": (ATOMS[:, None], WEIGHTS)})
+        ref = [_silverstein(p, x, ATOMS, WEIGHTS) for x in lams]
+        np.testing.assert_allclose(sol["m"], ref, rtol=1e-10)
+
+
+def test_two_measures_in_one_system():
+    """A profile on the samples and Sigma's spectrum on d: two measures packed for the kernel."""
+    n = Space("n", psi)
+    X = gaussian("X", n, D)
+    root = spectral(sympy.sqrt(S_NU))
+    model = pencils.derive({"m": trace(inverse(root @ X.T @ profile(coordinate("c", 0), n) @ X @ root + lam))})
+    assert [m for m, _ in model.layout["measures"]] == ["c", "nu"]
+    lams = np.array([1e-2, 0.3, 3.0])
+    sol = model.solve(psi=1.3, lam=lams, spectrum={"c": (ATOMS[:, None], WEIGHTS), "nu": (EIGS, EW)})
+    ref = [_silverstein(1.3, x, ATOMS, WEIGHTS, (EIGS, EW)) for x in lams]
+    np.testing.assert_allclose(sol["m"], ref, rtol=1e-10)
+    # the same numbers in any accepted form of the measure: a coordinate mapping
+    again = model.solve(psi=1.3, lam=lams, spectrum={"c": ({0: ATOMS}, WEIGHTS), "nu": (EIGS, EW)})
+    np.testing.assert_array_equal(again["m"], sol["m"])
+
+
+def test_row_profile_against_monte_carlo():
+    """Rows of X scaled by g drawn in exact proportions: the d -> inf limit is the theory."""
+    model = _row_profile_model()
+    theory = float(model.solve(psi=1.5, lam=0.1, spectrum={"c": (ATOMS[:, None], WEIGHTS)})["m"])
+    rng = np.random.default_rng(3)
+    gaps = []
+    for d in (150, 600):
+        n = int(1.5 * d)
+        g = np.repeat(ATOMS, np.round(WEIGHTS * n).astype(int))[:n]
+        vals = []
+        for _ in range(4):
+            X = rng.standard_normal((g.size, d)) / math.sqrt(d)
+            vals.append(np.mean(1.0 / (np.linalg.eigvalsh(X.T @ (g[:, None] * X)) + 0.1)))
+        gaps.append(abs(np.mean(vals) - theory))
+    assert gaps[1] < 0.01 * theory
+
+
+def test_measure_errors_name_what_is_wrong():
+    model = _row_profile_model()
+    with pytest.raises(ValueError, match="averages over"):
+        model.solve(psi=1.0, lam=1.0)
+    with pytest.raises(ValueError, match="must give the measures"):
+        model.solve(psi=1.0, lam=1.0, spectrum={"nu": (EIGS, EW)})
+    with pytest.raises(ValueError, match="sum to 1"):
+        model.solve(psi=1.0, lam=1.0, spectrum={"c": (ATOMS[:, None], 2 * WEIGHTS)})
+    with pytest.raises(ValueError, match="coordinates"):
+        model.solve(psi=1.0, lam=1.0, spectrum={"c": (np.zeros((3, 0)), WEIGHTS)})
+    with pytest.raises(ValueError, match="one length"):
+        model.solve(psi=1.0, lam=1.0, spectrum={"c": (ATOMS[:2, None], WEIGHTS)})
+    with pytest.raises(ValueError, match="'nu'"):
+        coordinate("nu", 0)
+    with pytest.raises(ValueError, match="one measure"):
+        profile(coordinate("a", 0) * coordinate("b", 0), Space("n", psi))
+    with pytest.raises(ValueError, match="one measure"):
+        SpectralMean(coordinate("a", 0) + S_NU)
+    with pytest.raises(ValueError, match="S_NU only"):
+        spectral(coordinate("a", 0))
+
+
+def test_let_program_mean_differentiates_like_its_expansion():
+    """A mean with bindings: its value and derivative equal those of the expanded argument."""
+    from pencils.inverse import evaluate
+
+    c, u, g, h = coordinate("c", 0), sympy.Symbol("u"), sympy.Symbol("x_g"), sympy.Symbol("x_h")
+    lets = [(g, c / (1 + c * u)), (h, g**2 + u * g)]
+    prog, expanded = mean_of(h * g, lets), SpectralMean((c / (1 + c * u))**3 + u * (c / (1 + c * u))**2)
+    assert prog.free_symbols == {u} and prog.measure == "c"
+    import mpmath
+
+    with mpmath.workdps(40):
+        for expr in (prog, sympy.diff(prog, u)):
+            ref = expanded if expr is prog else sympy.diff(expanded, u)
+            a, b = evaluate(expr, {u: sympy.Rational(3, 7)}, {}), evaluate(ref, {u: sympy.Rational(3, 7)}, {})
+            assert abs(a - b) < 1e-30 * max(1, abs(b)) and abs(b) > 0.1
+
+
+def test_conditional_model_with_constant_profiles_is_the_structured_theory():
+    """Rank 1, every profile constant: the conditional model is today's structured m = 1 model
+    (the k = 0 limit of the spiked theory), to rounding."""
+    from derivations.conditional import profile_traces
+    from derivations.model import spectral_measure
+
+    model = pencils.derive(profile_traces("1", 1))
+    eigs = np.linspace(0.2, 3.0, 40)
+    th = pencils.build("relu", covariance=eigs)
+    t, psi_n, psi_p, lam_ = 0.3, 1.3, np.array([0.5, 1.0, 1.2, 2.5]), 1e-3
+    ref = th.errors(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam_, m=1)
+    P = th.solver_params(psi_n, psi_p, t, lam_, 1)
+    mu1, ms = float(P["mu1"]), float(P["mu_star"])
+    spec = {"nu": spectral_measure(eigs), "c": (np.array([[1.0, 1.0]]), [1.0]),
+            "w": (np.array([[mu1, ms, mu1, ms**2]]), [1.0])}
+    sol = model.solve(psi_n=psi_n, psi_p=psi_p, lam=lam_, a=P["a"], Delta=P["Delta"], spectrum=spec)
+    np.testing.assert_allclose(sol["test"], ref.test, rtol=1e-11)
+    np.testing.assert_allclose(sol["train"], ref.train, rtol=1e-10)
+
+
+def test_separable_expansion_of_the_kernels():
+    from derivations.conditional import profile_names
+    from derivations.overlaps import conditional_coefficients, overlap_measures
+
+    act = pencils.activation("relu")
+    om = overlap_measures(act, 0.2, 0.8, 0.1, "1", 3, 24)
+    (G, wc), (F, wo) = om.samples, om.features
+    names = profile_names("1", 3)
+    gi = {k: j for j, k in enumerate(names["c"])}
+    fi = {k: j for j, k in enumerate(names["w"])}
+    # the sample functions are orthonormal under the sample weights
+    Gm = G[:, [gi[("mu1", r)] for r in range(3)]]
+    np.testing.assert_allclose(Gm.T @ (wc[:, None] * Gm), np.eye(3), atol=1e-12)
+    # rank 3 reproduces mu1(s) to about the first discarded singular value
+    x, _ = np.polynomial.hermite_e.hermegauss(24)
+    K = conditional_coefficients(act, 0.1, 0.8, math.exp(-0.1) * math.sqrt(0.2) * np.outer(x, x))["mu1"]
+    approx = sum(np.outer(F[:, fi[("mu1", r)]], Gm[:, r]) for r in range(3))
+    err = np.sqrt(wo @ ((approx - K) ** 2) @ wc) / np.sqrt(wo @ K**2 @ wc)
+    assert err < 2 * om.tail["mu1"] and om.tail["mu1"] < 0.01
+    # E_c[mu1] on the feature atoms, exactly
+    np.testing.assert_allclose(F[:, fi[("v", 0)]], K @ wc, rtol=1e-12)
+    # a vanishing spike: every kernel is constant, rank one is exact
+    flat = overlap_measures(act, 1e-12, 0.8, 0.1, "1", 2, 8)
+    assert max(flat.tail.values()) < 1e-8
