@@ -233,3 +233,11 @@ def fail(prog: str, message: str) -> int:
     print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
     return 2
 
+
+def print_tables_and_figures(res: dict) -> None:
+    """Print the Markdown tables of a run's result (``res["tables"]``: paths) and list its figures."""
+    for t in res["tables"]:
+        print(f"\n## {t.name}\n")
+        print(t.read_text())
+    print("figures:", *[str(f) for f in res["figures"]], sep="\n  ")
+

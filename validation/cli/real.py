@@ -14,7 +14,7 @@ from validation.images.experiments import (Config, Pool, dataset_name, run_curve
 from validation.images.plots import (_fmt, curves_table, memorization_table, plot_curves, plot_memorization,
                                      plot_phase, plot_samples, real_vs_gaussian_table)
 
-from .helpers import (Parser, activation_help, activation_name, command_line, data_path, fail, int_in, jsonable,
+from .helpers import (print_tables_and_figures, Parser, activation_help, activation_name, command_line, data_path, fail, int_in, jsonable,
                       real_in, save_table, writable_folder)
 
 PROG = "dsm-curves real"
@@ -162,10 +162,7 @@ def main(argv=None, prog: str = PROG) -> int:
         res = run([Path(p) for p in args.data], args.out, cfg, command=command_line(prog, argv))
     except (ValueError, FileNotFoundError) as exc:
         return fail(prog, exc)
-    for t in res["tables"]:
-        print(f"\n## {t.name}\n")
-        print(t.read_text())
-    print("figures:", *[str(f) for f in res["figures"]], sep="\n  ")
+    print_tables_and_figures(res)
     for note in res["notes"]:
         print("NOTE:", note)
     print(f"done in {time.perf_counter() - start:.0f} s -> {args.out}")

@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .helpers import (
+from .helpers import (print_tables_and_figures, 
     Parser,
     command_line,
     data_path,
@@ -112,10 +112,7 @@ def main(argv=None, prog: str = PROG) -> int:
                   command=command_line(prog, argv))
     except (ValueError, FileNotFoundError) as exc:
         return fail(prog, exc)
-    for t in res["tables"]:
-        print(f"\n## {t.name}\n")
-        print(t.read_text())
-    print("figures:", *[str(f) for f in res["figures"]], sep="\n  ")
+    print_tables_and_figures(res)
     print(f"done in {time.perf_counter() - start:.0f} s -> {args.out}")
     return 0
 
