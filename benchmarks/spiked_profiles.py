@@ -1,11 +1,14 @@
 """The spiked theory with profiles (``derivations.conditional``, ``docs/spiked.md`` section 5)
 against Monte Carlo of the spiked Gaussian family (not a test; one core).
 
-    python3 benchmarks/spiked_profiles.py theory     # R = 1, 2 at every point, quadrature check
+    python3 benchmarks/spiked_profiles.py theory     # ranks 1, 2 and the default at every point
     python3 benchmarks/spiked_profiles.py mc         # true features at d = 200, 400, 800, d -> inf fit
+    python3 benchmarks/spiked_profiles.py noise      # m = 4 and m = inf at S1: theory and Monte Carlo
+    python3 benchmarks/spiked_profiles.py k0         # finite m, k = 0: conditional model = structured theory
+    python3 benchmarks/spiked_profiles.py speed 1 2  # cost of a point and of a 200-point curve, k = 1, 2
 
-The first run derives the rank-2 system (about 5 minutes) and compiles its kernel; both are
-cached.  ``mc`` takes about 3 minutes per point.
+The first run derives the rank-2 system (about 5 minutes at m = 1, longer at m = inf) and
+compiles its kernel; both are cached.  ``mc`` takes about 3 minutes per point.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ def _bulk(kw):
     return np.array([kw["bulk"]]), np.array([1.0])
 
 
-def theory(R=(1, 2), Q=16):
+def theory(R=(1, 2, None), Q=16):
     out = {}
     for name, kw in POINTS.items():
         act = pencils.activation(kw["activation"])
@@ -43,8 +46,10 @@ def theory(R=(1, 2), Q=16):
                               lam=kw["lam"], R=r, Q=q)
             out[(name, r)] = e
             tail = ", ".join(f"{k} {v:.3f}" for k, v in sorted(e["tail"].items()))
-            print(f"{name} | R={r} Q={e['Q']} | test {float(e['test']):.6f} | train {float(e['train']):.7f} | "
-                  f"quadrature {e['quadrature_error']:.1e} | tail {tail} | {time.time() - t0:.0f} s", flush=True)
+            print(f"{name} | ranks {e['ranks']} Q={e['Q']} | test {float(e['test']):.6f} | train "
+                  f"{float(e['train']):.7f} | quadrature {float(e['quadrature_error']):.1e} | truncation estimate "
+                  f"{float(e['truncation_error']):.1e} (change {float(e['truncation_change']):.1e}) | tail {tail} | "
+                  f"{time.time() - t0:.0f} s", flush=True)
         eig = sp.spiked_eigenvalues(kw["kappa"], kw["bulk"], 100000)
         s = pencils.build(kw["activation"], covariance=eig).errors(
             psi_n=kw["psi_n"], psi_p=kw["psi_p"], t=kw["t"], lam=kw["lam"], m=1)
@@ -70,5 +75,118 @@ def mc(ds=(200, 400, 800), seeds=4):
               flush=True)
 
 
+#: S1 with noise draws: the interpolation thresholds p = n (m = inf: none) and p = n m on both sides.
+NOISE_POINTS = {"S1 m=inf p<n": ("inf", 0.5), "S1 m=inf": ("inf", 2.0), "S1 m=4 p<nm": (4, 2.0),
+                "S1 m=4 p>nm": (4, 6.0)}
+
+
+def noise(ds=(200, 400, 800, 1600), seeds=8, kinds=("inf", 4)):
+    """The S1 spike (relu, kappa = 0.2, t = 0.1, psi_n = 1, lam = 1e-2) at m = 4 and inf: the
+    rank-2 theory (through pencils.build(..., spikes=1)) against true features to d = 1600."""
+    kw = POINTS["S1 relu k=1"]
+    d_eig = 100000
+    eig = sp.spiked_eigenvalues(kw["kappa"], kw["bulk"], d_eig)
+    spiked = pencils.build("relu", covariance=eig, spikes=1)
+    today = pencils.build("relu", covariance=eig)
+    for name, (m, psi_p) in NOISE_POINTS.items():
+        if m not in kinds:
+            continue
+        args = dict(psi_n=kw["psi_n"], psi_p=psi_p, t=kw["t"], lam=kw["lam"], m=m)
+        t0 = time.time()
+        th = spiked.errors(**args)
+        old = today.errors(**args)
+        print(f"{name} | theory R=2 test {float(th.test):.6f} train {float(th.train):.7f} | model_error "
+              f"{float(th.model_error):.1e} | today test {float(old.test):.6f} train {float(old.train):.7f} | "
+              f"{time.time() - t0:.0f} s", flush=True)
+        runs = {}
+        for d in ds:
+            runs[d] = sp.simulate_spiked("relu", d=d, seeds=seeds, features="true", progress=False,
+                                         kappa=kw["kappa"], bulk=kw["bulk"], **args)
+        e = extrapolate(runs)
+        for q in ("test", "train"):
+            mc_, se, want = getattr(e, q), getattr(e, q + "_se"), float(getattr(th, q))
+            print(f"{name} | {q} | MC d->inf {mc_:.5f} ± {se:.5f} | theory {want:.5f} "
+                  f"({(want - mc_) / mc_:+.2%}, {(want - mc_) / se:+.1f} sigma) | today "
+                  f"{(float(getattr(old, q)) - mc_) / mc_:+.2%} | by d: "
+                  + ", ".join(f"{d}: {getattr(runs[d], q):.5f}" for d in ds), flush=True)
+
+
+def k0(kinds=("finite",)):
+    """Rank 1 with constant profiles is the structured theory (as tests/test_profiles.py checks at
+    m = 1 and inf; the finite-m system takes minutes to derive, so it is checked here)."""
+    from derivations.conditional import profile_names, profile_traces
+    from derivations.model import spectral_measure
+
+    eigs = np.linspace(0.2, 3.0, 40)
+    th = pencils.build("relu", covariance=eigs)
+    t, psi_n, psi_p, lam = 0.3, 1.3, np.array([0.5, 1.0, 1.2, 2.5, 6.0]), 1e-3
+    for kind in kinds:
+        for m in (2, 4, 16):
+            t0 = time.time()
+            model = pencils.derive(profile_traces(kind, 1))
+            ref = th.errors(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m)
+            P = th.solver_params(psi_n, psi_p, t, lam, m)
+            value = dict(mu1=float(P["mu1"]), star=P["mu_star"], s=P["mu_s"], f=P["mu_f"], v=float(P["mu1"]),
+                         M=P["mu_star"] ** 2, Mf=P["mu_f"] ** 2)
+            names = profile_names(kind, 1)
+            spec = {"nu": spectral_measure(eigs), "c": (np.ones((1, len(names["c"]))), [1.0]),
+                    "w": (np.array([[value[key] for key, _ in names["w"]]]), [1.0])}
+            sol = model.solve(psi_n=psi_n, psi_p=psi_p, lam=lam, a=P["a"], Delta=P["Delta"], spectrum=spec, m=m)
+            dev = {q: float(np.max(np.abs(sol[q] - getattr(ref, q)) / np.abs(getattr(ref, q)))) for q in sol.values}
+            print(f"k = 0, {kind} m = {m}: largest relative difference test {dev['test']:.1e}, train "
+                  f"{dev['train']:.1e} ({time.time() - t0:.0f} s)", flush=True)
+
+
+def speed(ks=(1,), repeat=5):
+    """Seconds per point of the default-rank kernel (one solve; and ``errors()`` with its two
+    estimates, three solves) for ``k`` spikes, against today's structured theory; 200-point curves.
+    Each ``k`` derives its own system on first use (minutes)."""
+    import warnings
+
+    from derivations.overlaps import DEFAULT_NODES, default_ranks, overlap_measures, spiked_model
+
+    act = pencils.activation("relu")
+    psi_p = np.linspace(0.2, 4.0, 200)
+    a, delta = np.exp(-0.1), -np.expm1(-0.2)
+    # an image-like spectrum at d = 784: k spikes and a bulk of 784 - k distinct eigenvalues
+    def eigs(kappa):
+        b = np.geomspace(0.01, 5.0, 784 - len(kappa))
+        return np.r_[np.asarray(kappa) * 784, b * (1.0 - sum(kappa)) / b.mean()]
+
+    base = pencils.build("relu", covariance=eigs([0.2]))
+    base.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        base.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)
+    ref = (time.perf_counter() - t0) / repeat / psi_p.size
+    print(f"structured theory (783 atoms, m = 1): {ref * 1e6:.0f} us per point (200-point curve)", flush=True)
+    for k in ks:
+        kappa = [0.2, 0.1, 0.05][:k]
+        th = pencils.build("relu", covariance=eigs(kappa), spikes=k)
+        bulk = th.spikes.bulk
+        ranks = default_ranks("1", k)
+        model = spiked_model("1", ranks)
+        q = DEFAULT_NODES[k] + DEFAULT_NODES[k] // 2
+        spec = {"nu": bulk, **overlap_measures(act, kappa, th.spikes.tau_b, 0.1, "1", ranks, q).spectrum()}
+        model.solve(psi_n=1.0, psi_p=psi_p, lam=1e-2, a=a, Delta=delta, spectrum=spec)
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            model.solve(psi_n=1.0, psi_p=psi_p, lam=1e-2, a=a, Delta=delta, spectrum=spec)
+        one = (time.perf_counter() - t0) / repeat / psi_p.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            th.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)
+            t0 = time.perf_counter()
+            th.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)
+        curve = time.perf_counter() - t0
+        print(f"k = {k}, ranks {ranks} ({q}^{k} = {q ** k} atoms per measure): one solve {one * 1e6:.0f} us per "
+              f"point ({one / ref:.1f} x structured); errors() with its estimates (3 solves): 200-point curve "
+              f"{curve:.2f} s ({curve / (ref * psi_p.size):.1f} x)", flush=True)
+
+
 if __name__ == "__main__":
-    {"theory": theory, "mc": mc}[sys.argv[1] if len(sys.argv) > 1 else "theory"]()
+    command = sys.argv[1] if len(sys.argv) > 1 else "theory"
+    if command == "speed":
+        speed(tuple(int(k) for k in sys.argv[2:]) or (1,))
+    else:
+        {"theory": theory, "mc": mc, "noise": noise, "k0": k0}[command]()

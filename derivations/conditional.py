@@ -51,15 +51,31 @@ __all__ = ["profile_names", "profile_traces", "SAMPLES", "FEATURES"]
 SAMPLES, FEATURES = "c", "w"
 
 
-def profile_names(kind: str, R: int) -> dict:
-    """Which coordinate holds which profile, for rank ``R`` (every kernel gets ``R`` terms):
-    ``{"c": [(kernel, r), ...], "w": [...]}`` in coordinate order.  Kernels: ``mu1`` (the
-    linear part), ``star`` (``m = 1``: the whole noise), ``s`` and ``f`` (finite ``m``: shared
-    and fresh feature noise; ``m = inf``: ``s`` only), and on the features ``v = E_c[mu1]``
+def kernel_names(kind: str) -> list:
+    """The coefficient kernels of one kind of ``m``: ``mu1`` (the linear part), ``star``
+    (``m = 1``: the whole noise), ``s`` and ``f`` (finite ``m``: shared and fresh feature noise;
+    ``m = inf``: ``s`` only)."""
+    return ["mu1"] + {"1": ["star"], "finite": ["s", "f"], "inf": ["s"]}[kind]
+
+
+def ranks_of(kind: str, R) -> dict:
+    """``{kernel: rank}``: ``R`` an integer (every kernel) or a dict naming every kernel of
+    :func:`kernel_names` (each rank an integer ``>= 1``)."""
+    names = kernel_names(kind)
+    ranks = dict.fromkeys(names, R) if not isinstance(R, dict) else dict(R)
+    if set(ranks) != set(names) or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1
+                                            for r in ranks.values()):
+        raise ValueError(f"the expansion rank must be an integer >= 1 or a dict of them over the kernels "
+                         f"{names} (m kind {kind!r}), got {R!r}")
+    return {k: ranks[k] for k in names}
+
+
+def profile_names(kind: str, R) -> dict:
+    """Which coordinate holds which profile, for rank ``R`` (an integer: every kernel gets ``R``
+    terms; a dict: each kernel its own, :func:`ranks_of`): ``{"c": [(kernel, r), ...], "w": [...]}``
+    in coordinate order.  Kernels: :func:`kernel_names`; on the features also ``v = E_c[mu1]``
     and ``M`` (``E_c[mu_*^2]``; ``m = inf`` adds ``Mf = E_c[mu_f^2]``)."""
-    noise = {"1": ["star"], "finite": ["s", "f"], "inf": ["s"]}[kind]
-    kernels = ["mu1"] + noise
-    c = [(k, r) for k in kernels for r in range(R)]
+    c = [(k, r) for k, rank in ranks_of(kind, R).items() for r in range(rank)]
     w = c + [("v", 0), ("M", 0)] + ([("Mf", 0)] if kind == "inf" else [])
     return {SAMPLES: c, FEATURES: w}
 
@@ -69,15 +85,15 @@ def _coords(kind: str, R: int) -> dict:
     return {m: {key: coordinate(m, j) for j, key in enumerate(keys)} for m, keys in names.items()}
 
 
-def profile_traces(kind: str, R: int) -> dict:
+def profile_traces(kind: str, R) -> dict:
     """``{"test": E_test, "train": E_train}`` of the conditional model with rank-``R`` profiles
-    (module docstring), as normalised traces; ``kind`` is ``"1"``, ``"finite"`` or ``"inf"``.
+    (module docstring), as normalised traces; ``kind`` is ``"1"``, ``"finite"`` or ``"inf"``;
+    ``R``: the rank of every kernel, or a dict of ranks per kernel (:func:`ranks_of`).
     The bulk has a spectral measure (``f(Sigma_b)``, :data:`S_NU`)."""
     if kind not in ("1", "finite", "inf"):
         raise ValueError(f"unknown m kind {kind!r}; use '1', 'finite' or 'inf'")
-    if not (isinstance(R, int) and R >= 1):
-        raise ValueError(f"the expansion rank R must be an integer >= 1, got {R!r}")
-    cs = _coords(kind, R)
+    ranks = ranks_of(kind, R)
+    cs = _coords(kind, ranks)
     n, p = Space("n", psi_n), Space("p", psi_p)
 
     def gs(k, r, space=n):
@@ -89,22 +105,22 @@ def profile_traces(kind: str, R: int) -> dict:
     X, W = gaussian("X", n, D) @ spectral(sympy.sqrt(S_NU)), gaussian("W", p, D)
     sd = sympy.sqrt(Delta_)
     St = spectral(a_**2 * S_NU + Delta_)
-    U = sum((fs("mu1", r) @ W @ St @ W.T @ fs("mu1", r) for r in range(1, R)),
+    U = sum((fs("mu1", r) @ W @ St @ W.T @ fs("mu1", r) for r in range(1, ranks["mu1"])),
             fs("mu1", 0) @ W @ St @ W.T @ fs("mu1", 0)) + profile(cs[FEATURES][("M", 0)], p)
     V = profile(cs[FEATURES][("v", 0)], p) @ W
     constant = Delta_ * SpectralMean(1 / (a_**2 * S_NU + Delta_))
 
     def lin(A, space=n):  # sum_r D_g A W^T D_f: the linear part on the rows of `space`
-        return sum((gs("mu1", r, space) @ A @ W.T @ fs("mu1", r) for r in range(1, R)),
+        return sum((gs("mu1", r, space) @ A @ W.T @ fs("mu1", r) for r in range(1, ranks["mu1"])),
                    gs("mu1", 0, space) @ A @ W.T @ fs("mu1", 0))
 
     def noise(k, Xi, space=n, scale=1):
-        return sum((scale * gs(k, r, space) @ Xi @ fs(k, r) for r in range(1, R)),
+        return sum((scale * gs(k, r, space) @ Xi @ fs(k, r) for r in range(1, ranks[k])),
                    scale * gs(k, 0, space) @ Xi @ fs(k, 0))
 
     if kind == "inf":
         Fbar = lin(a_ * X) + noise("s", gaussian("Xi", n, p))
-        K = Fbar.T @ Fbar / psi_n + Delta_ * sum((fs("mu1", r) @ W @ W.T @ fs("mu1", r) for r in range(1, R)),
+        K = Fbar.T @ Fbar / psi_n + Delta_ * sum((fs("mu1", r) @ W @ W.T @ fs("mu1", r) for r in range(1, ranks["mu1"])),
                                                  fs("mu1", 0) @ W @ W.T @ fs("mu1", 0)) \
             + profile(cs[FEATURES][("Mf", 0)], p)
         C = sd * V

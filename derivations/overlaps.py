@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from .conditional import FEATURES, SAMPLES, profile_names, profile_traces
+from .conditional import FEATURES, SAMPLES, kernel_names, profile_names, profile_traces, ranks_of
 
 __all__ = ["SHARED_NODES", "conditional_coefficients", "hermite_atoms", "OverlapMeasures", "overlap_measures",
-           "spiked_errors"]
+           "DEFAULT_NODES", "default_ranks", "spiked_model", "spiked_errors"]
 
 #: Gauss--Hermite nodes of the shared draw ``g0`` in ``mu_s^2``.
 SHARED_NODES = 160
@@ -70,20 +71,23 @@ def hermite_atoms(k: int, Q: int) -> tuple[np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class OverlapMeasures:
     """The measures ``"c"`` (samples) and ``"w"`` (features) of the conditional model at one
-    diffusion time, as :meth:`spectrum` gives them to the solver, and the truncation ``tail``
-    (per kernel, the largest discarded singular value relative to the first)."""
+    diffusion time, as :meth:`spectrum` gives them to the solver, the truncation ``tail``
+    (per kernel, the largest discarded singular value relative to the first) and the leading
+    ``singular`` values of each kernel relative to the first (through the first discarded one)."""
 
     samples: tuple
     features: tuple
     tail: dict
+    singular: dict
 
     def spectrum(self) -> dict:
         return {SAMPLES: self.samples, FEATURES: self.features}
 
 
-def overlap_measures(activation, kappa, tau_b: float, t: float, kind: str, R: int, Q: int) -> OverlapMeasures:
+def overlap_measures(activation, kappa, tau_b: float, t: float, kind: str, R, Q: int) -> OverlapMeasures:
     """Atoms of both measures with the coordinates of :func:`derivations.conditional.profile_names`
-    (``kind``: ``"1"``, ``"finite"`` or ``"inf"``; ``R``: the rank; ``Q``: nodes per spike)."""
+    (``kind``: ``"1"``, ``"finite"`` or ``"inf"``; ``R``: the rank, an integer or a dict per kernel
+    (:func:`derivations.conditional.ranks_of`); ``Q``: nodes per spike)."""
     kappa = np.atleast_1d(np.asarray(kappa, dtype=float))
     k = kappa.size
     om, wo = hermite_atoms(k, Q)
@@ -95,52 +99,124 @@ def overlap_measures(activation, kappa, tau_b: float, t: float, kind: str, R: in
                "f": np.sqrt(coef["mu_f_sq"])}
     sw, sv = np.sqrt(wo), np.sqrt(wc)
     names = profile_names(kind, R)
-    f_cols, g_cols, tail = {}, {}, {}
-    for name in {k_ for k_, _ in names[SAMPLES]}:
+    ranks = ranks_of(kind, R)
+    f_cols, g_cols, tail, singular = {}, {}, {}, {}
+    for name, rank in ranks.items():
         U, sig, Vt = np.linalg.svd(sw[:, None] * kernels[name] * sv[None, :])
-        for r in range(R):
+        for r in range(rank):
             if r < sig.size:
                 f_cols[(name, r)] = U[:, r] * sig[r] / sw
                 g_cols[(name, r)] = Vt[r] / sv
             else:
                 f_cols[(name, r)] = np.zeros(len(wo))
                 g_cols[(name, r)] = np.zeros(len(wc))
-        tail[name] = float(sig[R] / sig[0]) if sig.size > R and sig[0] > 0 else 0.0
+        tail[name] = float(sig[rank] / sig[0]) if sig.size > rank and sig[0] > 0 else 0.0
+        singular[name] = sig[:rank + 1] / sig[0] if sig[0] > 0 else np.zeros(min(rank + 1, sig.size))
     f_cols[("v", 0)] = coef["mu1"] @ wc
     f_cols[("M", 0)] = coef["mu_star_sq"] @ wc
     f_cols[("Mf", 0)] = coef["mu_f_sq"] @ wc
     samples = np.column_stack([g_cols[key] for key in names[SAMPLES]])
     features = np.column_stack([f_cols[key] for key in names[FEATURES]])
-    return OverlapMeasures((samples, wc), (features, wo), tail)
+    return OverlapMeasures((samples, wc), (features, wo), tail, singular)
 
 
-def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, R: int = 2, Q: int = 16) -> dict:
+def spiked_model(kind: str, R):
+    """The derived conditional model of one kind of ``m`` at ranks ``R`` (an integer or a dict,
+    :func:`derivations.conditional.ranks_of`)
+    (:func:`derivations.derived.derive` of :func:`derivations.conditional.profile_traces`).
+    Its first derivation takes minutes (``R = 2``; then cached on disk): a line on standard
+    error says so, as does the first compilation of its kernel."""
+    from pencils.cache import is_cached
+
+    from .derived import derive
+
+    model = derive(profile_traces(kind, R))
+    if not is_cached("derived-reduced", model.key):
+        print(f"deriving the spiked-covariance system (m kind {kind!r}, ranks {ranks_of(kind, R)}); the first time takes "
+              "minutes (cached after)", file=sys.stderr, flush=True)
+    return model
+
+
+#: Gauss--Hermite nodes per spike by default, by number of spikes (``Q^k`` atoms per measure).
+DEFAULT_NODES = {1: 24, 2: 12, 3: 8}
+
+
+def default_ranks(kind: str, k: int) -> dict:
+    """The expansion ranks of ``k`` spikes: ``k + 1`` terms for the linear kernel ``mu1`` (its
+    constant and the ``k`` linear terms ``omega_j c_j`` of ``s``, plus the higher ones the SVD
+    mixes in) and one for each noise kernel, which enters only through its variance and varies
+    less (``docs/spiked.md`` section 7: rank 2 moves the values by at most 0.4 % at the
+    validation points)."""
+    return {name: (k + 1 if name == "mu1" else 1) for name in kernel_names(kind)}
+
+
+def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, R=None, Q: int | None = None,
+                  truncation: bool = True, throw: bool = True, **solve_options) -> dict:
     """DSM test and train error of the spiked model at one diffusion time ``t`` (arrays over the
-    broadcast of ``psi_n, psi_p, lam``), derived by the engine from
-    :func:`derivations.conditional.profile_traces` (``m = 1`` only, so far).
+    broadcast of ``psi_n, psi_p, lam``; ``m``: one value, ``1``, an integer ``>= 2`` or ``inf``),
+    derived by the engine from :func:`derivations.conditional.profile_traces`.
 
     ``kappa``: the spikes ``lambda_j / d``; ``bulk``: ``(atoms, weights)`` of the bulk's spectral
-    measure; ``R``: the rank of the separable expansion; ``Q``: Gauss--Hermite nodes per spike.
-    The quadrature is checked by a second solve at ``Q + Q // 2`` nodes: ``quadrature_error`` is
-    the largest relative change; ``tail`` is the truncation of each kernel (the first discarded
-    singular value relative to the first).  The derivation is cached (minutes at ``R = 2``)."""
-    from .derived import derive
-    from .model import parse_m
+    measure; ``R``: the ranks of the separable expansion (``None``: :func:`default_ranks`; an
+    integer for every kernel; or a dict per kernel); ``Q``: Gauss--Hermite nodes per spike
+    (default :data:`DEFAULT_NODES`).  Two error estimates, relative, per point:
 
-    if parse_m(m) != 1:
-        raise NotImplementedError("the spiked theory is derived for m = 1 so far (docs/spiked.md)")
+    * ``quadrature_error``: the change from ``Q`` to ``Q + Q // 2`` nodes (the values returned are
+      those at ``Q + Q // 2``);
+    * ``truncation_error``: of the linear kernel's rank ``R1``, by the geometric decay of its
+      singular values ``sigma_r``: the change ``delta`` from rank ``R1 - 1`` to ``R1`` (also
+      returned, ``truncation_change``) times ``rho / (1 - rho)``, ``rho = sigma_R1 / sigma_{R1-1}``
+      (the terms left out shrink like the singular values).  NaN with ``R1 = 1`` or
+      ``truncation=False``.  Checked against Monte Carlo in ``docs/spiked.md`` section 7; the
+      noise kernels' truncation is not estimated per point (measured there).
+
+    ``tail`` is the truncation of each kernel (first discarded singular value over the first);
+    ``converged`` is per point (``throw``: raise on an unresolved point; ``solve_options``:
+    ``check_rounding``, ``refine``, ``rtol``, ``atol`` of
+    :meth:`derivations.derived.DerivedModel.solve`).  The derivations are cached (minutes)."""
+    from .model import m_kind, parse_m
+
+    m_val = parse_m(m)
+    kind = m_kind(m_val)
+    kappa = np.atleast_1d(np.asarray(kappa, dtype=float))
+    ranks = ranks_of(kind, default_ranks(kind, kappa.size) if R is None else R)
+    if Q is None:
+        Q = DEFAULT_NODES.get(kappa.size, 6)
     atoms, weights = bulk
     atoms, weights = np.asarray(atoms, dtype=float), np.asarray(weights, dtype=float)
     tau_b = float(atoms @ weights)
-    model = derive(profile_traces("1", R))
     a, delta = math.exp(-t), -math.expm1(-2.0 * t)
-    out = {}
-    for q in (Q, Q + Q // 2):
-        om = overlap_measures(activation, kappa, tau_b, t, "1", R, q)
-        sol = model.solve(psi_n=psi_n, psi_p=psi_p, lam=lam, a=a, Delta=delta,
-                          spectrum={"nu": (atoms, weights), **om.spectrum()})
-        out[q] = {k: np.asarray(sol[k], dtype=float) for k in ("test", "train")}
-    hi = out[Q + Q // 2]
-    err = max(float(np.max(np.abs(hi[k] - out[Q][k]) / np.abs(hi[k]))) for k in hi)
-    return dict(test=hi["test"], train=hi["train"], quadrature_error=err, tail=om.tail, R=R, Q=Q + Q // 2)
+    extra = {"m": m_val} if kind == "finite" else {}
 
+    def solve(rank, q):
+        om = overlap_measures(activation, kappa, tau_b, t, kind, rank, q)
+        sol = spiked_model(kind, rank).solve(
+            psi_n=psi_n, psi_p=psi_p, lam=lam, a=a, Delta=delta,
+            spectrum={"nu": (atoms, weights), **om.spectrum()}, throw=throw, **extra,
+            **solve_options)
+        values = {k: np.asarray(sol[k], dtype=float) for k in ("test", "train")}
+        return dict(values, converged=np.asarray(sol.converged)), om
+
+    lo, _ = solve(ranks, Q)
+    q_hi = Q + Q // 2
+    hi, om = solve(ranks, q_hi)
+
+    def change(a_, b_):
+        return np.fmax(*(np.abs(a_[k] - b_[k]) / np.abs(a_[k]) for k in ("test", "train")))
+
+    quad = change(hi, lo)
+    converged = hi["converged"] & lo["converged"]
+    step = np.full(quad.shape, np.nan)
+    trunc = np.full(quad.shape, np.nan)
+    r1 = ranks["mu1"]
+    if truncation and r1 >= 2:
+        low_rank = solve(dict(ranks, mu1=r1 - 1), q_hi)[0]
+        step = change(hi, low_rank)
+        sig = om.singular["mu1"]
+        rho = min(float(sig[r1] / sig[r1 - 1]), 0.9) if sig.size > r1 and sig[r1 - 1] > 0 else 0.0
+        trunc = step * rho / (1.0 - rho)
+        converged = converged & low_rank["converged"]
+    constant = delta * float(weights @ (1.0 / (a * a * atoms + delta)))
+    return dict(test=hi["test"], train=hi["train"], dsm_test_loss=hi["test"] + 1.0 - constant,
+                quadrature_error=quad, truncation_error=trunc, truncation_change=step, converged=converged,
+                tail=om.tail, ranks=ranks, Q=q_hi)

@@ -130,19 +130,29 @@ class Errors:
     #: (:meth:`derivations.model.Coefficients.error`): the values are only as accurate as their
     #: inputs; ``errors()`` warns (QuadratureWarning) where it exceeds ``rtol``
     coefficient_error: np.ndarray | None = None
+    #: spiked covariance only (``spikes=k``): estimated relative error of the conditional
+    #: expansion at each point, the larger of its quadrature and rank-truncation estimates
+    #: (:mod:`derivations.spiked_theory`); ``errors()`` warns (SpikeWarning) where it exceeds
+    #: ``spike_rtol``
+    model_error: np.ndarray | None = None
 
 
 class DSMTheory:
     """Asymptotic DSM learning curves of one activation (see module docstring)."""
 
-    def __init__(self, activation, covariance=None, spikes=0):
+    def __init__(self, activation, covariance=None, spikes=0, spike_rank=None, spike_nodes: int | None = None):
         from .spikes import split_spikes
 
         self.activation = activation
+        #: rank of the separable expansion and Gauss--Hermite nodes per spike of the spiked theory
+        self.spike_rank, self.spike_nodes = spike_rank, spike_nodes
         #: the spikes and bulk of a spiked covariance (:func:`derivations.spikes.split_spikes`), or
         #: ``None`` (``spikes=0``: the structured-data theory, unchanged)
         self.spikes = split_spikes(covariance, spikes)
         if self.spikes is not None:
+            from .spiked_theory import check_rank
+
+            check_rank(spike_rank)
             covariance = self.spikes.bulk
         #: ``(eigenvalues, weights)`` of the data covariance (of its bulk when spiked), or ``None`` (isotropic)
         self.spectrum = spectral_measure(covariance)
@@ -185,12 +195,13 @@ class DSMTheory:
         return delta * np.sum(w / (a_sq[..., None] * s + delta[..., None]), axis=-1)
 
     def _refuse_spikes(self, what: str) -> None:
-        """``NotImplementedError`` for a spiked covariance: its theory is not derived yet
-        (``docs/spiked.md``), and the structured-data numbers of the bulk alone would be wrong."""
+        """``NotImplementedError`` for a spiked covariance where only ``errors()`` and
+        ``equations()`` are derived (``docs/spiked.md``): the structured-data numbers of the
+        bulk alone would be wrong."""
         if self.spikes is not None:
             raise NotImplementedError(
-                f"{what} with spikes={self.spikes.k}: the spiked-covariance theory (issue 17) is not derived yet "
-                "(docs/spiked.md); spikes=0 gives the structured-data theory of the whole spectrum")
+                f"{what} with spikes={self.spikes.k}: the spiked-covariance theory gives errors() and equations() "
+                "so far (docs/spiked.md); spikes=0 gives the structured-data theory of the whole spectrum")
 
     # -- equations -------------------------------------------------------------
     def equations(self, m=1, raw: bool = False):
@@ -204,8 +215,18 @@ class DSMTheory:
         """
         from .dsm import dsm_equations, dsm_system
 
-        self._refuse_spikes("equations()")
         m = parse_m(m)
+        if self.spikes is not None:  # the conditional model at this theory's rank
+            from .conditional import profile_traces
+            from .derived import derive
+
+            if raw:
+                raise NotImplementedError("equations(raw=True) with spikes: the conditional model is derived "
+                                          "through its reduced system only")
+            from .overlaps import default_ranks
+
+            rank = default_ranks(m_kind(m), self.spikes.k) if self.spike_rank is None else self.spike_rank
+            return derive(profile_traces(m_kind(m), rank)).reduced
         if raw and self.structured:
             return {q: dsm_system(m_kind(m), q, True) for q in QUANTITIES}
         return dsm_equations(m) if raw else reduced_system(m_kind(m), self.structured)
@@ -230,7 +251,7 @@ class DSMTheory:
 
     def errors(self, psi_n, psi_p, t, lam, m=1, precision: int | None = None, throw: bool = True,
                check_rounding: bool = True, refine: bool = True, rtol: float = 1e-8, atol: float = 1e-10,
-               train_time=None, **solve_options) -> Errors:
+               train_time=None, spike_rtol: float | None = None, **solve_options) -> Errors:
         """Test error, train error and DSM test loss, broadcast over all array arguments.
 
         ``m``: integers ``>= 1`` and ``math.inf`` / ``"inf"`` (scalar or array).
@@ -254,13 +275,22 @@ class DSMTheory:
         Both errors live on the scale 1 (the zero score has ``E_test = Delta_t``,
         ``E_train = 1``), hence the absolute floor ``atol``.
 
+        With ``spikes=k`` the values are those of the spiked theory (conditional Gaussian
+        equivalence, :mod:`derivations.spiked_theory`), solved per distinct ``(t, m)`` in double
+        precision with the ladder's checks (``check_rounding``, ``refine``, ``rtol``, ``atol`` as
+        above); ``Errors.model_error`` holds the estimated error
+        of its expansion and a :class:`derivations.spiked_theory.SpikeWarning` names the
+        points where it exceeds ``spike_rtol`` (default ``SPIKE_RTOL = 1e-2``).
+        ``precision`` and ``train_time`` are not available there.
+
         >>> import pencils
         >>> e = pencils.build("relu").errors(psi_n=2, psi_p=[1, 4], t=0.5, lam=1e-2, m="inf")
         >>> e.test.round(4).tolist(), bool(e.converged.all())
         ([0.2941, 0.117], True)
         """
         _check_options(train_time, solve_options)
-        self._refuse_spikes("errors()")
+        if self.spikes is None and spike_rtol is not None:
+            raise ValueError("spike_rtol is the accuracy of the spiked theory; this theory has spikes=0")
         if train_time is not None:
             return self._errors_at_time(psi_n, psi_p, t, lam, m, train_time, precision, throw, solve_options)
         arrays = [real_array(name, x) for name, x in zip(("psi_n", "psi_p", "t", "lam"), (psi_n, psi_p, t, lam))]
@@ -271,6 +301,9 @@ class DSMTheory:
         shape = np.broadcast_shapes(*(x.shape for x in arrays), m_vals.shape)
         flat = [np.broadcast_to(x, shape).reshape(-1) for x in (*arrays, m_vals)]
         size = int(np.prod(shape))
+        if self.spikes is not None:
+            ladder = dict(check_rounding=check_rounding, refine=refine, rtol=rtol, atol=atol)
+            return self._spiked_errors(flat, shape, precision, throw, spike_rtol, ladder, solve_options)
         exact = precision is not None
         if exact:
             check_precision(precision)
@@ -304,6 +337,24 @@ class DSMTheory:
                       rounding_error=rounding.reshape(shape), precision=int(precision) if exact else None,
                       refined=led.refined.reshape(shape), refined_mpmath=led.refined_mpmath.reshape(shape),
                       coefficient_error=coef_err)
+
+    def _spiked_errors(self, flat, shape, precision, throw, spike_rtol, ladder, solve_options) -> Errors:
+        """``errors()`` with ``spikes=k`` (:func:`derivations.spiked_theory.spiked_grid`)."""
+        from .spiked_theory import SPIKE_RTOL, spiked_grid
+
+        if precision is not None or solve_options:
+            raise ValueError("with spikes, errors() solves in double precision with the default solver options; "
+                             f"precision= and {', '.join(solve_options) or 'solver options'} are not available")
+        g = spiked_grid(self.activation, self.spikes, *flat, rank=self.spike_rank, nodes=self.spike_nodes,
+                        spike_rtol=SPIKE_RTOL if spike_rtol is None else spike_rtol, throw=throw, **ladder)
+        if throw and not g["converged"].all():
+            raise ConvergenceError(f"{int((~g['converged']).sum())} of {g['converged'].size} spiked points "
+                                   "unresolved; throw=False flags them", None)
+        zeros = np.zeros(shape)
+        return Errors(test=g["test"].reshape(shape), train=g["train"].reshape(shape),
+                      dsm_test_loss=g["dsm_test_loss"].reshape(shape), converged=g["converged"].reshape(shape),
+                      residual=zeros, iterations=zeros.astype(int), rounding_error=zeros,
+                      model_error=g["model_error"].reshape(shape))
 
     def _errors_at_time(self, psi_n, psi_p, t, lam, m, train_time, precision, throw, solve_options) -> Errors:
         """``errors(..., train_time=T)``: gradient-flow errors (:mod:`derivations.training_time`)."""
@@ -413,7 +464,7 @@ def _unresolved_message(flat: list, conv: np.ndarray, led: Ledger, precision) ->
             f"psi_p={flat[1][k]}, t={flat[2][k]}, lam={flat[3][k]}, m={flat[4][k]}: {why}{detail}; {advice}")
 
 
-def build(activation, covariance=None, spikes=0):
+def build(activation, covariance=None, spikes=0, spike_rank=None, spike_nodes: int | None = None):
     """Derive (or load from the cache) the DSM learning curves of ``activation``.
 
     ``activation``: a name (``pencils.KNOWN_ACTIVATIONS``), a sympy expression in one
@@ -433,7 +484,14 @@ def build(activation, covariance=None, spikes=0):
     ``spikes``: ``0`` (default, the above), a whole number ``k`` or ``"auto"``
     (:mod:`derivations.spikes`): ``covariance`` holds the ``d`` eigenvalues at the data's own
     ``d`` (or the matrix) and its ``k`` largest are spikes with ``kappa_j = lambda_j / d``
-    (MODEL.md, "Spiked covariance"); ``theory.spikes`` holds the split.  The spiked theory's
-    curves are not derived yet: ``errors()`` and the rest raise ``NotImplementedError``.
+    (MODEL.md, "Spiked covariance"); ``theory.spikes`` holds the split.  ``errors()`` and
+    ``equations()`` are then those of the spiked theory (:mod:`derivations.spiked_theory`),
+    with the conditional coefficients expanded at ranks ``spike_rank`` (``None``:
+    ``k + 1`` for the linear kernel and 1 for the noise, :func:`derivations.overlaps.default_ranks`;
+    an integer for every kernel; or a dict per kernel) on ``spike_nodes`` Gauss--Hermite nodes
+    per spike; the first call derives that system (minutes, cached).
+    ``peaks()`` and ``ridgeless()`` raise ``NotImplementedError`` there.
     """
-    return DSMTheory(_activation(activation), covariance, spikes)
+    if spikes == 0 and (spike_rank is not None or spike_nodes is not None):
+        raise ValueError("spike_rank and spike_nodes set the spiked theory; this build has spikes=0")
+    return DSMTheory(_activation(activation), covariance, spikes, spike_rank, spike_nodes)

@@ -31,8 +31,10 @@ __all__ = ["NUMPY", "MPMATH", "iterate", "run_program", "attracting", "continuat
 
 
 def take(E: dict, idx) -> dict:
-    """The points ``idx`` of a batch (the spectral measure ``nu_*`` is shared by all)."""
-    return {k: (v[idx] if isinstance(v, np.ndarray) and v.ndim and not k.startswith("nu_") else v)
+    """The points ``idx`` of a batch (the spectral measure ``nu_*`` is shared by all, and so is
+    an entry of length 1: a let-value of point-independent inputs, broadcast)."""
+    return {k: (v[idx] if isinstance(v, np.ndarray) and v.ndim and v.shape[0] != 1 and not k.startswith("nu_")
+                else v)
             for k, v in E.items()}
 
 

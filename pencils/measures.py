@@ -60,6 +60,13 @@ def has_coordinates(expr: Any) -> bool:
     return any(measure_of(s) is not None for s in getattr(sympy.sympify(expr), "free_symbols", ()))
 
 
+#: ``SpectralMean -> (coordinates, free symbols)`` (immutable objects; cleared when full).
+_SYMBOLS: dict = {}
+#: ``(SpectralMean, x) -> d/dx`` (same lifetime).
+_DERIVATIVES: dict = {}
+_SYMBOLS_MAX = 200_000
+
+
 class SpectralMean(sympy.Function):
     """``E_mu[f]``: the average of an expression in the coordinates of one measure ``mu``
     (:data:`S_NU` for the spectral measure ``nu`` of ``Sigma``; :func:`coordinate` for the
@@ -96,17 +103,28 @@ class SpectralMean(sympy.Function):
     def lets(self) -> tuple:
         return tuple(self.args[1]) if len(self.args) > 1 else ()
 
+    def _symbols(self) -> tuple:
+        """``(coordinates, free symbols)``, memoised: a reduction asks for them once per unknown
+        and dependency (half of a rank-2 derivation's time went to recomputing them)."""
+        out = _SYMBOLS.get(self)
+        if out is None:
+            syms = set(self.args[0].free_symbols).union(*(e.free_symbols for _, e in self.lets))
+            bound = {x for x, _ in self.lets}
+            out = (frozenset(x for x in syms if measure_of(x) is not None),
+                   frozenset(x for x in syms if x not in bound and measure_of(x) is None))
+            if len(_SYMBOLS) >= _SYMBOLS_MAX:
+                _SYMBOLS.clear()
+            _SYMBOLS[self] = out
+        return out
+
     @property
     def coordinates(self) -> set:
         """The coordinates the mean averages over (in its argument or its bindings)."""
-        syms = set(self.args[0].free_symbols).union(*(e.free_symbols for _, e in self.lets))
-        return {x for x in syms if measure_of(x) is not None}
+        return set(self._symbols()[0])
 
     @property
     def free_symbols(self) -> set:
-        syms = set(self.args[0].free_symbols).union(*(e.free_symbols for _, e in self.lets))
-        bound = {x for x, _ in self.lets}
-        return {x for x in syms if x not in bound and measure_of(x) is None}
+        return set(self._symbols()[1])
 
     @property
     def measure(self) -> str:
@@ -114,6 +132,14 @@ class SpectralMean(sympy.Function):
         return m
 
     def _eval_derivative(self, x):
+        key = (self, x)
+        if key not in _DERIVATIVES:  # the reduction differentiates one mean many times by one unknown
+            if len(_DERIVATIVES) >= _SYMBOLS_MAX:
+                _DERIVATIVES.clear()
+            _DERIVATIVES[key] = self._derivative(x)
+        return _DERIVATIVES[key]
+
+    def _derivative(self, x):
         if not self.lets:
             return SpectralMean(sympy.diff(self.args[0], x))
         d: dict = {}  # bound symbol -> the symbol of its derivative

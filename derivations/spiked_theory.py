@@ -1,0 +1,109 @@
+"""The curves of ``pencils.build(act, covariance=eigs, spikes=k).errors(...)`` (issue 17,
+MODEL.md "Spiked covariance"): the conditional model of :mod:`derivations.conditional`,
+derived by the engine once per kind of ``m`` and expansion rank, solved on the grid of the
+user's arguments with the numbers of :mod:`derivations.overlaps`.
+
+Accuracy.  Besides the solver's own checks (convergence, rounding), a spiked value carries the
+error of its two approximations, estimated at every point and returned as
+``Errors.model_error`` (relative):
+
+* the quadrature of the spike overlaps (``Q`` against ``Q + Q // 2`` nodes per spike); where it
+  exceeds ``spike_rtol / 10`` the diffusion time is re-solved with twice the nodes, again and
+  again up to :data:`MAX_ATOMS` atoms per measure;
+* the rank of the linear kernel's separable expansion (the change from one rank less, scaled
+  by the decay of the singular values, :func:`derivations.overlaps.spiked_errors`; at rank 1
+  there is no estimate and ``model_error`` is NaN).
+
+A point whose estimate exceeds ``spike_rtol`` (default :data:`SPIKE_RTOL`), or has none, is returned
+with a :class:`SpikeWarning` naming how many points and the largest estimate: with two or more
+spikes the default ranks (:func:`derivations.overlaps.default_ranks`) may be too low, and the
+warning says so instead of returning the number silently.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from .overlaps import DEFAULT_NODES, spiked_errors
+
+__all__ = ["SPIKE_RTOL", "MAX_ATOMS", "SpikeWarning", "check_rank", "spiked_grid"]
+
+#: Default accuracy asked of the spiked expansion (relative): above it a point is flagged.
+SPIKE_RTOL = 1e-2
+#: Most quadrature atoms per measure when the nodes are doubled (``Q^k``).
+MAX_ATOMS = 4096
+
+
+class SpikeWarning(UserWarning):
+    """A spiked value's estimated expansion error (``Errors.model_error``) exceeds ``spike_rtol``."""
+
+
+def check_rank(rank) -> None:
+    """``ValueError`` unless ``rank`` is ``None`` (the default ranks), a whole number ``>= 1`` or
+    a dict of them per kernel (``mu1`` and the noise kernels, checked per kind of ``m`` when
+    solving, :func:`derivations.conditional.ranks_of`)."""
+    values = [] if rank is None else list(rank.values()) if isinstance(rank, dict) else [rank]
+    for r in values:
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1:
+            raise ValueError(f"the spiked expansion rank must be None, a whole number >= 1 or a dict of them "
+                             f"per kernel, got {rank!r}")
+
+
+def _group(t, m):
+    """Indices of the flattened grid by distinct ``(t, m)`` (the kernels depend on both)."""
+    keys = {}
+    for i, key in enumerate(zip(t.tolist(), m.tolist())):
+        keys.setdefault(key, []).append(i)
+    return {key: np.array(idx) for key, idx in keys.items()}
+
+
+def spiked_grid(activation, split, psi_n, psi_p, t, lam, m, *, rank=None, nodes: int | None = None,
+                spike_rtol: float = SPIKE_RTOL, throw: bool = True, **solve_options) -> dict:
+    """Test, train error and DSM loss of the spiked theory at flattened points (1-D arrays of
+    equal length; ``m`` as floats, ``inf`` allowed), with ``quadrature_error``,
+    ``truncation_error``, ``model_error`` (their maximum) and ``converged`` per point.
+    ``split``: a :class:`derivations.spikes.SpikeSplit`; ``rank``: :func:`check_rank` (the
+    truncation estimate needs the linear kernel at rank 2 or more); ``nodes``: Gauss--Hermite nodes per spike (default
+    :data:`derivations.overlaps.DEFAULT_NODES`); ``solve_options``: the precision ladder's
+    ``check_rounding``, ``refine``, ``rtol``, ``atol`` (:meth:`derivations.derived.DerivedModel.solve`)."""
+    check_rank(rank)
+    k = split.k
+    q0 = int(nodes) if nodes is not None else DEFAULT_NODES.get(k, 6)
+    if q0 < 2 or (q0 + q0 // 2) ** k > MAX_ATOMS:
+        raise ValueError(f"nodes = {q0} per spike gives {(q0 + q0 // 2) ** k} atoms with k = {k} spikes; "
+                         f"use 2 <= nodes with (nodes * 3/2)^k <= {MAX_ATOMS}")
+    size = len(t)
+    names = ("test", "train", "dsm_test_loss", "quadrature_error", "truncation_error")
+    out = {q: np.full(size, np.nan) for q in names}
+    converged = np.zeros(size, dtype=bool)
+    for (tt, mm), idx in _group(t, m).items():
+        m_arg = math.inf if math.isinf(mm) else int(mm)
+        q = q0
+        while True:
+            e = spiked_errors(activation, split.kappa, split.bulk, psi_n=psi_n[idx], psi_p=psi_p[idx], t=tt,
+                              lam=lam[idx], m=m_arg, R=rank, Q=q, throw=throw,
+                              **solve_options)
+            bigger = 2 * q
+            if not np.any(e["quadrature_error"] > spike_rtol / 10) or (bigger + bigger // 2) ** k > MAX_ATOMS:
+                break
+            q = bigger
+        for name in names:
+            out[name][idx] = e[name]
+        converged[idx] = e["converged"]
+    out["model_error"] = np.maximum(out["quadrature_error"], out["truncation_error"])  # NaN: not estimated
+    out["converged"] = converged
+    if np.isnan(out["truncation_error"][converged]).any():
+        warnings.warn(f"spike_rank = {rank}: the truncation error of the {size} spiked values is not estimated "
+                      "(Errors.model_error is NaN); a linear kernel of rank 2 or more estimates it", SpikeWarning,
+                      stacklevel=4)
+        return out
+    bad = converged & (out["model_error"] > spike_rtol)
+    if bad.any():
+        warnings.warn(
+            f"{int(bad.sum())} of {size} spiked values have an estimated expansion error above "
+            f"spike_rtol = {spike_rtol:g} "
+            f"(largest {np.max(out['model_error'][bad]):.1e}; Errors.model_error); with {k} spike(s) the ranks "
+            f"{e['ranks']} may be too low (spike_rank=, docs/spiked.md)", SpikeWarning, stacklevel=4)
+    return out

@@ -1,0 +1,110 @@
+"""``pencils.build(act, covariance=eigs, spikes=k).errors(...)`` (derivations.spiked_theory): the
+public path to the spiked-covariance theory, its error estimates and its refusals.
+
+The default systems (linear kernel of rank k + 1) take minutes to derive, so these tests run at
+rank 1 (the plumbing, the flags, the small-spike limit) with the numpy evaluator; the default
+curves are checked against Monte Carlo in ``benchmarks/spiked_profiles.py`` (``docs/spiked.md``
+section 7)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import pencils
+from derivations.spiked_theory import SpikeWarning
+
+
+@pytest.fixture(autouse=True)
+def _numpy_backend(monkeypatch):
+    monkeypatch.setenv("DSM_KERNEL", "numpy")  # no kernel compilation in the unit tests
+
+
+def _spectrum(kappa, d, bulk=1.0):
+    """``d`` eigenvalues: spikes ``kappa_j d`` and a flat bulk."""
+    return np.r_[np.asarray(kappa, dtype=float) * d, np.full(d - len(kappa), bulk)]
+
+
+def test_arguments_are_checked_by_name():
+    eigs = _spectrum([0.2], 1000)
+    for bad in (0, True, {"mu1": 0, "star": 1}):
+        with pytest.raises(ValueError, match="rank"):
+            pencils.build("relu", covariance=eigs, spikes=1, spike_rank=bad)
+    with pytest.raises(ValueError, match="spikes=0"):
+        pencils.build("relu", covariance=eigs, spike_rank=3)
+    th = pencils.build("relu", covariance=eigs, spikes=1, spike_rank=1)
+    with pytest.raises(ValueError, match="spike_rtol"):
+        pencils.build("relu", covariance=eigs).errors(psi_n=1, psi_p=2, t=0.1, lam=1e-2, spike_rtol=0.1)
+    with pytest.raises(ValueError, match="precision"):
+        th.errors(psi_n=1, psi_p=2, t=0.1, lam=1e-2, precision=30)
+    with pytest.raises(ValueError, match="isotropic"):
+        th.errors(psi_n=1, psi_p=2, t=0.1, lam=1e-2, train_time=10.0)
+    with pytest.raises(NotImplementedError, match="errors\\(\\) and equations\\(\\)"):
+        th.peaks(psi_n=1, t=0.1, m=1, lam=1e-2)
+    with pytest.raises(ValueError, match="nodes"):
+        pencils.build("relu", covariance=_spectrum([0.2, 0.1, 0.05], 1000), spikes=3,
+                      spike_nodes=40).errors(psi_n=1, psi_p=2, t=0.1, lam=1e-2)
+
+
+@pytest.mark.parametrize("m", [1, "inf"])
+def test_a_small_spike_gives_the_structured_theory_of_its_bulk(m):
+    """kappa = 1e-5: the spike part of a pre-activation is ~3e-3, so the spiked theory is the
+    structured theory of the flat bulk up to O(kappa); the DSM loss takes the bulk's constant.
+    Every point comes with a rank-1 flag (its truncation is not estimated)."""
+    d, kappa = 200000, 1e-5
+    eigs = _spectrum([kappa], d)
+    th = pencils.build("relu", covariance=eigs, spikes=1, spike_rank=1)
+    assert th.spikes.k == 1 and th.spikes.kappa[0] == pytest.approx(kappa)
+    args = dict(psi_n=1.2, psi_p=np.array([0.6, 2.5]), t=0.1, lam=1e-2, m=m)
+    with pytest.warns(SpikeWarning, match="not estimated"):
+        e = th.errors(**args)
+    ref = pencils.build("relu", covariance=np.ones(3)).errors(**args)
+    assert e.test.shape == (2,) and np.isnan(e.model_error).all() and e.converged.all()
+    for q in ("test", "train", "dsm_test_loss"):
+        np.testing.assert_allclose(getattr(e, q), getattr(ref, q), rtol=2e-4)
+    # and the spike is felt: at kappa = 0.2 the curves move by percent
+    big = pencils.build("relu", covariance=_spectrum([0.2], 1000, bulk=0.8 * 1000 / 999), spikes=1, spike_rank=1)
+    with pytest.warns(SpikeWarning):
+        moved = big.errors(**args)
+    assert np.max(np.abs(moved.test / ref.test - 1)) > 5e-3
+
+
+def test_ranks_per_kernel():
+    from derivations.conditional import profile_names, ranks_of
+    from derivations.overlaps import default_ranks, overlap_measures
+
+    assert default_ranks("1", 2) == {"mu1": 3, "star": 1}
+    assert default_ranks("finite", 1) == {"mu1": 2, "s": 1, "f": 1}
+    assert ranks_of("inf", 2) == {"mu1": 2, "s": 2}
+    names = profile_names("1", {"mu1": 3, "star": 1})
+    assert names["c"] == [("mu1", 0), ("mu1", 1), ("mu1", 2), ("star", 0)]
+    for bad in ({"mu1": 2}, {"mu1": 2, "star": 0}, {"mu1": 2, "star": 1, "s": 1}, 0, 1.5):
+        with pytest.raises(ValueError, match="rank"):
+            ranks_of("1", bad)
+    om = overlap_measures(pencils.activation("relu"), [0.2, 0.1], 0.7, 0.3, "1", {"mu1": 3, "star": 1}, 8)
+    assert om.samples[0].shape == (64, 4) and om.features[0].shape == (64, 6)
+    # two spikes: the linear kernel's third singular value is still large, its fourth is small
+    sig = om.singular["mu1"]
+    assert sig.size == 4 and sig[2] > 0.1 > 0.03 > sig[3] and om.tail["mu1"] == pytest.approx(sig[3])
+
+
+def test_equations_are_the_conditional_reduced_system():
+    from derivations.conditional import profile_traces
+
+    th = pencils.build("relu", covariance=_spectrum([0.2], 1000), spikes=1, spike_rank=1)
+    sys_ = th.equations(m=1)
+    assert sys_ is pencils.derive(profile_traces("1", 1)).reduced
+    assert {"test", "train"} <= set(sys_.outputs)
+
+
+def test_quadrature_error_is_estimated_and_small():
+    th = pencils.build("tanh", covariance=_spectrum([0.3], 1000), spikes=1, spike_rank=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpikeWarning)
+        from derivations.spiked_theory import spiked_grid
+
+        g = spiked_grid(th.activation, th.spikes, np.array([1.0, 1.0]), np.array([0.5, 3.0]), np.array([0.1, 0.1]),
+                        np.array([1e-2, 1e-2]), np.array([1.0, 1.0]), rank=1)
+    assert np.all(g["quadrature_error"] < 1e-4) and np.all(g["quadrature_error"] >= 0)
+    assert np.isnan(g["truncation_error"]).all()
