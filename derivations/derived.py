@@ -50,7 +50,11 @@ from pencils.cache import cached
 from .ladder import CAUSES, Ledger, Problem, climb
 from .model import check_precision, spectral_measure
 
-__all__ = ["derive", "DerivedModel", "Solution", "ModelSimulation"]
+__all__ = ["derive", "DerivedModel", "Solution", "ModelSimulation", "DERIVING_CODE"]
+
+#: The packages whose source a derived model's reduced system depends on (its cache key; the
+#: numerics, which only compile and solve it, are left out: see :func:`pencils.cache.cached`).
+DERIVING_CODE = ("pencils", "derivations")
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,7 @@ class DerivedModel:
     def reduced(self):
         """The reduced system (:class:`pencils.reduce.ReducedSystem`): core equations and
         read-outs of every output; disk-cached."""
-        return cached("derived-reduced", self.key, self._reduce)
+        return cached("derived-reduced", self.key, self._reduce, code=DERIVING_CODE)
 
     def _reduce(self):
         import sympy

@@ -128,10 +128,10 @@ def spiked_model(kind: str, R):
     error says so, as does the first compilation of its kernel."""
     from pencils.cache import is_cached
 
-    from .derived import derive
+    from .derived import DERIVING_CODE, derive
 
     model = derive(profile_traces(kind, R))
-    if not is_cached("derived-reduced", model.key):
+    if not is_cached("derived-reduced", model.key, code=DERIVING_CODE):
         print(f"deriving the spiked-covariance system (m kind {kind!r}, ranks {ranks_of(kind, R)}); the first time takes "
               "minutes (cached after)", file=sys.stderr, flush=True)
     return model

@@ -8,8 +8,10 @@ derives them*, so an entry is keyed by a hash of
 * the installed package version (``importlib.metadata``; :data:`FALLBACK_VERSION` when
   the distribution is not installed),
 * a fingerprint of the deriving code: the SHA-256 of the source files of the packages
-  ``pencils``, ``derivations`` and ``numerics`` (:func:`code_fingerprint`, computed once
-  per process).
+  that compute the value (:func:`code_fingerprint`, computed once per process): by default
+  ``pencils``, ``derivations`` and ``numerics``; a symbolic step names fewer (``code=``: the
+  pencils' own steps ``("pencils",)``, the derived models ``("pencils", "derivations")``), so
+  that an edit of the numerics keeps an hour-long derivation.
 
 An upgrade or any edit of the deriving code therefore never loads a stale system.
 A second run of the same code loads the pickled result instead of re-deriving it.
@@ -43,7 +45,8 @@ FALLBACK_VERSION = "0+unknown"
 DERIVING_PACKAGES = ("pencils", "derivations", "numerics")
 
 _memory: dict[str, Any] = {}
-_fingerprint: str | None = None
+#: ``packages -> SHA-256`` of their source (:func:`code_fingerprint`).
+_fingerprints: dict[tuple, str] = {}
 _version: str | None = None
 _unwritable: set[str] = set()
 
@@ -65,22 +68,23 @@ def package_version() -> str:
     return _version
 
 
-def code_fingerprint() -> str:
-    """SHA-256 over the ``.py`` files of :data:`DERIVING_PACKAGES` (paths and contents); cached.
+def code_fingerprint(packages: tuple | None = None) -> str:
+    """SHA-256 over the ``.py`` files of ``packages`` (default :data:`DERIVING_PACKAGES`; paths
+    and contents); cached per tuple of packages.
 
     Computed once per process (a few milliseconds: the files are read once).
     """
-    global _fingerprint
-    if _fingerprint is None:
+    packages = tuple(DERIVING_PACKAGES if packages is None else packages)
+    if packages not in _fingerprints:
         root = Path(__file__).resolve().parent.parent
         digest = hashlib.sha256()
-        for package in DERIVING_PACKAGES:
+        for package in packages:
             base = root / package
             for path in sorted(base.rglob("*.py")):
                 digest.update(path.relative_to(root).as_posix().encode() + b"\0")
                 digest.update(path.read_bytes() + b"\0")
-        _fingerprint = digest.hexdigest()
-    return _fingerprint
+        _fingerprints[packages] = digest.hexdigest()
+    return _fingerprints[packages]
 
 
 def cache_dir() -> Path | None:
@@ -92,13 +96,14 @@ def cache_dir() -> Path | None:
     return path
 
 
-def cache_key(namespace: str, description: str) -> str:
+def cache_key(namespace: str, description: str, code: tuple | None = None) -> str:
     """A file-system safe key for ``description`` inside ``namespace``.
 
     The key changes with :data:`CACHE_FORMAT`, the package version and the deriving
-    code (:func:`code_fingerprint`).
+    code (:func:`code_fingerprint` of the packages ``code``, default all of
+    :data:`DERIVING_PACKAGES`).
     """
-    text = f"{CACHE_FORMAT}\0{package_version()}\0{code_fingerprint()}\0{namespace}\0{description}"
+    text = f"{CACHE_FORMAT}\0{package_version()}\0{code_fingerprint(code)}\0{namespace}\0{description}"
     return f"{namespace}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
@@ -178,7 +183,8 @@ def _store(path: Path, key: str, value) -> None:
                       "(set DSM_CACHE_DIR to a writable folder, or to 'off')", CacheWarning, stacklevel=4)
 
 
-def cached(namespace: str, description: str, compute: Callable[[], Any], expected=None) -> Any:
+def cached(namespace: str, description: str, compute: Callable[[], Any], expected=None,
+           code: tuple | None = None) -> Any:
     """Return ``compute()``, memoised in-process and on disk under ``description``.
 
     ``description`` must determine the result completely given the code (use
@@ -187,7 +193,9 @@ def cached(namespace: str, description: str, compute: Callable[[], Any], expecte
     or a predicate that a loaded value must satisfy; an entry that fails it, or that
     cannot be read, is discarded and rebuilt with a :class:`CacheWarning`.  A cache
     folder that cannot be written gives one :class:`CacheWarning` and the result is
-    only memoised in-process.
+    only memoised in-process.  ``code``: the packages whose source ``compute`` runs (default
+    all of :data:`DERIVING_PACKAGES`); a symbolic step of ``pencils`` names ``("pencils",)``,
+    so that an edit of the numerics does not re-derive an hour-long system.
 
     >>> import os
     >>> os.environ["DSM_CACHE_DIR"], old = "off", os.environ.get("DSM_CACHE_DIR")
@@ -195,7 +203,7 @@ def cached(namespace: str, description: str, compute: Callable[[], Any], expecte
     2
     >>> _ = os.environ.pop("DSM_CACHE_DIR") if old is None else os.environ.update(DSM_CACHE_DIR=old)
     """
-    key = cache_key(namespace, description)
+    key = cache_key(namespace, description, code)
     if key in _memory:
         return _memory[key]
     directory = cache_dir()
@@ -215,9 +223,9 @@ def cached(namespace: str, description: str, compute: Callable[[], Any], expecte
     return value
 
 
-def is_cached(namespace: str, description: str) -> bool:
+def is_cached(namespace: str, description: str, code: tuple | None = None) -> bool:
     """Whether ``description`` is already in the memory or disk cache (for this code version)."""
-    key = cache_key(namespace, description)
+    key = cache_key(namespace, description, code)
     if key in _memory:
         return True
     directory = cache_dir()

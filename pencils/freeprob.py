@@ -113,16 +113,14 @@ class FixedPointSystem:
 
     def ell(self, q: int) -> sympy.Expr:
         """The linear form ``ell_q`` in the symbols ``g_ij``."""
-        W = self.W[q]
-        return sum((W[i, j] * self.g_symbol(i, j) for i in range(self.size)
-                    for j in range(self.size) if W[i, j] != 0), sympy.Integer(0))
+        return sum((w * self.g_symbol(i, j) for (i, j), w in nonzero_entries(self.W[q]).items()),
+                   sympy.Integer(0))
 
     def readout_expr(self) -> sympy.Expr | None:
         if self.readout is None:
             return None
-        R = self.readout
-        return self.constant + sum((R[i, j] * self.g_symbol(i, j) for i in range(self.size)
-                                    for j in range(self.size) if R[i, j] != 0), sympy.Integer(0))
+        return self.constant + sum((r * self.g_symbol(i, j) for (i, j), r in nonzero_entries(self.readout).items()),
+                                   sympy.Integer(0))
 
     def explicit(self) -> list[sympy.Eq]:
         """Scalar equations ``tau_q = ell_q((L0 - eta(tau))^{-1})`` by symbolic inversion.
@@ -256,9 +254,12 @@ def _primitive(form: dict) -> tuple:
     return content, {k: _simp(c.xreplace(back)) for k, c in zip(keys, prim)}
 
 
-def _nonzero(A) -> dict:
-    """``{(i, j): entry}`` of the non-zero entries of a sympy matrix."""
-    return {k: v for k, v in A.todok().items() if v != 0}
+def nonzero_entries(A) -> dict:
+    """``{(i, j): entry}`` of the non-zero entries of a sympy matrix, in row-major order (from its
+    sparse representation: indexing all ``N^2`` entries of a pencil of a few hundred blocks was
+    most of the reduction's time)."""
+    dok = A.todok()
+    return {k: dok[k] for k in sorted(dok) if dok[k] != 0}
 
 
 def _sparse_matrix(n: int, entries: dict) -> sympy.ImmutableMatrix:
@@ -276,9 +277,9 @@ def _equations_uncached(pencil: Pencil) -> FixedPointSystem:
     spaces = pencil.spaces
     # structural support of L^{-1}: transitive closure of the block graph
     # (the non-zero entries by .todok(): entry-by-entry access to a sympy matrix costs O(n^2) calls)
-    edges = set(_nonzero(pencil.L0))
+    edges = set(nonzero_entries(pencil.L0))
     for _, E, F in pencil.gaussians.values():
-        edges |= set(_nonzero(E)) | set(_nonzero(F))
+        edges |= set(nonzero_entries(E)) | set(nonzero_entries(F))
     reachL = _closure(n, edges)
     allowed = {(i, j) for i in range(n) for j in range(n) if spaces[i] == spaces[j] and reachL[i][j]}
 
@@ -288,8 +289,8 @@ def _equations_uncached(pencil: Pencil) -> FixedPointSystem:
         v = atom.args[1]
         a_r, a_c = atom.rows.ratio, atom.cols.ratio
         for (A, B, alpha) in ((E, F, a_c), (F, E, a_r)):
-            Anz = [(i, j, a) for (i, j), a in sorted(_nonzero(A).items())]
-            Bnz = [(m, l, b) for (m, l), b in sorted(_nonzero(B).items())]
+            Anz = [(i, j, a) for (i, j), a in sorted(nonzero_entries(A).items())]
+            Bnz = [(m, l, b) for (m, l), b in sorted(nonzero_entries(B).items())]
             for i, j, a in Anz:
                 for m, l, b in Bnz:
                     if (j, m) not in allowed:
@@ -318,7 +319,7 @@ def _equations_uncached(pencil: Pencil) -> FixedPointSystem:
     W = tuple(_sparse_matrix(n, taus_def[q]) for q in range(Q))
 
     # structural support of G = (L0 - eta)^{-1}
-    medges = set(_nonzero(pencil.L0))
+    medges = set(nonzero_entries(pencil.L0))
     for q in range(Q):
         medges |= set(Pent[q])
     R = _closure(n, medges)
@@ -370,7 +371,7 @@ def equations(obj: Pencil | MatExpr | Trace, cache: bool = True) -> FixedPointSy
         desc = describe(obj)
         if not cache:
             return _equations_uncached(linearize(obj, cache=False))
-        return cached("fixedpoint", desc, lambda: _equations_uncached(linearize(obj)))
+        return cached("fixedpoint", desc, lambda: _equations_uncached(linearize(obj)), code=("pencils",))
     if isinstance(obj, Pencil):
         return _equations_uncached(obj)
     raise ValueError("equations needs a Pencil, a matrix expression or a trace")

@@ -21,7 +21,7 @@ import mpmath
 import sympy
 
 from .expr import S_NU, SpectralMean, has_coordinates, mean_of, measures
-from .freeprob import _tarjan
+from .freeprob import _tarjan, nonzero_entries
 
 __all__ = ["MAX_SYMBOLIC_CORE", "FINGERPRINT_DPS", "evaluate"]
 
@@ -267,16 +267,13 @@ def _form(W, inv: _Inverse) -> sympy.Expr:
     spectrum of ``Sigma`` on the ``d`` space of a structured model, a profile on another space)
     are averaged over it: ``E_nu[sum W_ij g_ij(s)]``, one mean per measure."""
     plain, spectral = sympy.Integer(0), {}
-    for i in range(W.shape[0]):
-        for j in range(W.shape[1]):
-            if W[i, j] == 0:
-                continue
-            g = inv.entry(i, j)
-            if inv.is_spectral(g) or has_coordinates(W[i, j]):
-                key = inv.measure(g) or measures(W[i, j]).pop()
-                spectral.setdefault(key, []).append((W[i, j], g))
-            else:
-                plain += W[i, j] * g
+    for (i, j), w in nonzero_entries(W).items():
+        g = inv.entry(i, j)
+        if inv.is_spectral(g) or has_coordinates(w):
+            key = inv.measure(g) or measures(w).pop()
+            spectral.setdefault(key, []).append((w, g))
+        else:
+            plain += w * g
     means = sympy.Integer(0)
     for key, terms in sorted(spectral.items()):
         if key == "nu":  # Sigma's spectrum: the expanded expression (small: a few blocks on d)

@@ -37,6 +37,7 @@ import sympy
 
 from .cache import cached
 from .expr import SpectralMean
+from .freeprob import nonzero_entries
 from .linearize import describe
 
 __all__ = ["Eliminated", "block_meaning", "eliminate", "program_latex"]
@@ -176,16 +177,15 @@ def block_meaning(S, q: int, label: str = "") -> str:
     """Which normalised trace ``tau_q`` is, in the blocks ``G_ij = (L^{-1})_ij`` of the inverse
     of the pencil ``L`` of system ``label``: ``sum_ij W_ij g_ij`` with ``g_ij = (1/n_i) tr
     G_ij``, one normalised trace per space (``n_i`` the dimension of block ``i``'s space)."""
-    W, spaces = S.W[q], S.pencil.spaces
+    entries, spaces = nonzero_entries(S.W[q]), S.pencil.spaces
     pieces = []
     for sp in dict.fromkeys(spaces):
         terms, names = sympy.Integer(0), {}
-        for i in range(W.shape[0]):
-            for j in range(W.shape[1]):
-                if W[i, j] != 0 and spaces[i] == sp:
-                    g = sympy.Symbol(f"g_{i}_{j}")
-                    names[g] = f"G_{{{i},{j}}}"
-                    terms += W[i, j] * g
+        for (i, j), w in entries.items():
+            if spaces[i] == sp:
+                g = sympy.Symbol(f"g_{i}_{j}")
+                names[g] = f"G_{{{i},{j}}}"
+                terms += w * g
         names.update({p: _NAMES[p.name] for p in terms.free_symbols if p.name in _NAMES})
         if names:
             n = sp.name if len(sp.name) == 1 else r"n_{\mathrm{" + sp.name.replace("_", r"\_") + "}}"
@@ -443,5 +443,5 @@ def eliminate(R, relations: dict | None = None, cache: bool = True) -> Eliminate
                  (kind, rest[0].unknowns, rest[0].program, rest[0].maps, rest[0].meaning)
                  for kind, *rest in R.steps)
     desc = describe((R.params, flat, tuple(R.outputs.items()), tuple(relations.items())))
-    return cached("eliminated", desc, lambda: _uncached(R, relations))
+    return cached("eliminated", desc, lambda: _uncached(R, relations), code=("pencils",))
 

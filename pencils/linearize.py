@@ -635,4 +635,4 @@ def linearize(obj: MatExpr | Trace, cache: bool = True, reduce: bool = True) -> 
     if not cache:
         return _linearize_uncached(obj, reduce)
     return cached("pencil", describe(obj) + ("" if reduce else "|raw"),
-                  lambda: _linearize_uncached(obj, reduce))
+                  lambda: _linearize_uncached(obj, reduce), code=("pencils",))

@@ -14,7 +14,7 @@ from typing import Any
 
 import sympy
 
-__all__ = ["S_NU", "coordinate", "measure_of", "measures", "has_coordinates", "SpectralMean", "mean_of"]
+__all__ = ["S_NU", "coordinate", "measure_of", "measures", "has_coordinates", "SpectralMean", "mean_of", "partial"]
 
 #: The spectral variable: an eigenvalue ``s`` of the data covariance ``Sigma`` (see :func:`spectral`).
 #: It is the one coordinate of the measure ``"nu"``, the spectral measure of ``Sigma``.
@@ -64,7 +64,35 @@ def has_coordinates(expr: Any) -> bool:
 _SYMBOLS: dict = {}
 #: ``(SpectralMean, x) -> d/dx`` (same lifetime).
 _DERIVATIVES: dict = {}
+#: ``expression -> free symbols`` of bindings and arguments (sympy recomputes them on every call).
+_FREE: dict = {}
+#: ``(expression, x) -> d expression / dx``: forward differentiation through a program needs the
+#: partial derivatives of each step by each symbol it reads, once for all the unknowns.
+_PARTIALS: dict = {}
 _SYMBOLS_MAX = 200_000
+
+
+def partial(e, x) -> sympy.Expr:
+    """``d e / d x``, memoised (0 at once when ``x`` is not free in ``e``)."""
+    if x not in _free(e):
+        return sympy.Integer(0)
+    key = (e, x)
+    out = _PARTIALS.get(key)
+    if out is None:
+        if len(_PARTIALS) >= _SYMBOLS_MAX:
+            _PARTIALS.clear()
+        out = _PARTIALS[key] = sympy.diff(e, x)
+    return out
+
+
+def _free(e) -> frozenset:
+    """``e.free_symbols``, memoised (same lifetime as :data:`_SYMBOLS`)."""
+    out = _FREE.get(e)
+    if out is None:
+        if len(_FREE) >= _SYMBOLS_MAX:
+            _FREE.clear()
+        out = _FREE[e] = frozenset(e.free_symbols)
+    return out
 
 
 class SpectralMean(sympy.Function):
@@ -88,7 +116,7 @@ class SpectralMean(sympy.Function):
 
     @classmethod
     def eval(cls, arg, lets=None):
-        found = measures(arg) if lets is None else _let_measures(arg, lets)
+        found = _let_measures(arg, () if lets is None else lets)
         if len(found) > 1:
             raise ValueError(f"a spectral mean over one measure, got coordinates of {sorted(found)}")
         if found:
@@ -108,7 +136,7 @@ class SpectralMean(sympy.Function):
         and dependency (half of a rank-2 derivation's time went to recomputing them)."""
         out = _SYMBOLS.get(self)
         if out is None:
-            syms = set(self.args[0].free_symbols).union(*(e.free_symbols for _, e in self.lets))
+            syms = set(_free(self.args[0])).union(*(_free(e) for _, e in self.lets))
             bound = {x for x, _ in self.lets}
             out = (frozenset(x for x in syms if measure_of(x) is not None),
                    frozenset(x for x in syms if x not in bound and measure_of(x) is None))
@@ -145,13 +173,12 @@ class SpectralMean(sympy.Function):
         d: dict = {}  # bound symbol -> the symbol of its derivative
         new = []
         for sym, e in self.lets:
-            de = sympy.diff(e, x) + sum((sympy.diff(e, b) * d[b] for b in e.free_symbols if b in d), sympy.Integer(0))
+            de = partial(e, x) + sum((partial(e, b) * d[b] for b in _free(e) if b in d), sympy.Integer(0))
             if de != 0:
                 d[sym] = sympy.Symbol(f"{sym.name}_d_{x.name}")
                 new.append((d[sym], de))
         body = self.args[0]
-        out = sympy.diff(body, x) + sum((sympy.diff(body, b) * d[b] for b in body.free_symbols if b in d),
-                                        sympy.Integer(0))
+        out = partial(body, x) + sum((partial(body, b) * d[b] for b in _free(body) if b in d), sympy.Integer(0))
         return mean_of(out, self.lets + tuple(new))
 
     def _latex(self, printer):
@@ -162,7 +189,7 @@ class SpectralMean(sympy.Function):
 
 
 def _let_measures(arg, lets) -> set:
-    syms = set(arg.free_symbols).union(*(e.free_symbols for _, e in lets))
+    syms = set(_free(arg)).union(*(_free(e) for _, e in lets))
     return {m for m in map(measure_of, syms) if m is not None}
 
 

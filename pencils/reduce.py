@@ -51,6 +51,7 @@ import sympy
 
 from .cache import cached
 from .expr import has_coordinates, measure_of
+from .measures import partial
 from .freeprob import FixedPointSystem
 from .inverse import FINGERPRINT_DPS, _form, _Inverse, _spectral_constant
 from .inverse import evaluate as _evaluate
@@ -409,13 +410,13 @@ class _Reducer:
         jac_program = []
         for k, u in enumerate(us):
             for y, e in program:
-                der = sympy.diff(e, u) + sum((sympy.diff(e, z) * dy[(z, k)] for z in e.free_symbols
-                                              if (z, k) in dy), sympy.Integer(0))
+                der = partial(e, u) + sum((partial(e, z) * dy[(z, k)] for z in e.free_symbols
+                                           if (z, k) in dy), sympy.Integer(0))
                 if der != 0:
                     dy[(y, k)] = sympy.Symbol(f"d{y.name}_{k}")
                     jac_program.append((dy[(y, k)], der))
-        jac = tuple(sympy.diff(f, u) + sum((sympy.diff(f, z) * dy[(z, k)] for z in f.free_symbols
-                                            if (z, k) in dy), sympy.Integer(0))
+        jac = tuple(partial(f, u) + sum((partial(f, z) * dy[(z, k)] for z in f.free_symbols
+                                         if (z, k) in dy), sympy.Integer(0))
                     for f in maps for k, u in enumerate(us))
         meaning = dict(zip(all_us, (_meaning(S, q, self.label) for q in comp)))
         self.steps.append(("core", CoreStage(tuple(us), program, maps, tuple(jac_program), jac,
@@ -437,11 +438,12 @@ class _Reducer:
         dg: dict = {}  # (g, k) -> derivative at tau = 0
         for g in dep:
             d = subst(inv.defs[g])
-            at0 = {**zero, **{h: g0[h] for h in d.free_symbols if h in g0}}
+            free = d.free_symbols
+            at0 = {**zero, **{h: g0[h] for h in free if h in g0}}
             g0[g] = self._let("w", d.xreplace(at0))
-            for k, t in enumerate(own):
-                der = sympy.diff(d, t) + sum((sympy.diff(d, h) * dg[(h, k)] for h in d.free_symbols
-                                              if (h, k) in dg), sympy.Integer(0))
+            for k, t in enumerate(own):  # (the partial derivatives are memoised: computed once for all k)
+                der = partial(d, t) + sum((partial(d, h) * dg[(h, k)] for h in free if (h, k) in dg),
+                                          sympy.Integer(0))
                 der = der.xreplace(at0)
                 if der != 0:
                     dg[(g, k)] = self._let("w", der)
@@ -449,8 +451,9 @@ class _Reducer:
         for f in forms:
             fs = subst(f)
             b.append(fs.xreplace({**zero, **g0}))
-            A.append([sum((sympy.diff(fs, g) * dg[(g, k)] for g in fs.free_symbols if (g, k) in dg),
-                          sympy.diff(fs, t)).xreplace({**zero, **g0}) for k, t in enumerate(own)])
+            free = fs.free_symbols
+            A.append([sum((partial(fs, g) * dg[(g, k)] for g in free if (g, k) in dg),
+                          partial(fs, t)).xreplace({**zero, **g0}) for k, t in enumerate(own)])
         if len(own) == 1:
             sols = [b[0] / (1 - A[0][0])]
         else:
@@ -513,4 +516,4 @@ def reduce_systems(systems: dict, cache: bool = True) -> ReducedSystem:
         return _reduce_uncached(systems)
     desc = describe(tuple((k, S.L0, S.P, S.W, S.readout, S.constant, S.components, S.linear)
                           for k, S in systems.items()))
-    return cached("reduced", desc, lambda: _reduce_uncached(systems))
+    return cached("reduced", desc, lambda: _reduce_uncached(systems), code=("pencils",))

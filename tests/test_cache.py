@@ -35,20 +35,38 @@ def test_a_new_version_or_edited_code_never_loads_a_stale_entry(disk, monkeypatc
     old = Counter("derived by the old code")
     cache.cached("t", "x", old)
     cache.clear_memory()
-    original = cache.package_version() if what == "_version" else cache.code_fingerprint()
-    monkeypatch.setattr(cache, what, original + "-changed")
+    if what == "_version":
+        monkeypatch.setattr(cache, "_version", cache.package_version() + "-changed")
+    else:
+        monkeypatch.setattr(cache, "_fingerprints", {cache.DERIVING_PACKAGES: cache.code_fingerprint() + "-changed"})
     new = Counter("derived by the new code")
     assert cache.cached("t", "x", new) == "derived by the new code"
     assert new.calls == 1 and not cache.is_cached("t", "y")
 
 
 def test_code_fingerprint_covers_the_deriving_packages(monkeypatch):
-    monkeypatch.setattr(cache, "_fingerprint", None)
+    monkeypatch.setattr(cache, "_fingerprints", {})
     first = cache.code_fingerprint()
     assert len(first) == 64 and cache.code_fingerprint() == first
-    monkeypatch.setattr(cache, "_fingerprint", None)
     monkeypatch.setattr(cache, "DERIVING_PACKAGES", ("pencils", "derivations"))
     assert cache.code_fingerprint() != first  # numerics/ is part of it
+
+
+def test_a_symbolic_step_keeps_its_entry_when_other_packages_change(disk, monkeypatch):
+    """``code=("pencils",)``: an edit of numerics/ or derivations/ keeps the entry; an edit of
+    pencils/ does not."""
+    first = Counter("derived")
+    cache.cached("t", "sym", first, code=("pencils",))
+    cache.clear_memory()
+    pencils_only = cache.code_fingerprint(("pencils",))
+    monkeypatch.setattr(cache, "_fingerprints", {("pencils",): pencils_only,
+                                                 cache.DERIVING_PACKAGES: "numerics edited"})
+    again = Counter("derived again")
+    assert cache.cached("t", "sym", again, code=("pencils",)) == "derived" and again.calls == 0
+    assert not cache.is_cached("t", "sym")  # the default key covers every package
+    cache.clear_memory()
+    monkeypatch.setattr(cache, "_fingerprints", {("pencils",): "pencils edited"})
+    assert cache.cached("t", "sym", again, code=("pencils",)) == "derived again" and again.calls == 1
 
 
 def _entry(disk, namespace, description):

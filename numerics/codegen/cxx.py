@@ -87,7 +87,13 @@ class CxxPrinter(C99CodePrinter):
 
 
 class Writer:
-    """Scalar straight-line C++ of sympy assignments, spectral means as loops over atoms."""
+    """Scalar straight-line C++ of sympy assignments, spectral means as loops over atoms.
+
+    The means one function needs are computed in as few loops as possible: every mean whose
+    inputs are ready is computed in one loop per measure, with the union of their per-atom
+    bindings (the means of one component and their derivatives share most of them: one loop
+    per mean repeated the shared program per mean, in the source and at run time).  Call
+    :meth:`begin` at the start of each generated function (means are local variables)."""
 
     def __init__(self, index: dict, measures: tuple = ()):
         self.index = index  # symbol name -> slot of the environment array _e
@@ -95,6 +101,11 @@ class Writer:
         self.pr = CxxPrinter()
         self.names = sympy.numbered_symbols("_c")
         self.means = 0
+        self.memo: dict = {}  # SpectralMean -> its local variable in the current function
+
+    def begin(self) -> None:
+        """A new function: the means of the previous one are out of scope."""
+        self.memo = {}
 
     @staticmethod
     def reads(exprs, defined: set) -> list[str]:
@@ -103,44 +114,95 @@ class Writer:
             syms |= sympy.sympify(e).free_symbols
         return sorted({s.name for s in syms if measure_of(s) is None} - set(defined))
 
-    def _hoist(self, expr, lines: list, indent: str):
-        expr = sympy.sympify(expr)
-        rep = {}
-        for mean in sorted(expr.atoms(SpectralMean), key=sympy.default_sort_key):
-            name = f"_mean{self.means}"
-            self.means += 1
-            repl, (red,) = sympy.cse([mean.args[0]], symbols=sympy.numbered_symbols(f"{name}_c"), order="none")
+    @staticmethod
+    def _groups(means) -> list:
+        """``[(measure, {bound symbol: expr}, [means])]``: means of one measure whose bindings
+        agree (a symbol bound by two means to two expressions splits them)."""
+        groups: list = []
+        for mean in means:
+            for measure, lets, members in groups:
+                if measure == mean.measure and all(lets.get(x, e) == e for x, e in mean.lets):
+                    for x, e in mean.lets:  # in order: each binding follows those it reads
+                        lets.setdefault(x, e)
+                    members.append(mean)
+                    break
+            else:
+                groups.append((mean.measure, dict(mean.lets), [mean]))
+        return groups
+
+    def _loops(self, means, lines: list, indent: str) -> None:
+        """Compute ``means`` (not yet in :attr:`memo`) into new local variables."""
+        order = [m for m, _ in self.measures]
+        J = len(order)
+        for measure, lets, members in self._groups(means):
+            names = [f"_mean{self.means + i}" for i in range(len(members))]
+            self.means += len(members)
             # offsets of the measure's atoms in the packed arrays (numerics.measures.pack):
             # _w starts with the atom counts of the J measures
-            order = [m for m, _ in self.measures]
-            j, J = order.index(mean.measure), len(order)
+            j = order.index(measure)
             coords = list(self.measures[j][1])
-            before = [f"int(_w[{i}])" for i in range(j)]
-            wo = " + ".join([str(J)] + before)
+            wo = " + ".join([str(J)] + [f"int(_w[{i}])" for i in range(j)])
             so = " + ".join([f"{len(self.measures[i][1])} * int(_w[{i}])" for i in range(j)] or ["0"])
-            lines.append(f"{indent}T {name} = T(0.0);")
+            lines += [f"{indent}T {n} = T(0.0);" for n in names]
             lines.append(f"{indent}{{")
             lines.append(f"{indent}const int _q = int(_w[{j}]), _wo = {wo}, _so = {so};")
             lines.append(f"{indent}for (int _a = 0; _a < _q; _a++) {{")
-            for c in sorted(s.name for s in mean.coordinates):
+            used = sorted({s.name for mean in members for s in mean.coordinates})
+            for c in used:
                 lines.append(f"{indent}    const T {c} = T(_s[_so + {coords.index(c)} * _q + _a]);")
-            for x, e in mean.lets:  # the per-atom program, one binding at a time
+            for x, e in lets.items():  # the per-atom program, one binding at a time
                 lrepl, (lred,) = sympy.cse([e], symbols=self.names, order="none")
                 lines += [f"{indent}    const T {c.name} = {self.pr.doprint(v)};" for c, v in lrepl]
                 lines.append(f"{indent}    const T {x.name} = {self.pr.doprint(lred)};")
+            repl, reds = sympy.cse([mean.args[0] for mean in members], symbols=self.names, order="none")
             lines += [f"{indent}    const T {c.name} = {self.pr.doprint(x)};" for c, x in repl]
-            lines.append(f"{indent}    {name} = {name} + T(_w[_wo + _a]) * ({self.pr.doprint(red)});")
+            lines.append(f"{indent}    const T _wa = T(_w[_wo + _a]);")
+            lines += [f"{indent}    {n} = {n} + _wa * ({self.pr.doprint(r)});" for n, r in zip(names, reds)]
             lines.append(f"{indent}}}")
             lines.append(f"{indent}}}")
-            rep[mean] = sympy.Symbol(name)
-        return expr.xreplace(rep)
+            self.memo.update({mean: sympy.Symbol(n) for mean, n in zip(members, names)})
+
+    def _hoist(self, exprs: list, lines: list, indent: str) -> list:
+        """``exprs`` with their means replaced by local variables (computed here if new)."""
+        exprs = [sympy.sympify(e) for e in exprs]
+        new = sorted({m for e in exprs for m in e.atoms(SpectralMean)} - self.memo.keys(), key=sympy.default_sort_key)
+        if new:
+            self._loops(new, lines, indent)
+        return [e.xreplace({m: self.memo[m] for m in e.atoms(SpectralMean)}) for e in exprs]
+
+    def steps(self, pairs, lines: list, defined: set, store: bool = False, indent: str = "    ") -> None:
+        """``const T name = expr;`` for each ``(symbol, expr)`` in order, loading what they read
+        from ``_e`` (``store``: and writing each back).  Before the first step that needs a new
+        mean, every mean of this and the later steps whose inputs are ready is computed, in one
+        loop per measure."""
+        pairs = [(sym.name, sympy.sympify(e)) for sym, e in pairs]
+        step_means = [sorted(e.atoms(SpectralMean), key=sympy.default_sort_key) for _, e in pairs]
+        for i, (name, e) in enumerate(pairs):
+            if any(m not in self.memo for m in step_means[i]):
+                later = {n for n, _ in pairs[i:]}
+                wave: dict = {}
+                for ms in step_means[i:]:
+                    for m in ms:
+                        if m not in self.memo and not {s.name for s in m.free_symbols} & later:
+                            wave[m] = None
+                need = self.reads(list(wave), defined)
+                self.load(need, lines)
+                defined |= set(need)
+                self._loops(list(wave), lines, indent)
+            need = self.reads([e], defined)
+            self.load(need, lines)
+            defined |= set(need)
+            self.assign(name, e, lines, indent=indent)
+            defined.add(name)
+            if store:
+                lines.append(f"{indent}_e[{self.index[name]}] = {name};")
 
     def assign(self, target: str, expr, lines: list, declare: bool = True, indent: str = "    ") -> None:
         self.assign_many([target], [expr], lines, declare, indent)
 
     def assign_many(self, targets: list[str], exprs: list, lines: list, declare: bool = True,
                     indent: str = "    ") -> None:
-        exprs = [self._hoist(e, lines, indent) for e in exprs]
+        exprs = self._hoist(exprs, lines, indent)
         repl, red = sympy.cse(exprs, symbols=self.names, order="none")
         lines += [f"{indent}const T {c.name} = {self.pr.doprint(x)};" for c, x in repl]
         decl = "const T " if declare else ""
@@ -155,14 +217,8 @@ _ARGS = "T *_e, const double *_s, const double *_w, int _ns"
 
 def _let(k: int, seg, w: Writer) -> list:
     lines = [f"template <typename T> static void seg_{k}({_ARGS}) {{"]
-    defined: set = set()
-    for s, e in seg:
-        need = w.reads([e], defined)
-        w.load(need, lines)
-        defined |= set(need)
-        w.assign(s.name, e, lines)
-        lines.append(f"    _e[{w.index[s.name]}] = {s.name};")
-        defined.add(s.name)
+    w.begin()
+    w.steps(seg, lines, set(), store=True)
     return lines + ["}", ""]
 
 
@@ -177,24 +233,23 @@ def _core(k: int, st, w: Writer, segments) -> list:
 
     def header(name, extra, const=True):
         lines = [f"template <typename T> static void {name}({'const ' if const else ''}{_ARGS}, const T *u{extra}) {{"]
+        w.begin()
         w.load(reads, lines)
         lines += [f"    const T {n} = u[{j}];" for j, n in enumerate(unknowns)]
         return lines
 
+    ready = set(reads) | set(unknowns)
     out = header(f"map_{k}", ", T *_f")
-    for s, e in prog:
-        w.assign(s.name, e, out)
+    w.steps(prog, out, set(ready))
     w.assign_many([f"_f[{i}]" for i in range(K)], list(st.maps), out, declare=False)
     out += ["}", ""]
     lines = header(f"jac_{k}", ", T *_f, T *_j")
-    for s, e in prog + jprog:
-        w.assign(s.name, e, lines)
+    w.steps(prog + jprog, lines, set(ready))
     w.assign_many([f"_f[{i}]" for i in range(K)] + [f"_j[{i}]" for i in range(K * K)],
                   list(st.maps) + list(st.jacobian), lines, declare=False)
     out += lines + ["}", ""]
     lines = header(f"fill_{k}", "", const=False)
-    for s, e in prog:
-        w.assign(s.name, e, lines)
+    w.steps(prog, lines, set(ready))
     lines += [f"    _e[{w.index[n]}] = {n};" for n in unknowns]
     lines += [f"    _e[{w.index[s.name]}] = {s.name};" for s in st.eliminated]
     out += lines + ["}", ""]
@@ -241,6 +296,7 @@ def kernel_source(R, continuation: str | None = None) -> str:
         offset += len(seg.unknowns)
     outs = list(R.outputs.values())
     lines = [f"template <typename T> static void outputs(const {_ARGS}, T *_out) {{"]
+    w.begin()
     w.load(w.reads(outs, set()), lines)
     w.assign_many([f"_out[{i}]" for i in range(len(outs))], outs, lines, declare=False)
     out += lines + ["}", ""]

@@ -444,7 +444,7 @@ class Activation(_EquivalenceConstants, _GaussianMoments):
 
         if self._key is not None:
             desc = f"{_CACHE_VERSION}|{self._key}|order={order_eff}|dps={dps}|kinks={self.kinks}"
-            n, sec, err, worst = _cache.cached("activation-moments", desc, compute)
+            n, sec, err, worst = _cache.cached("activation-moments", desc, compute, code=("pencils",))
         else:
             n, sec, err, worst = compute()
         scale = self._scale_guess()
