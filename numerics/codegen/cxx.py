@@ -18,9 +18,9 @@ import re
 import sympy
 from sympy.printing.c import C99CodePrinter
 
-from pencils.expr import SpectralMean, measure_of
+from pencils.expr import measure_of
 
-from .measures import system_layout
+from .measures import means_in, system_layout
 
 from ..options import READOUT_SAFETY
 from . import KMAX, runtime_text
@@ -165,10 +165,11 @@ class Writer:
     def _hoist(self, exprs: list, lines: list, indent: str) -> list:
         """``exprs`` with their means replaced by local variables (computed here if new)."""
         exprs = [sympy.sympify(e) for e in exprs]
-        new = sorted({m for e in exprs for m in e.atoms(SpectralMean)} - self.memo.keys(), key=sympy.default_sort_key)
+        found = [means_in(e) for e in exprs]
+        new = sorted(set().union(*found) - self.memo.keys(), key=sympy.default_sort_key)
         if new:
             self._loops(new, lines, indent)
-        return [e.xreplace({m: self.memo[m] for m in e.atoms(SpectralMean)}) for e in exprs]
+        return [e.xreplace({m: self.memo[m] for m in ms}) if ms else e for e, ms in zip(exprs, found)]
 
     def steps(self, pairs, lines: list, defined: set, store: bool = False, indent: str = "    ") -> None:
         """``const T name = expr;`` for each ``(symbol, expr)`` in order, loading what they read
@@ -176,7 +177,7 @@ class Writer:
         mean, every mean of this and the later steps whose inputs are ready is computed, in one
         loop per measure."""
         pairs = [(sym.name, sympy.sympify(e)) for sym, e in pairs]
-        step_means = [sorted(e.atoms(SpectralMean), key=sympy.default_sort_key) for _, e in pairs]
+        step_means = [sorted(means_in(e), key=sympy.default_sort_key) for _, e in pairs]
         for i, (name, e) in enumerate(pairs):
             if any(m not in self.memo for m in step_means[i]):
                 later = {n for n, _ in pairs[i:]}

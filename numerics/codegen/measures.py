@@ -9,9 +9,25 @@ from pencils.expr import S_NU, SpectralMean, measure_of
 
 from ..measures import NU_COORDINATE
 
-__all__ = ["layout", "system_layout"]
+__all__ = ["layout", "system_layout", "means_in"]
 
 assert S_NU.name == NU_COORDINATE
+
+
+def means_in(expr) -> set:
+    """The spectral means in ``expr``, without walking into their arguments (``atoms`` walks the
+    per-atom programs too: most of a large kernel's code generation went there)."""
+    out, seen, stack = set(), set(), [sympy.sympify(expr)]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, SpectralMean):
+            out.add(e)
+            continue
+        for a in e.args:
+            if a not in seen:
+                seen.add(a)
+                stack.append(a)
+    return out
 
 
 def layout(exprs: Iterable) -> tuple:
@@ -19,7 +35,7 @@ def layout(exprs: Iterable) -> tuple:
     measure and coordinate name (the order of :func:`numerics.measures.pack`)."""
     found: dict = {}
     for e in exprs:
-        for mean in sympy.sympify(e).atoms(SpectralMean):
+        for mean in means_in(e):
             for s in mean.coordinates:
                 found.setdefault(measure_of(s), set()).add(s.name)
     return tuple((m, tuple(sorted(found[m]))) for m in sorted(found))

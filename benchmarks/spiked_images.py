@@ -1,0 +1,138 @@
+"""Image spectra (issue 17, docs/spiked.md section 8): Monte Carlo of Gaussian data with the
+covariance of MNIST / Fashion-MNIST (or of the images themselves) against the spiked theory
+(``spikes="auto"``) and today's structured theory (not a test).
+
+    python3 benchmarks/spiked_images.py mc --data PATH [--data PATH] [--downsample 1] [--seeds 2]
+        [--kind gaussian|real] [--workers 2] --out FILE.json
+    python3 benchmarks/spiked_images.py theory --results FILE.json [--m 1 4 inf] [--out TABLE.md]
+
+``mc`` runs the grid of docs/real_data.md (psi_n = 1, lam = 1e-2, relu; m in {1, 4, inf},
+t in {0.1, 0.3, 1}, psi_p in {0.25, 0.5, 1, 2, 4}) with
+:func:`validation.images.experiments.curve_point`, one Dask task per point (``--workers 0``:
+serially), and writes every point with its seeds' mean and standard error.  ``theory`` reads
+that file, evaluates both theories on each dataset's spectrum and prints the relative
+deviations ``(measured - theory) / theory`` of the DSM test loss and of the train error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+M_VALUES = (1, 4, math.inf)
+T_VALUES = (0.1, 0.3, 1.0)
+PSI_P = (0.25, 0.5, 1.0, 2.0, 4.0)
+PSI_N, LAM, ACT, HELD_OUT = 1.0, 1e-2, "relu", 2000
+
+_pools: dict = {}
+
+
+def _pool(path: str, downsample: int):
+    """The image pool of ``path`` (loaded once per process: a Dask worker keeps it)."""
+    from validation.images import data
+    from validation.images.experiments import Pool, dataset_name
+
+    key = (path, downsample)
+    if key not in _pools:
+        _pools[key] = Pool(dataset_name(path), data.load_dataset(path, downsample=downsample))
+    return _pools[key]
+
+
+def _point(path: str, downsample: int, kind: str, m: float, t: float, psi_p: float, seeds: int) -> dict:
+    from validation.images.experiments import curve_point
+
+    t0 = time.time()
+    pool = _pool(path, downsample)
+    pt = curve_point(ACT, pool, kind, psi_n=PSI_N, psi_p=psi_p, m=m, t=t, lam=LAM, seeds=seeds, held_out=HELD_OUT)
+    return dict(dataset=pool.name, path=path, d=pool.d, kind=kind, m="inf" if math.isinf(m) else int(m), t=t,
+                psi_n=pt.psi_n, psi_p=pt.psi_p, seeds=seeds, dsm_test=pt.dsm_test, dsm_test_se=pt.dsm_test_se,
+                train=pt.train, train_se=pt.train_se, seconds=time.time() - t0)
+
+
+def mc(args) -> None:
+    from validation.simulation.sweep import map_tasks
+
+    tasks = [(path, args.downsample, args.kind, m, t, q, args.seeds)
+             for path in args.data for m in M_VALUES for t in T_VALUES for q in PSI_P]
+    t0 = time.time()
+    print(f"{len(tasks)} points, {args.seeds} seeds each, kind {args.kind}, downsample {args.downsample}",
+          file=sys.stderr, flush=True)
+    def done(k, r):
+        print(f"[{k + 1}/{len(tasks)}] {r['dataset']} d={r['d']} m={r['m']} t={r['t']} psi_p={r['psi_p']:.2f}: DSM "
+              f"{r['dsm_test']:.5f}±{r['dsm_test_se']:.5f} train {r['train']:.5f} ({r['seconds']:.0f} s)",
+              file=sys.stderr, flush=True)
+
+    out = map_tasks(_point, tasks, scheduler="local" if args.workers else None, workers=args.workers or None,
+                    on_result=done)
+    Path(args.out).write_text(json.dumps(dict(points=out, command=" ".join(sys.argv),
+                                              seconds=time.time() - t0), indent=1))
+    print(f"wrote {args.out} ({time.time() - t0:.0f} s)", file=sys.stderr)
+
+
+def theory(args) -> None:
+    import pencils
+    from validation.images.experiments import dsm_floor
+
+    points = json.loads(Path(args.results).read_text())["points"]
+    keep = {str(m) for m in args.m}
+    rows = []
+    for path in dict.fromkeys(p["path"] for p in points):
+        mine = [p for p in points if p["path"] == path and str(p["m"]) in keep]
+        eigs = _pool(path, _downsample_of(mine[0]["d"])).eigs
+        flat = pencils.build(ACT, covariance=eigs)
+        spiked = pencils.build(ACT, covariance=eigs, spikes="auto")
+        k = len(spiked.spikes.kappa)
+        for p in mine:
+            m = math.inf if p["m"] == "inf" else p["m"]
+            kw = dict(psi_n=p["psi_n"], psi_p=p["psi_p"], t=p["t"], lam=LAM, m=m)
+            floor = dsm_floor(eigs, p["t"])
+            e0 = flat.errors(**kw)
+            t0 = time.time()
+            import warnings
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                e1 = spiked.errors(**kw)
+            secs = time.time() - t0
+            d0, d1 = float(e0.test) + floor, float(e1.test) + floor
+            row = dict(p, k=k, flat_dsm=d0, spiked_dsm=d1, flat_train=float(e0.train), spiked_train=float(e1.train),
+                       model_error=float(np.max(e1.model_error)), flagged=bool(caught), theory_seconds=secs)
+            rows.append(row)
+            print(f"{p['dataset']} d={p['d']} k={k} m={p['m']} t={p['t']} psi_p={p['psi_p']:.2f} | DSM "
+                  f"{p['dsm_test']:.5f}±{p['dsm_test_se']:.5f} today {(p['dsm_test'] - d0) / d0:+.4f} spiked "
+                  f"{(p['dsm_test'] - d1) / d1:+.4f} (est {row['model_error']:.1e}{' flagged' if caught else ''}) | "
+                  f"train {p['train']:.5f} today {(p['train'] - row['flat_train']) / row['flat_train']:+.4f} spiked "
+                  f"{(p['train'] - row['spiked_train']) / row['spiked_train']:+.4f} | {secs:.1f} s", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+
+
+def _downsample_of(d: int) -> int:
+    return {784: 1, 196: 2, 49: 4}[d]
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("mc")
+    a.add_argument("--data", action="append", required=True)
+    a.add_argument("--downsample", type=int, default=1)
+    a.add_argument("--seeds", type=int, default=2)
+    a.add_argument("--kind", choices=("gaussian", "real"), default="gaussian")
+    a.add_argument("--workers", type=int, default=2)
+    a.add_argument("--out", required=True)
+    b = sub.add_parser("theory")
+    b.add_argument("--results", required=True)
+    b.add_argument("--m", nargs="+", default=["1", "4", "inf"])
+    b.add_argument("--out")
+    args = ap.parse_args(argv)
+    {"mc": mc, "theory": theory}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
