@@ -52,9 +52,10 @@ from .model import check_precision, spectral_measure
 
 __all__ = ["derive", "DerivedModel", "Solution", "ModelSimulation", "DERIVING_CODE"]
 
-#: The packages whose source a derived model's reduced system depends on (its cache key; the
-#: numerics, which only compile and solve it, are left out: see :func:`pencils.cache.cached`).
-DERIVING_CODE = ("pencils", "derivations")
+#: The source a derived model's reduced system depends on (its cache key): the engine and this
+#: module, which splits the outputs into traces (the expressions themselves are the key's
+#: description; the numerics, which only compile and solve the system, are left out).
+DERIVING_CODE = ("pencils", "derivations/derived.py")
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,8 @@ def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, 
       noise kernels' truncation is not estimated per point (measured there).
 
     ``tail`` is the truncation of each kernel (first discarded singular value over the first);
-    ``converged`` is per point (``throw``: raise on an unresolved point; ``solve_options``:
+    ``residual`` the largest core residual of the solves, ``rounding_error`` and ``iterations``
+    those of the values returned; ``converged`` is per point (``throw``: raise on an unresolved point; ``solve_options``:
     ``check_rounding``, ``refine``, ``rtol``, ``atol`` of
     :meth:`derivations.derived.DerivedModel.solve`).  The derivations are cached (minutes)."""
     from .model import m_kind, parse_m
@@ -195,7 +196,9 @@ def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, 
             spectrum={"nu": (atoms, weights), **om.spectrum()}, throw=throw, **extra,
             **solve_options)
         values = {k: np.asarray(sol[k], dtype=float) for k in ("test", "train")}
-        return dict(values, converged=np.asarray(sol.converged)), om
+        return dict(values, converged=np.asarray(sol.converged), residual=np.asarray(sol.residual, dtype=float),
+                    rounding_error=np.asarray(sol.rounding_error, dtype=float),
+                    iterations=np.asarray(sol.iterations)), om
 
     lo, _ = solve(ranks, Q)
     q_hi = Q + Q // 2
@@ -206,6 +209,7 @@ def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, 
 
     quad = change(hi, lo)
     converged = hi["converged"] & lo["converged"]
+    residual = np.fmax(hi["residual"], lo["residual"])
     step = np.full(quad.shape, np.nan)
     trunc = np.full(quad.shape, np.nan)
     r1 = ranks["mu1"]
@@ -216,7 +220,9 @@ def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, 
         rho = min(float(sig[r1] / sig[r1 - 1]), 0.9) if sig.size > r1 and sig[r1 - 1] > 0 else 0.0
         trunc = step * rho / (1.0 - rho)
         converged = converged & low_rank["converged"]
+        residual = np.fmax(residual, low_rank["residual"])
     constant = delta * float(weights @ (1.0 / (a * a * atoms + delta)))
     return dict(test=hi["test"], train=hi["train"], dsm_test_loss=hi["test"] + 1.0 - constant,
                 quadrature_error=quad, truncation_error=trunc, truncation_change=step, converged=converged,
+                residual=residual, rounding_error=hi["rounding_error"], iterations=hi["iterations"],
                 tail=om.tail, ranks=ranks, Q=q_hi)

@@ -63,7 +63,8 @@ def spiked_grid(activation, split, psi_n, psi_p, t, lam, m, *, rank=None, nodes:
                 spike_rtol: float = SPIKE_RTOL, throw: bool = True, **solve_options) -> dict:
     """Test, train error and DSM loss of the spiked theory at flattened points (1-D arrays of
     equal length; ``m`` as floats, ``inf`` allowed), with ``quadrature_error``,
-    ``truncation_error``, ``model_error`` (their maximum) and ``converged`` per point.
+    ``truncation_error``, ``model_error`` (their maximum), the solver's ``residual``,
+    ``rounding_error`` and ``iterations``, and ``converged`` per point.
     ``split``: a :class:`derivations.spikes.SpikeSplit`; ``rank``: :func:`check_rank` (the
     truncation estimate needs the linear kernel at rank 2 or more); ``nodes``: Gauss--Hermite nodes per spike (default
     :data:`derivations.overlaps.DEFAULT_NODES`); ``solve_options``: the precision ladder's
@@ -75,7 +76,8 @@ def spiked_grid(activation, split, psi_n, psi_p, t, lam, m, *, rank=None, nodes:
         raise ValueError(f"nodes = {q0} per spike gives {(q0 + q0 // 2) ** k} atoms with k = {k} spikes; "
                          f"use 2 <= nodes with (nodes * 3/2)^k <= {MAX_ATOMS}")
     size = len(t)
-    names = ("test", "train", "dsm_test_loss", "quadrature_error", "truncation_error")
+    names = ("test", "train", "dsm_test_loss", "quadrature_error", "truncation_error", "residual", "rounding_error",
+             "iterations")
     out = {q: np.full(size, np.nan) for q in names}
     converged = np.zeros(size, dtype=bool)
     for (tt, mm), idx in _group(t, m).items():
@@ -94,6 +96,7 @@ def spiked_grid(activation, split, psi_n, psi_p, t, lam, m, *, rank=None, nodes:
         converged[idx] = e["converged"]
     out["model_error"] = np.maximum(out["quadrature_error"], out["truncation_error"])  # NaN: not estimated
     out["converged"] = converged
+    out["iterations"] = np.nan_to_num(out["iterations"]).astype(int)
     if np.isnan(out["truncation_error"][converged]).any():
         warnings.warn(f"spike_rank = {rank}: the truncation error of the {size} spiked values is not estimated "
                       "(Errors.model_error is NaN); a linear kernel of rank 2 or more estimates it", SpikeWarning,

@@ -350,11 +350,10 @@ class DSMTheory:
         if throw and not g["converged"].all():
             raise ConvergenceError(f"{int((~g['converged']).sum())} of {g['converged'].size} spiked points "
                                    "unresolved; throw=False flags them", None)
-        zeros = np.zeros(shape)
         return Errors(test=g["test"].reshape(shape), train=g["train"].reshape(shape),
                       dsm_test_loss=g["dsm_test_loss"].reshape(shape), converged=g["converged"].reshape(shape),
-                      residual=zeros, iterations=zeros.astype(int), rounding_error=zeros,
-                      model_error=g["model_error"].reshape(shape))
+                      residual=g["residual"].reshape(shape), iterations=g["iterations"].reshape(shape),
+                      rounding_error=g["rounding_error"].reshape(shape), model_error=g["model_error"].reshape(shape))
 
     def _errors_at_time(self, psi_n, psi_p, t, lam, m, train_time, precision, throw, solve_options) -> Errors:
         """``errors(..., train_time=T)``: gradient-flow errors (:mod:`derivations.training_time`)."""

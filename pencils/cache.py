@@ -70,7 +70,8 @@ def package_version() -> str:
 
 def code_fingerprint(packages: tuple | None = None) -> str:
     """SHA-256 over the ``.py`` files of ``packages`` (default :data:`DERIVING_PACKAGES`; paths
-    and contents); cached per tuple of packages.
+    and contents; an entry ending in ``.py`` is one file, relative to the project root); cached
+    per tuple of packages.
 
     Computed once per process (a few milliseconds: the files are read once).
     """
@@ -80,7 +81,7 @@ def code_fingerprint(packages: tuple | None = None) -> str:
         digest = hashlib.sha256()
         for package in packages:
             base = root / package
-            for path in sorted(base.rglob("*.py")):
+            for path in ([base] if package.endswith(".py") else sorted(base.rglob("*.py"))):
                 digest.update(path.relative_to(root).as_posix().encode() + b"\0")
                 digest.update(path.read_bytes() + b"\0")
         _fingerprints[packages] = digest.hexdigest()

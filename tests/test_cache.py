@@ -48,6 +48,7 @@ def test_code_fingerprint_covers_the_deriving_packages(monkeypatch):
     monkeypatch.setattr(cache, "_fingerprints", {})
     first = cache.code_fingerprint()
     assert len(first) == 64 and cache.code_fingerprint() == first
+    assert cache.code_fingerprint(("pencils", "derivations/derived.py")) not in (first, cache.code_fingerprint(("pencils",)))
     monkeypatch.setattr(cache, "DERIVING_PACKAGES", ("pencils", "derivations"))
     assert cache.code_fingerprint() != first  # numerics/ is part of it
 

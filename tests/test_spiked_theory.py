@@ -61,6 +61,9 @@ def test_a_small_spike_gives_the_structured_theory_of_its_bulk(m):
         e = th.errors(**args)
     ref = pencils.build("relu", covariance=np.ones(3)).errors(**args)
     assert e.test.shape == (2,) and np.isnan(e.model_error).all() and e.converged.all()
+    # the solver's own accounting is carried through (it was zeros before)
+    assert np.all(e.residual < 1e-10) and np.all(e.iterations > 0)
+    assert np.all(np.isfinite(e.rounding_error)) and np.all(e.rounding_error < 1e-8 * np.abs(e.test))
     for q in ("test", "train", "dsm_test_loss"):
         np.testing.assert_allclose(getattr(e, q), getattr(ref, q), rtol=2e-4)
     # and the spike is felt: at kappa = 0.2 the curves move by percent
