@@ -112,26 +112,20 @@ def noise(ds=(200, 400, 800, 1600), seeds=8, kinds=("inf", 4)):
 
 
 def k0(kinds=("finite",)):
-    """Rank 1 with constant profiles is the structured theory (as tests/test_profiles.py checks at
-    m = 1 and inf; the finite-m system takes minutes to derive, so it is checked here)."""
-    from derivations.conditional import profile_names, profile_traces
-    from derivations.model import spectral_measure
+    """Rank 1 with constant profiles is the structured theory (tests/test_profiles.py checks one
+    m of each kind; here m = 2, 4, 16)."""
+    from derivations.conditional import profile_traces
+    from derivations.overlaps import constant_profiles
 
-    eigs = np.linspace(0.2, 3.0, 40)
-    th = pencils.build("relu", covariance=eigs)
-    t, psi_n, psi_p, lam = 0.3, 1.3, np.array([0.5, 1.0, 1.2, 2.5, 6.0]), 1e-3
+    th = pencils.build("relu", covariance=np.linspace(0.2, 3.0, 40))
     for kind in kinds:
         for m in (2, 4, 16):
             t0 = time.time()
             model = pencils.derive(profile_traces(kind, 1))
-            ref = th.errors(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m)
-            P = th.solver_params(psi_n, psi_p, t, lam, m)
-            value = dict(mu1=float(P["mu1"]), star=P["mu_star"], s=P["mu_s"], f=P["mu_f"], v=float(P["mu1"]),
-                         M=P["mu_star"] ** 2, Mf=P["mu_f"] ** 2)
-            names = profile_names(kind, 1)
-            spec = {"nu": spectral_measure(eigs), "c": (np.ones((1, len(names["c"]))), [1.0]),
-                    "w": (np.array([[value[key] for key, _ in names["w"]]]), [1.0])}
-            sol = model.solve(psi_n=psi_n, psi_p=psi_p, lam=lam, a=P["a"], Delta=P["Delta"], spectrum=spec, m=m)
+            args = dict(psi_n=1.3, psi_p=np.array([0.5, 1.0, 1.2, 2.5, 6.0]), t=0.3, lam=1e-3, m=m)
+            ref = th.errors(**args)
+            params, spectrum = constant_profiles(th, kind, **args)
+            sol = model.solve(**params, spectrum=spectrum)
             dev = {q: float(np.max(np.abs(sol[q] - getattr(ref, q)) / np.abs(getattr(ref, q)))) for q in sol.values}
             print(f"k = 0, {kind} m = {m}: largest relative difference test {dev['test']:.1e}, train "
                   f"{dev['train']:.1e} ({time.time() - t0:.0f} s)", flush=True)

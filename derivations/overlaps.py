@@ -34,7 +34,7 @@ import numpy as np
 from .conditional import FEATURES, SAMPLES, kernel_names, profile_names, profile_traces, ranks_of
 
 __all__ = ["SHARED_NODES", "conditional_coefficients", "hermite_atoms", "OverlapMeasures", "overlap_measures",
-           "DEFAULT_NODES", "default_ranks", "spiked_model", "spiked_errors"]
+           "DEFAULT_NODES", "default_ranks", "spiked_model", "spiked_errors", "constant_profiles"]
 
 #: Gauss--Hermite nodes of the shared draw ``g0`` in ``mu_s^2``.
 SHARED_NODES = 160
@@ -226,3 +226,21 @@ def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, 
                 quadrature_error=quad, truncation_error=trunc, truncation_change=step, converged=converged,
                 residual=residual, rounding_error=hi["rounding_error"], iterations=hi["iterations"],
                 tail=om.tail, ranks=ranks, Q=q_hi)
+
+
+def constant_profiles(theory, kind: str, psi_n, psi_p, t: float, lam, m) -> tuple[dict, dict]:
+    """The ``k = 0`` limit: the parameters and measures that make the rank-1 conditional model
+    of ``kind`` (:func:`derivations.conditional.profile_traces`) today's structured model
+    ``theory`` (``pencils.build(act, covariance=eigs)``): every profile the constant
+    coefficient of ``theory`` at ``(psi_n, psi_p, t, lam, m)``.  Returns ``(params, spectrum)``
+    for :meth:`derivations.derived.DerivedModel.solve`; the check that both give the same
+    curves is ``tests/test_profiles.py``."""
+    P = theory.solver_params(psi_n, psi_p, t, lam, m)
+    value = dict(mu1=float(P["mu1"]), star=P["mu_star"], s=P["mu_s"], f=P["mu_f"], v=float(P["mu1"]),
+                 M=P["mu_star"] ** 2, Mf=P["mu_f"] ** 2)
+    names = profile_names(kind, 1)
+    spectrum = {"nu": theory.spectrum, "c": (np.ones((1, len(names["c"]))), [1.0]),
+                "w": (np.array([[value[key] for key, _ in names["w"]]]), [1.0])}
+    params = dict(psi_n=psi_n, psi_p=psi_p, lam=lam, a=P["a"], Delta=P["Delta"], **({"m": m} if kind == "finite" else {}))
+    return params, spectrum
+

@@ -124,28 +124,21 @@ def test_let_program_mean_differentiates_like_its_expansion():
             assert abs(a - b) < 1e-30 * max(1, abs(b)) and abs(b) > 0.1
 
 
-@pytest.mark.parametrize("kind,m", [("1", 1), ("inf", "inf")])  # finite m: 3 min to derive, in the benchmark
+@pytest.mark.parametrize("kind,m", [("1", 1), ("finite", 4), ("inf", "inf")])
 def test_conditional_model_with_constant_profiles_is_the_structured_theory(kind, m, monkeypatch):
     """Rank 1, every profile constant: the conditional model is today's structured model (the
     k = 0 limit of the spiked theory) at every kind of m, to rounding."""
-    from derivations.conditional import profile_names, profile_traces
-    from derivations.model import spectral_measure
+    from derivations.conditional import profile_traces
+    from derivations.overlaps import constant_profiles
 
     if kind != "1":  # no second kernel compilation; numpy evaluates the same program
         monkeypatch.setenv("DSM_KERNEL", "numpy")
     model = pencils.derive(profile_traces(kind, 1))
-    eigs = np.linspace(0.2, 3.0, 40)
-    th = pencils.build("relu", covariance=eigs)
-    t, psi_n, psi_p, lam_ = 0.3, 1.3, np.array([0.5, 1.0, 1.2, 2.5, 6.0]), 1e-3
-    ref = th.errors(psi_n=psi_n, psi_p=psi_p, t=t, lam=lam_, m=m)
-    P = th.solver_params(psi_n, psi_p, t, lam_, m)
-    value = dict(mu1=float(P["mu1"]), star=P["mu_star"], s=P["mu_s"], f=P["mu_f"], v=float(P["mu1"]),
-                 M=P["mu_star"] ** 2, Mf=P["mu_f"] ** 2)
-    names = profile_names(kind, 1)
-    spec = {"nu": spectral_measure(eigs), "c": (np.ones((1, len(names["c"]))), [1.0]),
-            "w": (np.array([[value[key] for key, _ in names["w"]]]), [1.0])}
-    sol = model.solve(psi_n=psi_n, psi_p=psi_p, lam=lam_, a=P["a"], Delta=P["Delta"], spectrum=spec,
-                      **({"m": m} if kind == "finite" else {}))
+    th = pencils.build("relu", covariance=np.linspace(0.2, 3.0, 40))
+    args = dict(psi_n=1.3, psi_p=np.array([0.5, 1.0, 1.2, 2.5, 6.0]), t=0.3, lam=1e-3, m=m)
+    ref = th.errors(**args)
+    params, spectrum = constant_profiles(th, kind, **args)
+    sol = model.solve(**params, spectrum=spectrum)
     np.testing.assert_allclose(sol["test"], ref.test, rtol=1e-11)
     np.testing.assert_allclose(sol["train"], ref.train, rtol=1e-10, atol=1e-12)  # errors live on the scale 1
 
