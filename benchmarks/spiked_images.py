@@ -55,23 +55,39 @@ def _point(path: str, downsample: int, kind: str, m: float, t: float, psi_p: flo
 
 
 def mc(args) -> None:
+    """The grid, one Dask task per point; each finished point is appended to ``--out`` + ``.jsonl``
+    at once (a rerun skips the points found there), and ``--out`` is written at the end."""
     from validation.simulation.sweep import map_tasks
 
-    tasks = [(path, args.downsample, args.kind, m, t, q, args.seeds)
-             for path in args.data for m in M_VALUES for t in T_VALUES for q in PSI_P]
+    if __name__ == "__main__":  # the workers import the task by name (a pool loaded once per worker)
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from benchmarks.spiked_images import _point as task
+    else:
+        task = _point
+    log = Path(args.out + ".jsonl")
+    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    have = {(r["path"], r["d"], r["kind"], str(r["m"]), r["t"], round(r["psi_p"], 3)) for r in done}
+    grid = [(path, args.downsample, args.kind, m, t, q, args.seeds)
+            for path in args.data for m in M_VALUES for t in T_VALUES for q in PSI_P]
+    d_of = {path: _pool(path, args.downsample).d for path in args.data}
+    tasks = [a for a in grid if (a[0], d_of[a[0]], a[2], "inf" if math.isinf(a[3]) else str(int(a[3])), a[4],
+                                 round(round(a[5] * d_of[a[0]]) / d_of[a[0]], 3)) not in have]
     t0 = time.time()
-    print(f"{len(tasks)} points, {args.seeds} seeds each, kind {args.kind}, downsample {args.downsample}",
-          file=sys.stderr, flush=True)
-    def done(k, r):
-        print(f"[{k + 1}/{len(tasks)}] {r['dataset']} d={r['d']} m={r['m']} t={r['t']} psi_p={r['psi_p']:.2f}: DSM "
-              f"{r['dsm_test']:.5f}±{r['dsm_test_se']:.5f} train {r['train']:.5f} ({r['seconds']:.0f} s)",
-              file=sys.stderr, flush=True)
+    print(f"{len(tasks)} points to run ({len(grid) - len(tasks)} in {log}), {args.seeds} seeds each, kind "
+          f"{args.kind}, downsample {args.downsample}", file=sys.stderr, flush=True)
 
-    out = map_tasks(_point, tasks, scheduler="local" if args.workers else None, workers=args.workers or None,
-                    on_result=done)
-    Path(args.out).write_text(json.dumps(dict(points=out, command=" ".join(sys.argv),
-                                              seconds=time.time() - t0), indent=1))
-    print(f"wrote {args.out} ({time.time() - t0:.0f} s)", file=sys.stderr)
+    def finished(k, r):
+        with log.open("a") as fh:
+            fh.write(json.dumps(r) + "\n")
+        print(f"[{k + 1}/{len(tasks)}] {r['dataset']} d={r['d']} m={r['m']} t={r['t']} psi_p={r['psi_p']:.2f}: DSM "
+              f"{r['dsm_test']:.5f}±{r['dsm_test_se']:.5f} train {r['train']:.6g}±{r['train_se']:.2g} "
+              f"({r['seconds']:.0f} s)", file=sys.stderr, flush=True)
+
+    map_tasks(task, tasks, scheduler="local" if args.workers else None, workers=args.workers or None,
+              on_result=finished)
+    points = [json.loads(line) for line in log.read_text().splitlines()]
+    Path(args.out).write_text(json.dumps(dict(points=points, command=" ".join(sys.argv)), indent=1))
+    print(f"wrote {args.out} ({len(points)} points; this run {time.time() - t0:.0f} s)", file=sys.stderr)
 
 
 def theory(args) -> None:
@@ -85,7 +101,8 @@ def theory(args) -> None:
         mine = [p for p in points if p["path"] == path and str(p["m"]) in keep]
         eigs = _pool(path, _downsample_of(mine[0]["d"])).eigs
         flat = pencils.build(ACT, covariance=eigs)
-        spiked = pencils.build(ACT, covariance=eigs, spikes="auto")
+        spikes = "auto" if args.spikes == "auto" else int(args.spikes)
+        spiked = pencils.build(ACT, covariance=eigs, spikes=spikes, spike_rank=args.rank and json.loads(args.rank))
         k = len(spiked.spikes.kappa)
         for p in mine:
             m = math.inf if p["m"] == "inf" else p["m"]
@@ -129,6 +146,8 @@ def main(argv=None) -> None:
     b = sub.add_parser("theory")
     b.add_argument("--results", required=True)
     b.add_argument("--m", nargs="+", default=["1", "4", "inf"])
+    b.add_argument("--spikes", default="auto", help='"auto" or a number of spikes')
+    b.add_argument("--rank", help='spike_rank as JSON (default: the default ranks), e.g. \'{"mu1": 2}\'')
     b.add_argument("--out")
     args = ap.parse_args(argv)
     {"mc": mc, "theory": theory}[args.cmd](args)
