@@ -6,6 +6,7 @@ against Monte Carlo of the spiked Gaussian family (not a test; one core).
     python3 benchmarks/spiked_profiles.py noise      # m = 4 and m = inf at S1: theory and Monte Carlo
     python3 benchmarks/spiked_profiles.py k0         # finite m, k = 0: conditional model = structured theory
     python3 benchmarks/spiked_profiles.py speed 1 2  # cost of a point and of a 200-point curve, k = 1, 2
+    python3 benchmarks/spiked_profiles.py derive     # seconds of each cold derivation (no cache)
 
 The first run derives the rank-2 system (about 5 minutes at m = 1, longer at m = inf) and
 compiles its kernel; both are cached.  ``mc`` takes about 3 minutes per point.
@@ -178,9 +179,36 @@ def speed(ks=(1,), repeat=5):
               f"{curve:.2f} s ({curve / (ref * psi_p.size):.1f} x)", flush=True)
 
 
+#: The systems of ``derive``: (kind of m, ranks), the default ranks of one and two spikes.
+DERIVE_SYSTEMS = (("1", {"mu1": 2, "star": 1}), ("finite", {"mu1": 2, "s": 1, "f": 1}), ("inf", {"mu1": 2, "s": 1}),
+                  ("1", {"mu1": 3, "star": 1}), ("finite", {"mu1": 3, "s": 1, "f": 1}), ("inf", {"mu1": 3, "s": 1}))
+
+
+def derive(which=None):
+    """Seconds of a cold reduction (no disk cache; sympy: pencil, equations, reduction) of each
+    system of :data:`DERIVE_SYSTEMS` (``which``: their indices), with its sizes.  Run on an idle
+    core: the derivation is single-threaded."""
+    import os
+
+    os.environ["DSM_CACHE_DIR"] = "off"
+    from derivations.conditional import profile_traces
+    from derivations.derived import derive as derive_model
+
+    for i, (kind, R) in enumerate(DERIVE_SYSTEMS):
+        if which and i not in which:
+            continue
+        t0 = time.perf_counter()
+        red = derive_model(profile_traces(kind, R)).reduced
+        s = red.sizes
+        print(f"m kind {kind!r}, ranks {R}: reduced in {time.perf_counter() - t0:.1f} s (core {s['core']}, "
+              f"{s['steps']} steps)", flush=True)
+
+
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "theory"
     if command == "speed":
         speed(tuple(int(k) for k in sys.argv[2:]) or (1,))
+    elif command == "derive":
+        derive(tuple(int(k) for k in sys.argv[2:]))
     else:
         {"theory": theory, "mc": mc, "noise": noise, "k0": k0}[command]()

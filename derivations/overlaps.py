@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numerics.quadrature import gauss_rule
+
 from .conditional import FEATURES, SAMPLES, kernel_names, profile_names, profile_traces, ranks_of
 
 __all__ = ["SHARED_NODES", "conditional_coefficients", "hermite_atoms", "OverlapMeasures", "overlap_measures",
@@ -139,6 +141,9 @@ def spiked_model(kind: str, R):
 
 #: Gauss--Hermite nodes per spike by default, by number of spikes (``Q^k`` atoms per measure).
 DEFAULT_NODES = {1: 24, 2: 12, 3: 8}
+#: Nodes of the Gauss rule of the bulk's spectral measure by default (:func:`numerics.quadrature.gauss_rule`;
+#: a bulk with fewer atoms is used as it is).
+DEFAULT_BULK_NODES = 32
 
 
 def default_ranks(kind: str, k: int) -> dict:
@@ -151,7 +156,8 @@ def default_ranks(kind: str, k: int) -> dict:
 
 
 def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, R=None, Q: int | None = None,
-                  truncation: bool = True, throw: bool = True, **solve_options) -> dict:
+                  bulk_nodes: int | None = DEFAULT_BULK_NODES, truncation: bool = True, throw: bool = True,
+                  **solve_options) -> dict:
     """DSM test and train error of the spiked model at one diffusion time ``t`` (arrays over the
     broadcast of ``psi_n, psi_p, lam``; ``m``: one value, ``1``, an integer ``>= 2`` or ``inf``),
     derived by the engine from :func:`derivations.conditional.profile_traces`.
@@ -159,10 +165,12 @@ def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, 
     ``kappa``: the spikes ``lambda_j / d``; ``bulk``: ``(atoms, weights)`` of the bulk's spectral
     measure; ``R``: the ranks of the separable expansion (``None``: :func:`default_ranks`; an
     integer for every kernel; or a dict per kernel); ``Q``: Gauss--Hermite nodes per spike
-    (default :data:`DEFAULT_NODES`).  Two error estimates, relative, per point:
+    (default :data:`DEFAULT_NODES`); ``bulk_nodes``: the bulk measure is replaced by its Gauss
+    rule with that many nodes (``None``: its atoms; a bulk of few atoms is kept as it is).  Two
+    error estimates, relative, per point:
 
-    * ``quadrature_error``: the change from ``Q`` to ``Q + Q // 2`` nodes (the values returned are
-      those at ``Q + Q // 2``);
+    * ``quadrature_error``: the change from ``(Q, bulk_nodes)`` to ``(Q + Q // 2, bulk_nodes +
+      bulk_nodes // 2)`` nodes (spikes, bulk; the values returned are those of the larger rules);
     * ``truncation_error``: of the linear kernel's rank ``R1``, by the geometric decay of its
       singular values ``sigma_r``: the change ``delta`` from rank ``R1 - 1`` to ``R1`` (also
       returned, ``truncation_change``) times ``rho / (1 - rho)``, ``rho = sigma_R1 / sigma_{R1-1}``
@@ -188,21 +196,30 @@ def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, 
     tau_b = float(atoms @ weights)
     a, delta = math.exp(-t), -math.expm1(-2.0 * t)
     extra = {"m": m_val} if kind == "finite" else {}
+    rules = {}
 
-    def solve(rank, q):
+    def bulk_rule(n):
+        if n is None or n >= atoms.size:
+            return atoms, weights
+        if n not in rules:
+            rules[n] = gauss_rule(atoms, weights, n)
+        return rules[n]
+
+    def solve(rank, q, n):
         om = overlap_measures(activation, kappa, tau_b, t, kind, rank, q)
         sol = spiked_model(kind, rank).solve(
             psi_n=psi_n, psi_p=psi_p, lam=lam, a=a, Delta=delta,
-            spectrum={"nu": (atoms, weights), **om.spectrum()}, throw=throw, **extra,
+            spectrum={"nu": bulk_rule(n), **om.spectrum()}, throw=throw, **extra,
             **solve_options)
         values = {k: np.asarray(sol[k], dtype=float) for k in ("test", "train")}
         return dict(values, converged=np.asarray(sol.converged), residual=np.asarray(sol.residual, dtype=float),
                     rounding_error=np.asarray(sol.rounding_error, dtype=float),
                     iterations=np.asarray(sol.iterations)), om
 
-    lo, _ = solve(ranks, Q)
+    lo, _ = solve(ranks, Q, bulk_nodes)
     q_hi = Q + Q // 2
-    hi, om = solve(ranks, q_hi)
+    n_hi = None if bulk_nodes is None else bulk_nodes + bulk_nodes // 2
+    hi, om = solve(ranks, q_hi, n_hi)
 
     def change(a_, b_):
         return np.fmax(*(np.abs(a_[k] - b_[k]) / np.abs(a_[k]) for k in ("test", "train")))
@@ -214,7 +231,7 @@ def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, 
     trunc = np.full(quad.shape, np.nan)
     r1 = ranks["mu1"]
     if truncation and r1 >= 2:
-        low_rank = solve(dict(ranks, mu1=r1 - 1), q_hi)[0]
+        low_rank = solve(dict(ranks, mu1=r1 - 1), q_hi, n_hi)[0]
         step = change(hi, low_rank)
         sig = om.singular["mu1"]
         rho = min(float(sig[r1] / sig[r1 - 1]), 0.9) if sig.size > r1 and sig[r1 - 1] > 0 else 0.0
@@ -225,7 +242,7 @@ def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, 
     return dict(test=hi["test"], train=hi["train"], dsm_test_loss=hi["test"] + 1.0 - constant,
                 quadrature_error=quad, truncation_error=trunc, truncation_change=step, converged=converged,
                 residual=residual, rounding_error=hi["rounding_error"], iterations=hi["iterations"],
-                tail=om.tail, ranks=ranks, Q=q_hi)
+                tail=om.tail, ranks=ranks, Q=q_hi, bulk_nodes=len(bulk_rule(n_hi)[0]))
 
 
 def constant_profiles(theory, kind: str, psi_n, psi_p, t: float, lam, m) -> tuple[dict, dict]:

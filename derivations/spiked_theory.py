@@ -7,9 +7,11 @@ Accuracy.  Besides the solver's own checks (convergence, rounding), a spiked val
 error of its two approximations, estimated at every point and returned as
 ``Errors.model_error`` (relative):
 
-* the quadrature of the spike overlaps (``Q`` against ``Q + Q // 2`` nodes per spike); where it
-  exceeds ``spike_rtol / 10`` the diffusion time is re-solved with twice the nodes, again and
-  again up to :data:`MAX_ATOMS` atoms per measure;
+* the quadratures: of the spike overlaps (``Q`` against ``Q + Q // 2`` nodes per spike) and of
+  the bulk's spectral measure (its Gauss rule, ``n`` against ``n + n // 2`` nodes,
+  :data:`derivations.overlaps.DEFAULT_BULK_NODES`), estimated together; where the estimate exceeds
+  ``spike_rtol / 10`` the diffusion time is re-solved with twice the nodes of both, again and
+  again up to :data:`MAX_ATOMS` atoms per spike measure and the bulk's own atoms;
 * the rank of the linear kernel's separable expansion (the change from one rank less, scaled
   by the decay of the singular values, :func:`derivations.overlaps.spiked_errors`; at rank 1
   there is no estimate and ``model_error`` is NaN).
@@ -26,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from .overlaps import DEFAULT_NODES, spiked_errors
+from .overlaps import DEFAULT_BULK_NODES, DEFAULT_NODES, spiked_errors
 
 __all__ = ["SPIKE_RTOL", "MAX_ATOMS", "SpikeWarning", "check_rank", "spiked_grid"]
 
@@ -80,17 +82,20 @@ def spiked_grid(activation, split, psi_n, psi_p, t, lam, m, *, rank=None, nodes:
              "iterations")
     out = {q: np.full(size, np.nan) for q in names}
     converged = np.zeros(size, dtype=bool)
+    n_atoms = len(split.bulk[0])
     for (tt, mm), idx in _group(t, m).items():
         m_arg = math.inf if math.isinf(mm) else int(mm)
-        q = q0
+        q, n = q0, (DEFAULT_BULK_NODES if n_atoms > DEFAULT_BULK_NODES + DEFAULT_BULK_NODES // 2 else None)
         while True:
             e = spiked_errors(activation, split.kappa, split.bulk, psi_n=psi_n[idx], psi_p=psi_p[idx], t=tt,
-                              lam=lam[idx], m=m_arg, R=rank, Q=q, throw=throw,
+                              lam=lam[idx], m=m_arg, R=rank, Q=q, bulk_nodes=n, throw=throw,
                               **solve_options)
-            bigger = 2 * q
-            if not np.any(e["quadrature_error"] > spike_rtol / 10) or (bigger + bigger // 2) ** k > MAX_ATOMS:
+            more_q = (2 * q + q) ** k <= MAX_ATOMS
+            more_n = n is not None
+            if not np.any(e["quadrature_error"] > spike_rtol / 10) or not (more_q or more_n):
                 break
-            q = bigger
+            q = 2 * q if more_q else q
+            n = (2 * n if 3 * n < n_atoms else None) if more_n else None
         for name in names:
             out[name][idx] = e[name]
         converged[idx] = e["converged"]

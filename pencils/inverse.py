@@ -16,12 +16,14 @@ evaluate these programs in mpmath (:func:`evaluate`).
 from __future__ import annotations
 
 import zlib
+from collections import ChainMap
 
 import mpmath
 import sympy
 
 from .expr import S_NU, SpectralMean, has_coordinates, mean_of, measures
 from .freeprob import _tarjan, nonzero_entries
+from .measures import _free
 
 __all__ = ["MAX_SYMBOLIC_CORE", "FINGERPRINT_DPS", "evaluate"]
 
@@ -228,9 +230,12 @@ class _Inverse:
 
 
 def evaluate(expr, env: dict, memo: dict):
-    """``expr`` (rational operations, integer/half powers) in mpmath at the values ``env``."""
-    if expr in memo:
-        return memo[expr]
+    """``expr`` (rational operations, integer/half powers) in mpmath at the values ``env``.
+    ``memo``: a fresh dict per call (the values of sub-expressions, keyed by identity: a lookup by
+    equality compares equal sub-expressions node by node every time)."""
+    hit = memo.get(id(expr))
+    if hit is not None:
+        return hit
     if expr.is_Symbol:
         v = env[expr]
     elif expr.is_Integer:
@@ -245,20 +250,71 @@ def evaluate(expr, env: dict, memo: dict):
         b, e = evaluate(expr.base, env, memo), expr.exp
         v = b ** int(e) if e.is_Integer else b ** evaluate(e, env, memo)
     elif isinstance(expr, SpectralMean):  # a fixed random measure: the same for every expression
-        v = mpmath.fsum(w * _at_atom(expr, {**env, **at}) for at, w in _fp_atoms(expr))
+        v = _mean_value(expr, env)
     elif expr.is_number:
         v = mpmath.mpf(sympy.N(expr, FINGERPRINT_DPS))
     else:
         raise ValueError(f"cannot evaluate {type(expr).__name__} in a fingerprint")
-    memo[expr] = v
+    memo[id(expr)] = v
     return v
 
 
-def _at_atom(mean: SpectralMean, env: dict):
+#: ``(id of the canonical mean, precision, values of its free symbols) -> value``: the
+#: fingerprints of a reduction evaluate the same means (per-atom programs) at the same points over
+#: and over.
+_MEAN_VALUES: dict = {}
+#: ``(id of the canonical binding, precision, values of its symbols) -> value`` (:func:`_at_atom`).
+_LET_VALUES: dict = {}
+#: ``expression -> the first equal expression met`` (it keeps the canonical objects, and so their
+#: ids, alive), and ``id(expression) -> (expression, canonical, its free symbols sorted by name)``:
+#: a memo keyed by an expression compares a rebuilt twin with the stored key node by node on every
+#: lookup (more than half of a large reduction's time); keyed by the id of the canonical object,
+#: each object is compared once.
+_CANONICAL: dict = {}
+_BY_ID: dict = {}
+_MEMO_MAX = 100_000
+
+
+def _canonical(e) -> tuple:
+    """``(canonical object, sorted free symbols)`` of ``e`` (see :data:`_CANONICAL`)."""
+    hit = _BY_ID.get(id(e))
+    if hit is not None and hit[0] is e:
+        return hit[1], hit[2]
+    if len(_BY_ID) >= _MEMO_MAX or len(_CANONICAL) >= _MEMO_MAX:  # all together: the ids must stay valid
+        _BY_ID.clear(), _CANONICAL.clear(), _MEAN_VALUES.clear(), _LET_VALUES.clear()
+    canon = _CANONICAL.setdefault(e, e)
+    symbols = tuple(sorted(_free(e), key=lambda x: x.name))
+    _BY_ID[id(e)] = (e, canon, symbols)
+    return canon, symbols
+
+
+def _mean_value(mean: SpectralMean, env):
+    """``mean`` on the fingerprint measure (:func:`_fp_atoms`) at the values ``env``, memoised."""
+    canon, free = _canonical(mean)
+    key = (id(canon), mpmath.mp.prec, tuple(env[s] for s in free))
+    hit = _MEAN_VALUES.get(key)
+    if hit is not None and hit[0] is canon:  # (the entry holds its object: an id is never reused under it)
+        return hit[1]
+    # (a scope per atom over env: a copy of env, thousands of symbols late in a reduction, per atom
+    # and mean was most of the time of the large reductions)
+    v = mpmath.fsum(w * _at_atom(mean, ChainMap(dict(at), env)) for at, w in _fp_atoms(mean))
+    _MEAN_VALUES[key] = (canon, v)
+    return v
+
+
+def _at_atom(mean: SpectralMean, env):
     """The argument of ``mean`` at one atom (``env`` holds its coordinates): the bindings in
-    order, then the body."""
+    order, then the body.  A binding's value is memoised by the values of its symbols: the
+    derivatives of a mean repeat its bindings, and the means of a reduction share many."""
     for sym, e in mean.lets:
-        env[sym] = evaluate(e, env, {})
+        canon, free = _canonical(e)
+        key = (id(canon), mpmath.mp.prec, tuple(env[x] for x in free))
+        hit = _LET_VALUES.get(key)
+        if hit is not None and hit[0] is canon:
+            env[sym] = hit[1]
+        else:
+            env[sym] = evaluate(e, env, {})
+            _LET_VALUES[key] = (canon, env[sym])
     return evaluate(mean.args[0], env, {})
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import sympy
 
-__all__ = ["S_NU", "coordinate", "measure_of", "measures", "has_coordinates", "SpectralMean", "mean_of", "partial"]
+__all__ = ["S_NU", "coordinate", "measure_of", "measures", "has_coordinates", "SpectralMean", "mean_of", "partial",
+           "replace_exact"]
 
 #: The spectral variable: an eigenvalue ``s`` of the data covariance ``Sigma`` (see :func:`spectral`).
 #: It is the one coordinate of the measure ``"nu"``, the spectral measure of ``Sigma``.
@@ -64,35 +65,115 @@ def has_coordinates(expr: Any) -> bool:
 _SYMBOLS: dict = {}
 #: ``(SpectralMean, x) -> d/dx`` (same lifetime).
 _DERIVATIVES: dict = {}
-#: ``expression -> free symbols`` of bindings and arguments (sympy recomputes them on every call).
+#: ``id(expression) -> (expression, free symbols)`` (sympy recomputes them on every call).  Keyed
+#: by identity: a lookup by equality compares a rebuilt expression with its stored twin node by
+#: node, every time (half of a derivation's time).
 _FREE: dict = {}
 #: ``(expression, x) -> d expression / dx``: forward differentiation through a program needs the
-#: partial derivatives of each step by each symbol it reads, once for all the unknowns.
+#: partial derivatives of each step by each symbol it reads, once for all the unknowns; looked up
+#: by identity first (``_PARTIALS_BY_ID``: ``(id(expression), x) -> (expression, derivative)``),
+#: then by equality (once per object).
 _PARTIALS: dict = {}
+_PARTIALS_BY_ID: dict = {}
 _SYMBOLS_MAX = 200_000
 
 
 def partial(e, x) -> sympy.Expr:
-    """``d e / d x``, memoised (0 at once when ``x`` is not free in ``e``)."""
+    """``d e / d x`` for a symbol ``x``, memoised per node (0 at once when ``x`` is not free).
+
+    The same result as ``sympy.diff(e, x)`` (the same rules, Leibniz for products and
+    ``Pow._eval_derivative`` for powers, build the same canonical expression), without its
+    per-call overhead: ``sympy.diff`` recomputes the free symbols of every sub-expression it
+    enters and walks the whole result once more (``Derivative.__new__``), which made the
+    derivatives of large per-atom programs the slowest step of the spiked derivations.  Other
+    node types (functions) go to ``sympy.diff``."""
     if x not in _free(e):
         return sympy.Integer(0)
-    key = (e, x)
-    out = _PARTIALS.get(key)
+    hit = _PARTIALS_BY_ID.get((id(e), x))
+    if hit is not None and hit[0] is e:
+        return hit[1]
+    out = _PARTIALS.get((e, x))
     if out is None:
         if len(_PARTIALS) >= _SYMBOLS_MAX:
             _PARTIALS.clear()
-        out = _PARTIALS[key] = sympy.diff(e, x)
+        out = _PARTIALS[(e, x)] = _derivative_of(e, x)
+    if len(_PARTIALS_BY_ID) >= _SYMBOLS_MAX:
+        _PARTIALS_BY_ID.clear()
+    _PARTIALS_BY_ID[(id(e), x)] = (e, out)
     return out
+
+
+def _derivative_of(e, x) -> sympy.Expr:
+    if e is x or e == x:
+        return sympy.Integer(1)
+    if isinstance(e, sympy.Add):
+        return sympy.Add(*[partial(a, x) for a in e.args])
+    if isinstance(e, sympy.Mul):  # Leibniz's rule, as Mul._eval_derivative_n_times
+        args = e.args
+        terms = []
+        for i, a in enumerate(args):
+            d = partial(a, x)
+            if d != 0:
+                terms.append(sympy.Mul(*(args[:i] + (d,) + args[i + 1:])))
+        return sympy.Add(*terms)
+    if isinstance(e, sympy.Pow):  # as Pow._eval_derivative
+        dbase, dexp = partial(e.base, x), partial(e.exp, x)
+        inner = dbase * e.exp / e.base
+        if dexp != 0:
+            inner = dexp * sympy.log(e.base) + inner
+        return e * inner
+    if isinstance(e, SpectralMean):
+        return e._eval_derivative(x)
+    return sympy.diff(e, x)
+
+
+#: Node types whose free symbols are the union of their arguments' (the others ask sympy).
+_UNION_TYPES = (sympy.Add, sympy.Mul, sympy.Pow, sympy.Tuple)
 
 
 def _free(e) -> frozenset:
-    """``e.free_symbols``, memoised (same lifetime as :data:`_SYMBOLS`)."""
-    out = _FREE.get(e)
-    if out is None:
-        if len(_FREE) >= _SYMBOLS_MAX:
-            _FREE.clear()
-        out = _FREE[e] = frozenset(e.free_symbols)
+    """``e.free_symbols``, memoised per node (same lifetime as :data:`_SYMBOLS`): sympy recomputes
+    them through the whole tree on every call."""
+    hit = _FREE.get(id(e))
+    if hit is not None and hit[0] is e:
+        return hit[1]
+    if isinstance(e, _UNION_TYPES):
+        out = frozenset().union(*(_free(a) for a in e.args))
+    else:
+        out = frozenset(e.free_symbols)
+    if len(_FREE) >= _SYMBOLS_MAX:
+        _FREE.clear()
+    _FREE[id(e)] = (e, out)
     return out
+
+
+def replace_exact(e, rule: dict) -> sympy.Expr:
+    """``e.xreplace(rule)``, the same expression, faster, for keys that are symbols or expressions
+    (not coordinates, not symbols a mean binds, not expressions in them): a sub-expression is
+    entered only if it may hold a key (a symbol key among its free symbols, memoised, or all the
+    free symbols of an expression key), and each distinct sub-expression is rebuilt once.  sympy
+    walks every node of every per-atom program, each time: most of a large reduction's time."""
+    if not rule:
+        return e
+    memo: dict = {}
+    symbols = frozenset(k for k in rule if isinstance(k, sympy.Symbol))
+    others = [_free(k) for k in rule if not isinstance(k, sympy.Symbol)]
+
+    def walk(node):  # (the memo by identity: the tree holds its nodes while we walk)
+        hit = memo.get(id(node))
+        if hit is not None:
+            return hit
+        if node in rule:
+            out = rule[node]
+        elif not node.args or not ((_free(node) & symbols) or any(f <= _free(node) for f in others)):
+            out = node
+        else:
+            args = tuple(walk(a) for a in node.args)
+            out = node.func(*args) if any(a is not b for a, b in zip(args, node.args)) else node
+        memo[id(node)] = out
+        return out
+
+    return walk(sympy.sympify(e))
 
 
 class SpectralMean(sympy.Function):
@@ -169,16 +250,16 @@ class SpectralMean(sympy.Function):
 
     def _derivative(self, x):
         if not self.lets:
-            return SpectralMean(sympy.diff(self.args[0], x))
+            return SpectralMean(partial(self.args[0], x))
         d: dict = {}  # bound symbol -> the symbol of its derivative
         new = []
         for sym, e in self.lets:
-            de = partial(e, x) + sum((partial(e, b) * d[b] for b in _free(e) if b in d), sympy.Integer(0))
+            de = sympy.Add(partial(e, x), *(partial(e, b) * d[b] for b in _free(e) if b in d))
             if de != 0:
                 d[sym] = sympy.Symbol(f"{sym.name}_d_{x.name}")
                 new.append((d[sym], de))
         body = self.args[0]
-        out = partial(body, x) + sum((partial(body, b) * d[b] for b in _free(body) if b in d), sympy.Integer(0))
+        out = sympy.Add(partial(body, x), *(partial(body, b) * d[b] for b in _free(body) if b in d))
         return mean_of(out, self.lets + tuple(new))
 
     def _latex(self, printer):
@@ -199,12 +280,12 @@ def mean_of(body, lets=()) -> sympy.Expr:
     body = sympy.sympify(body)
     if body == 0:
         return sympy.Integer(0)
-    need = set(body.free_symbols)
+    need = set(_free(body))
     keep = []
     for sym, e in reversed(tuple(lets)):
         if sym in need:
             keep.append((sym, e))
-            need |= e.free_symbols
+            need |= _free(e)
     if not keep:
         return SpectralMean(body)
     return SpectralMean(body, sympy.Tuple(*(sympy.Tuple(s, e) for s, e in reversed(keep))))

@@ -42,6 +42,8 @@ normalised traces.  It is compiled by :mod:`numerics.reduced` and printed by
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import random
 from dataclasses import dataclass, field
@@ -51,7 +53,7 @@ import sympy
 
 from .cache import cached
 from .expr import has_coordinates, measure_of
-from .measures import partial
+from .measures import _free, partial, replace_exact
 from .freeprob import FixedPointSystem
 from .inverse import FINGERPRINT_DPS, _form, _Inverse, _spectral_constant
 from .inverse import evaluate as _evaluate
@@ -216,19 +218,22 @@ class _Reducer:
     # -- numeric fingerprints (Schwartz-Zippel identity test) -------------------------
     def _value(self, expr, k: int):
         env = self.point[k]
-        for s in expr.free_symbols - env.keys():  # parameters and unknowns: random values
+        for s in [s for s in _free(expr) if s not in env]:  # parameters and unknowns: random values
             env[s] = mpmath.mpf(self._rng.randint(10**6, 2 * 10**6)) / 10**6
         with mpmath.workdps(FINGERPRINT_DPS):
             return _evaluate(expr, env, {})
 
-    def fingerprint(self, expr) -> tuple | None:
-        """Values of ``expr`` at the random points, rounded; ``None`` if not finite."""
+    def fingerprint(self, expr, values: list | None = None) -> tuple | None:
+        """Values of ``expr`` at the random points, rounded; ``None`` if not finite.  The values
+        themselves are appended to ``values`` (when given) as they are computed."""
         out = []
         for k in range(FINGERPRINT_POINTS):
             try:
                 v = self._value(expr, k)
             except (ZeroDivisionError, ValueError):
                 return None
+            if values is not None:
+                values.append(v)
             if not mpmath.isfinite(v):
                 return None
             out.append(mpmath.nstr(v, FINGERPRINT_DPS - 10) if abs(v) > mpmath.mpf(10) ** -(FINGERPRINT_DPS - 10)
@@ -245,7 +250,8 @@ class _Reducer:
         by an earlier symbol (same fingerprint: a copy) are substituted instead."""
         if expr.is_number or isinstance(expr, sympy.Symbol):
             return expr
-        fp = self.fingerprint(expr)
+        values: list = []
+        fp = self.fingerprint(expr, values)
         if fp is not None:
             if all(v == "0" for v in fp):
                 return sympy.Integer(0)
@@ -254,7 +260,7 @@ class _Reducer:
         sym = self._new(prefix)
         self.steps.append(("let", sym, expr))
         for k in range(FINGERPRINT_POINTS):
-            self.point[k][sym] = self._value(expr, k)
+            self.point[k][sym] = values[k] if k < len(values) else self._value(expr, k)
         if fp is not None:
             self.by_print[fp] = sym
         return sym
@@ -275,7 +281,11 @@ class _Reducer:
             self.steps.append(("let", sym, sympy.sqrt(base)))
 
     def _plain(self, obj):
-        return obj.xreplace(self.root_map) if self.root_map else obj
+        if not self.root_map:
+            return obj
+        if isinstance(obj, sympy.MatrixBase):
+            return obj.applyfunc(lambda e: replace_exact(e, self.root_map))
+        return replace_exact(obj, self.root_map)
 
     def system(self, S: FixedPointSystem, label: str = "") -> sympy.Expr:
         """Add the steps of ``S`` (named ``label``); return its read-out in reduced symbols."""
@@ -285,9 +295,10 @@ class _Reducer:
         emitted: dict = {}  # g symbol -> its final reduced symbol or number
 
         def subst(expr):
-            rep = {s: value[s] for s in expr.free_symbols if s in value}
-            rep.update({s: emitted[s] for s in expr.free_symbols if s in emitted})
-            return expr.xreplace(rep)
+            free = _free(expr)
+            rep = {s: value[s] for s in free if s in value}
+            rep.update({s: emitted[s] for s in free if s in emitted})
+            return replace_exact(expr, rep)
 
         def emit(g):
             if g not in emitted:
@@ -307,8 +318,8 @@ class _Reducer:
             if linear:
                 canon = {t: sympy.Symbol(f"c__{k}") for k, t in enumerate(own)}
                 canon.update({g: sympy.Symbol(f"c__g{k}") for k, g in enumerate(dep)})
-                key = (True, tuple(subst(inv.defs[g]).xreplace(canon) for g in dep),
-                       tuple(subst(f).xreplace(canon) for f in forms))
+                key = (True, tuple(replace_exact(subst(inv.defs[g]), canon) for g in dep),
+                       tuple(replace_exact(subst(f), canon) for f in forms))
             else:
                 stage = self._core_stage(comp, own, forms, dep, inv, subst)
                 key = (False, self._stage_print(*stage, len(own)))
@@ -349,8 +360,8 @@ class _Reducer:
         (``(program, maps)``; also its identity key, through :meth:`_stage_print`)."""
         local = {t: sympy.Symbol(f"c__{k}") for k, t in enumerate(own)}
         local.update({g: sympy.Symbol(f"c__g{k}") for k, g in enumerate(dep)})
-        program = tuple((local[g], subst(inv.defs[g]).xreplace(local)) for g in dep)
-        return program, tuple(subst(f).xreplace(local) for f in forms)
+        program = tuple((local[g], replace_exact(subst(inv.defs[g]), local)) for g in dep)
+        return program, tuple(replace_exact(subst(f), local) for f in forms)
 
     def _stage_print(self, program, maps, n_own: int, perm: tuple | None = None) -> tuple:
         """Fingerprints of the maps at fixed values of the unknowns (``c__j`` gets value number
@@ -400,8 +411,8 @@ class _Reducer:
         stage_no = sum(1 for s in self.steps if s[0] == "core")
         rename = {sympy.Symbol(f"c__{k}"): u for k, u in enumerate(us)}
         rename.update({sym: sympy.Symbol(f"y{stage_no}_{k}") for k, (sym, _) in enumerate(program)})
-        program = tuple((rename[s], e.xreplace(rename)) for s, e in program)
-        maps = tuple(f.xreplace(rename) for f in maps)
+        program = tuple((rename[s], replace_exact(e, rename)) for s, e in program)
+        maps = tuple(replace_exact(f, rename) for f in maps)
         all_us = list(us)
         us, program, maps = _eliminate_explicit(us, program, maps)
         eliminated = tuple(u for u in all_us if u not in us)
@@ -410,13 +421,11 @@ class _Reducer:
         jac_program = []
         for k, u in enumerate(us):
             for y, e in program:
-                der = partial(e, u) + sum((partial(e, z) * dy[(z, k)] for z in e.free_symbols
-                                           if (z, k) in dy), sympy.Integer(0))
+                der = sympy.Add(partial(e, u), *(partial(e, z) * dy[(z, k)] for z in _free(e) if (z, k) in dy))
                 if der != 0:
                     dy[(y, k)] = sympy.Symbol(f"d{y.name}_{k}")
                     jac_program.append((dy[(y, k)], der))
-        jac = tuple(partial(f, u) + sum((partial(f, z) * dy[(z, k)] for z in f.free_symbols
-                                         if (z, k) in dy), sympy.Integer(0))
+        jac = tuple(sympy.Add(partial(f, u), *(partial(f, z) * dy[(z, k)] for z in _free(f) if (z, k) in dy))
                     for f in maps for k, u in enumerate(us))
         meaning = dict(zip(all_us, (_meaning(S, q, self.label) for q in comp)))
         self.steps.append(("core", CoreStage(tuple(us), program, maps, tuple(jac_program), jac,
@@ -433,27 +442,27 @@ class _Reducer:
     def _linear(self, S, comp, own, forms, dep, inv, subst):
         """Affine component ``tau = A tau + b``: ``b`` and ``A`` by forward differentiation
         of the straight-line program at ``tau = 0``, then ``tau = (I - A)^{-1} b``."""
-        zero = {t: 0 for t in own}
+        zero = {t: sympy.Integer(0) for t in own}
         g0: dict = {}
         dg: dict = {}  # (g, k) -> derivative at tau = 0
         for g in dep:
             d = subst(inv.defs[g])
-            free = d.free_symbols
+            free = _free(d)
             at0 = {**zero, **{h: g0[h] for h in free if h in g0}}
-            g0[g] = self._let("w", d.xreplace(at0))
+            g0[g] = self._let("w", replace_exact(d, at0))
             for k, t in enumerate(own):  # (the partial derivatives are memoised: computed once for all k)
-                der = partial(d, t) + sum((partial(d, h) * dg[(h, k)] for h in free if (h, k) in dg),
-                                          sympy.Integer(0))
-                der = der.xreplace(at0)
+                der = sympy.Add(partial(d, t), *(partial(d, h) * dg[(h, k)] for h in free if (h, k) in dg))
+                der = replace_exact(der, at0)
                 if der != 0:
                     dg[(g, k)] = self._let("w", der)
         b, A = [], []
         for f in forms:
             fs = subst(f)
-            b.append(fs.xreplace({**zero, **g0}))
-            free = fs.free_symbols
-            A.append([sum((partial(fs, g) * dg[(g, k)] for g in free if (g, k) in dg),
-                          partial(fs, t)).xreplace({**zero, **g0}) for k, t in enumerate(own)])
+            b.append(replace_exact(fs, {**zero, **g0}))
+            free = _free(fs)
+            A.append([sympy.Add(partial(fs, t), *(partial(fs, g) * dg[(g, k)] for g in free if (g, k) in dg))
+                      for k, t in enumerate(own)])
+            A[-1] = [replace_exact(a, {**zero, **g0}) for a in A[-1]]
         if len(own) == 1:
             sols = [b[0] / (1 - A[0][0])]
         else:
@@ -490,7 +499,26 @@ class _Reducer:
         return x
 
 
+@contextlib.contextmanager
+def _no_cycle_collection():
+    """Python's cycle collector off for the duration: a reduction allocates millions of sympy
+    nodes (acyclic, freed by reference counting) and each full collection walks all of them,
+    a third of a large derivation's time when it was on."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def _reduce_uncached(systems: dict) -> ReducedSystem:
+    with _no_cycle_collection():
+        return _reduce_now(systems)
+
+
+def _reduce_now(systems: dict) -> ReducedSystem:
     red = _Reducer()
     red.roots(systems.values())
     outputs = {label: red.system(S, label) for label, S in systems.items()}
