@@ -134,3 +134,31 @@ def test_the_bulk_gauss_rule_agrees_with_the_bulk_within_its_estimate():
     # and the rule is a real approximation: 4 nodes move the values by more than rounding
     few = spiked_errors(act, [0.2], atoms, bulk_nodes=4, **args)
     assert np.max(np.abs(few["test"] - full["test"]) / full["test"]) > 1e-8
+
+
+def test_directions_of_order_d_left_in_the_bulk_are_estimated():
+    """A spectrum like MNIST's (no gap after the spikes): one spike taken, two eigenvalues of order
+    ``d`` left in the bulk.  ``bulk_spike_error`` is BULK_SPIKE_COEFF times their squared shares,
+    scaled to the pre-activation's variance at ``t``; it enters ``model_error``, is above 1 % at
+    small ``t`` and falls with ``t``; with a flat bulk it is the finite-``d`` term ``tau_b^2 / d``,
+    below the 1 % flag at ``d = 500`` and gone as ``d`` grows."""
+    from derivations.spiked_theory import BULK_SPIKE_COEFF, spiked_grid
+
+    d = 500
+    eigs = np.r_[0.2 * d, 0.08 * d, 0.06 * d, np.full(d - 3, 0.66 * d / (d - 3))]
+    flat = _spectrum([0.2], d, bulk=0.8 * d / (d - 1))
+    t = np.array([0.1, 1.0])
+    one = np.ones(2)
+    out = {}
+    for name, spectrum in (("gap-free", eigs), ("flat", flat)):
+        th = pencils.build("relu", covariance=spectrum, spikes=1, spike_rank=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SpikeWarning)
+            out[name] = (th.spikes, spiked_grid(th.activation, th.spikes, one, 2 * one, t, 1e-2 * one, one, rank=1))
+    split, g = out["gap-free"]
+    assert split.residual > 0.08**2 + 0.06**2 - 1e-9
+    a2 = np.exp(-2 * t)
+    want = BULK_SPIKE_COEFF * (a2 / (a2 * split.tau_b + 1 - a2)) ** 2 * split.residual
+    assert np.allclose(g["bulk_spike_error"], want, rtol=1e-12)
+    assert g["bulk_spike_error"][0] > 0.01 > g["bulk_spike_error"][1]
+    assert out["flat"][1]["bulk_spike_error"].max() < 0.005
