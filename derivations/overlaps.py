@@ -198,8 +198,8 @@ def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, 
     extra = {"m": m_val} if kind == "finite" else {}
     rules = {}
 
-    def bulk_rule(n):
-        if n is None or n >= atoms.size:
+    def bulk_rule(n):  # (gauss_rule gives the atoms themselves when n is not below their number)
+        if n is None:
             return atoms, weights
         if n not in rules:
             rules[n] = gauss_rule(atoms, weights, n)
