@@ -6,6 +6,8 @@ covariance of MNIST / Fashion-MNIST (or of the images themselves) against the sp
         [--kind gaussian|real] [--workers 2] --out FILE.json
     python3 benchmarks/spiked_images.py theory --results FILE.json [--m 1 4 inf] [--out TABLE.md]
     python3 benchmarks/spiked_images.py bulk --data PATH [--data PATH] [--m 1]   # bulk's Gauss rule vs its atoms
+    python3 benchmarks/spiked_images.py figure --theory TABLE.json [TABLE.json ...] --out DIR   # curves_<name>.png
+    python3 benchmarks/spiked_images.py clip --data PATH --cap 40 [--m inf] [--t 0.1]   # a bounded bulk
 
 ``mc`` runs the grid of docs/real_data.md (psi_n = 1, lam = 1e-2, relu; m in {1, 4, inf},
 t in {0.1, 0.3, 1}, psi_p in {0.25, 0.5, 1, 2, 4}) with
@@ -92,7 +94,10 @@ def mc(args) -> None:
 
 
 def theory(args) -> None:
+    import warnings
+
     import pencils
+    from derivations.spiked_theory import SpikeWarning
     from validation.images.experiments import dsm_floor
 
     points = json.loads(Path(args.results).read_text())["points"]
@@ -104,26 +109,30 @@ def theory(args) -> None:
         flat = pencils.build(ACT, covariance=eigs)
         spikes = "auto" if args.spikes == "auto" else int(args.spikes)
         spiked = pencils.build(ACT, covariance=eigs, spikes=spikes, spike_rank=args.rank and json.loads(args.rank))
-        k = len(spiked.spikes.kappa)
+        k = 0 if spiked.spikes is None else len(spiked.spikes.kappa)   # 0: the structured theory alone
         for p in mine:
             m = math.inf if p["m"] == "inf" else p["m"]
             kw = dict(psi_n=p["psi_n"], psi_p=p["psi_p"], t=p["t"], lam=LAM, m=m)
             floor = dsm_floor(eigs, p["t"])
             e0 = flat.errors(**kw)
             t0 = time.time()
-            import warnings
-
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                e1 = spiked.errors(**kw)
+                e1 = spiked.errors(**kw) if k else None
             secs = time.time() - t0
-            d0, d1 = float(e0.test) + floor, float(e1.test) + floor
-            row = dict(p, k=k, flat_dsm=d0, spiked_dsm=d1, flat_train=float(e0.train), spiked_train=float(e1.train),
-                       model_error=float(np.max(e1.model_error)), flagged=bool(caught), theory_seconds=secs)
+            flagged = any(issubclass(w.category, SpikeWarning) for w in caught)
+            for w in caught:  # anything else (a KernelWarning: the slow numpy path) is shown
+                if not issubclass(w.category, SpikeWarning):
+                    print(f"{w.category.__name__}: {w.message}", file=sys.stderr, flush=True)
+            nan = math.nan
+            d0, d1 = float(e0.test) + floor, (float(e1.test) + floor if k else nan)
+            row = dict(p, k=k, flat_dsm=d0, spiked_dsm=d1, flat_train=float(e0.train),
+                       spiked_train=float(e1.train) if k else nan,
+                       model_error=float(np.max(e1.model_error)) if k else nan, flagged=flagged, theory_seconds=secs)
             rows.append(row)
             print(f"{p['dataset']} d={p['d']} k={k} m={p['m']} t={p['t']} psi_p={p['psi_p']:.2f} | DSM "
                   f"{p['dsm_test']:.5f}±{p['dsm_test_se']:.5f} today {(p['dsm_test'] - d0) / d0:+.4f} spiked "
-                  f"{(p['dsm_test'] - d1) / d1:+.4f} (est {row['model_error']:.1e}{' flagged' if caught else ''}) | "
+                  f"{(p['dsm_test'] - d1) / d1:+.4f} (est {row['model_error']:.1e}{' flagged' if flagged else ''}) | "
                   f"train {p['train']:.5f} today {(p['train'] - row['flat_train']) / row['flat_train']:+.4f} spiked "
                   f"{(p['train'] - row['spiked_train']) / row['spiked_train']:+.4f} | {secs:.1f} s", flush=True)
     if args.out:
@@ -160,6 +169,90 @@ def bulk(args) -> None:
                   f"{np.max(rule['quadrature_error']):.1e} | {s_full:.1f} s against {s_rule:.1f} s", flush=True)
 
 
+class _DiagonalPool:
+    """Gaussian data ``N(0, diag(eigs))`` for :func:`validation.images.experiments.curve_point`
+    (``W`` is rotation invariant: a diagonal covariance loses nothing)."""
+
+    def __init__(self, name: str, eigs):
+        self.name, self.eigs = name, np.asarray(eigs, dtype=float)
+
+    @property
+    def d(self) -> int:
+        return len(self.eigs)
+
+    def draw(self, kind, n, held, rng):
+        G = rng.standard_normal((n + held, self.d)) * np.sqrt(self.eigs)
+        return G[:n], G[n:]
+
+
+def clip(args) -> None:
+    """Where a gap comes from: Gaussian data with the image spectrum, its eigenvalues ``3, 4, ...``
+    clipped at ``lambda_c`` (a bounded bulk, two spikes unchanged), against both theories on that
+    same clipped spectrum (``t``, ``psi_p`` of ``--t`` and ``--psi-p``)."""
+    import warnings
+
+    import pencils
+    from derivations.spiked_theory import SpikeWarning
+    from validation.images.experiments import curve_point, dsm_floor
+
+    m = math.inf if args.m == "inf" else int(args.m)
+    eigs = np.sort(_pool(args.data, 1).eigs)[::-1].copy()
+    eigs[2:] = np.minimum(eigs[2:], eigs[args.cap])
+    pool = _DiagonalPool(f"{Path(args.data).name}-clip{args.cap}", eigs)
+    flat = pencils.build(ACT, covariance=eigs)
+    spiked = pencils.build(ACT, covariance=eigs, spikes=2)
+    print(f"{pool.name}: kappa {spiked.spikes.kappa}, sum_(j>2) kappa_j^2 = {spiked.spikes.residual:.2e}", flush=True)
+    for t in args.t:
+        for q in args.psi_p:
+            pt = curve_point(ACT, pool, "gaussian", psi_n=PSI_N, psi_p=q, m=m, t=t, lam=LAM, seeds=args.seeds,
+                             held_out=HELD_OUT)
+            kw = dict(psi_n=pt.psi_n, psi_p=pt.psi_p, t=t, lam=LAM, m=m)
+            floor = dsm_floor(eigs, t)
+            e0 = flat.errors(**kw)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SpikeWarning)
+                e1 = spiked.errors(**kw)
+            d0, d1 = float(e0.test) + floor, float(e1.test) + floor
+            print(f"{pool.name} m={args.m} t={t} psi_p={q}: DSM {pt.dsm_test:.5f}±{pt.dsm_test_se:.5f} today "
+                  f"{(pt.dsm_test - d0) / d0:+.4f} spiked {(pt.dsm_test - d1) / d1:+.4f} (est "
+                  f"{float(np.max(e1.model_error)):.1e}) | train {pt.train:.5f} today "
+                  f"{(pt.train - float(e0.train)) / float(e0.train):+.4f} spiked "
+                  f"{(pt.train - float(e1.train)) / float(e1.train):+.4f}", flush=True)
+
+
+def figure(args) -> None:
+    """The learning-curve figures and table of ``dsm-curves real`` (:func:`validation.images.plots.plot_curves`,
+    :func:`~validation.images.plots.curves_table`) from the rows written by ``theory --out`` (images
+    and Gaussian data, several files), with the spiked theory dashed beside the structured one."""
+    from validation.images.experiments import CurvePoint, dsm_floor
+    from validation.images.plots import curves_table, plot_curves
+
+    rows = [r for f in args.theory for r in json.loads(Path(f).read_text())]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    points = []
+    for r in rows:
+        eigs = _pool(r["path"], _downsample_of(r["d"])).eigs
+        n, p = round(r["psi_n"] * r["d"]), round(r["psi_p"] * r["d"])
+        floor = dsm_floor(eigs, r["t"])
+        points.append(CurvePoint(
+            dataset=r["dataset"], kind=r["kind"], d=r["d"], n=n, p=p, m=str(r["m"]), t=r["t"], lam=LAM,
+            psi_n=r["psi_n"], psi_p=r["psi_p"], seeds=r["seeds"], dsm_test=r["dsm_test"], dsm_test_se=r["dsm_test_se"],
+            train=r["train"], train_se=r["train_se"], dsm_floor=floor, test_error=r["dsm_test"] - floor,
+            theory_dsm_test=r["flat_dsm"], theory_train=r["flat_train"], theory_converged=True,
+            rel_dev_dsm_test=(r["dsm_test"] - r["flat_dsm"]) / r["flat_dsm"],
+            rel_dev_train=(r["train"] - r["flat_train"]) / r["flat_train"], spikes=r["k"],
+            spiked_dsm_test=r["spiked_dsm"], spiked_train=r["spiked_train"], spiked_error=r["model_error"],
+            rel_dev_spiked_dsm_test=(r["dsm_test"] - r["spiked_dsm"]) / r["spiked_dsm"],
+            rel_dev_spiked_train=(r["train"] - r["spiked_train"]) / r["spiked_train"]))
+    for name in dict.fromkeys(pt.dataset for pt in points):
+        fig = out / f"curves_{name}.png"
+        plot_curves(points, name, fig, "")
+        print(fig)
+    (out / "curves.md").write_text(curves_table(points))
+    print(out / "curves.md")
+
+
 def _downsample_of(d: int) -> int:
     return {784: 1, 196: 2, 49: 4}[d]
 
@@ -184,8 +277,18 @@ def main(argv=None) -> None:
     c.add_argument("--data", action="append", required=True)
     c.add_argument("--downsample", type=int, default=1)
     c.add_argument("--m", default="1")
+    f = sub.add_parser("figure")
+    f.add_argument("--theory", nargs="+", required=True, help="files written by theory --out")
+    f.add_argument("--out", required=True, help="folder of the figures and curves.md")
+    g = sub.add_parser("clip")
+    g.add_argument("--data", required=True)
+    g.add_argument("--cap", type=int, required=True, help="clip eigenvalues 3, 4, ... at the (cap+1)-th largest")
+    g.add_argument("--m", default="inf")
+    g.add_argument("--t", type=float, nargs="+", default=[0.1])
+    g.add_argument("--psi-p", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
+    g.add_argument("--seeds", type=int, default=2)
     args = ap.parse_args(argv)
-    {"mc": mc, "theory": theory, "bulk": bulk}[args.cmd](args)
+    {"mc": mc, "theory": theory, "bulk": bulk, "figure": figure, "clip": clip}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ Schur--Cohn recursion on the characteristic polynomial (Faddeev--LeVerrier), fre
 
 The source file is named by the cache key of its system, the compiler flags and the digest
 of the hand-written C++ (a change of the deriving code gives new files), and its first line
-names that key; each library by the SHA-256 of its full source, compiler and flags
-(:func:`build_digest`), which it also exports (:data:`DIGEST_SYMBOL`), and it carries a seal
+names that key; each library by the SHA-256 of the rest of its source, compiler and flags
+(:func:`build_digest`; a renamed kernel whose generated code did not change links the library
+it already has instead of compiling it again), which it also exports (:data:`DIGEST_SYMBOL`), and it carries a seal
 (the hash of its own bytes).  A fresh process reads the source, checks the seal and the
 digest, and loads the library without sympy; a library that is damaged or was built from
 another source is rebuilt once, with a :class:`KernelWarning`, never loaded.  Without a C++ compiler (``$CXX``, else ``c++``, ``g++``
@@ -248,6 +249,10 @@ _failed: set = set()
 #: extra flags per library: the double-double one is built at -O1 (its cost is the
 #: arithmetic, not the code: the same speed as -O2 in the benchmark, half the build time)
 _VARIANT_FLAGS = {"double": ("-DKERNEL_DOUBLE",), "dd": ("-DKERNEL_DD", "-O1"), "complex": ("-DKERNEL_COMPLEX",)}
+#: sources above this size are built at -O1 in every variant: -O2's build time grows faster
+#: than the source (8.8 MB: about 55 min at -O2, 32 at -O1), for no run time we could measure
+#: (docs/spiked.md section 10)
+LARGE_SOURCE_BYTES = 2_000_000
 
 
 #: The function every library exports: the digest of what it was built from (:func:`build_digest`).
@@ -261,8 +266,9 @@ def _header(name: str) -> bytes:
 
 
 def build_digest(source: bytes, cxx: str, flags: tuple) -> str:
-    """SHA-256 of everything a library is built from: its full source (the generated code
-    with the hand-written runtime pasted in), the compiler and every flag.  Each library
+    """SHA-256 of everything a library is built from: its source (the generated code with the
+    hand-written runtime pasted in; without the name line, :func:`_body`), the compiler and
+    every flag.  Each library
     exports it (:data:`DIGEST_SYMBOL`); the loader compares it with the digest of the source
     on disk, so a library built from anything else is never used."""
     digest = hashlib.sha256(f"{cxx}\0{' '.join(flags)}\0".encode())
@@ -355,9 +361,14 @@ def _library(folder: Path, name: str, variant: str, flags: tuple):
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX)")
     flags = (*flags, *_VARIANT_FLAGS[variant])
-    digest = build_digest((folder / f"{name}.cpp").read_bytes(), cxx, flags)
+    body = _body((folder / f"{name}.cpp").read_bytes())
+    if len(body) > LARGE_SOURCE_BYTES and "-O1" not in flags:
+        flags = (*flags, "-O1")
+    digest = build_digest(body, cxx, flags)
     stem = f"{name}-{variant}"
     lib_path = folder / f"{stem}-{digest[:16]}.so"
+    if not lib_path.is_file():
+        _adopt(folder, f"{variant}-{digest[:16]}", lib_path)
     if lib_path.is_file():
         try:
             return _open(lib_path, digest)
@@ -374,6 +385,36 @@ def _library(folder: Path, name: str, variant: str, flags: tuple):
         if old != lib_path:
             _discard(old)
     return lib
+
+
+def _body(source: bytes) -> bytes:
+    """The source without its first line (:func:`_header`, the kernel's name): what the library
+    is compiled from.  An edit of the deriving code renames every kernel; the same generated
+    code then keeps its library instead of compiling it again (minutes to an hour for the
+    spiked systems)."""
+    return source[source.find(b"\n") + 1:]
+
+
+def _adopt(folder: Path, tail: str, lib_path: Path) -> None:
+    """Link a sound library of the same body, flags and compiler, built under another
+    kernel's name (``*-<tail>.so``, ``tail`` = variant and digest), to ``lib_path``.  Only its
+    seal is checked here; the loader checks the digest compiled into it, as for any library."""
+    for other in sorted(folder.glob(f"kernel-*-{tail}.so")):
+        if other == lib_path or _damage(other) is not None:
+            continue
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".adopt-", suffix=".so")
+        os.close(fd)
+        os.unlink(tmp)
+        try:
+            os.link(other, tmp)
+        except OSError:
+            try:
+                shutil.copyfile(other, tmp)
+            except OSError:
+                _discard(tmp)
+                continue
+        os.replace(tmp, lib_path)
+        return
 
 
 def _discard(path) -> None:

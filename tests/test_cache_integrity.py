@@ -141,6 +141,35 @@ def test_a_source_of_another_kernel_is_regenerated(folder):
     assert _run(path)["warnings"] == []
 
 
+#: The two systems again after an edit of the deriving code (another code fingerprint renames
+#: every kernel), counting the compiler runs.
+_EDITED = r'''
+import pencils.cache, numerics.kernel
+pencils.cache.code_fingerprint = lambda packages=None: "an edited version of the code"
+_compile, compiles = numerics.kernel._compile, []
+numerics.kernel._compile = lambda *a: compiles.append(a[1]) or _compile(*a)
+''' + _TWO_SYSTEMS.replace('print(json.dumps(out))', 'out["compiles"] = compiles\nprint(json.dumps(out))')
+
+
+@kernel_only
+def test_a_renamed_kernel_keeps_the_library_of_its_code(folder):
+    """An edit of the deriving code renames every kernel (the cache key holds the code's
+    fingerprint).  The same generated code then links the library it has, with no compile
+    (the spiked systems take minutes to an hour); the numbers are those of each system."""
+    path, out = folder
+    env = dict(os.environ, DSM_CACHE_DIR=str(path), PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    env.pop("DSM_KERNEL", None)
+    proc = subprocess.run([sys.executable, "-c", _EDITED], env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    edited = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert _correct(edited) and edited["warnings"] == [] and edited["compiles"] == []
+    for s in "ab":
+        assert edited[s]["source"] != out[s]["source"]          # renamed ...
+        assert _library(edited, s).samefile(_library(out, s))   # ... and linked to the library it had
+        assert edited[s]["kernel"] == out[s]["kernel"]
+
+
 def test_the_build_digest_covers_source_compiler_and_every_flag():
     """Whatever the library is built from changes its digest (and so its file name and the
     value it must export): one byte of source, the compiler, any flag or their order."""

@@ -49,6 +49,24 @@ def test_kernel_source_pastes_the_runtime_and_one_struct_per_stage(ridge):
     assert all(counts[f"map_{k}"] > 0 and counts[f"jac_{k}"] > counts[f"map_{k}"] for k in cores)
 
 
+def test_the_runtime_buffers_grow_with_a_core_above_kmax():
+    """A core stage of more than KMAX unknowns (two spikes at rank 4: 49) gets buffers of its
+    own size; every smaller system pastes the runtime unchanged (its kernel is not rebuilt)."""
+    from types import SimpleNamespace
+
+    from numerics.codegen.cxx import KMAX_LIMIT, _runtime
+
+    def segments(*cores):
+        return [("let", [])] + [("core", SimpleNamespace(unknowns=list(range(K)))) for K in cores]
+
+    text = codegen.runtime_text("runtime.h")
+    assert _runtime(segments(3, codegen.KMAX)) == text
+    big = _runtime(segments(5, codegen.KMAX + 1))
+    assert big != text and f"KMAX = {codegen.KMAX + 1};" in big and f"KMAX = {codegen.KMAX};" not in big
+    assert big.replace(f"KMAX = {codegen.KMAX + 1};", f"KMAX = {codegen.KMAX};") == text
+    assert KMAX_LIMIT > codegen.KMAX
+
+
 def test_python_printer_defines_the_program(ridge):
     for backend in ("numpy", "mpmath"):
         ns = {"numpy": np, "mpmath": mpmath}

@@ -222,3 +222,41 @@ def test_spectrum_check_isotropic_row_matches_theory(mnist_pool):
     assert iso["theory_converged"]
     assert abs(iso["dsm_test"] - iso["theory_dsm_test"]) < 4 * iso["dsm_test_se"] + 0.05 * iso["theory_dsm_test"]
     assert abs(iso["train"] - iso["theory_train"]) < 4 * iso["train_se"] + 0.05 * iso["theory_train"]
+
+
+@needs_mnist
+@pytest.mark.filterwarnings("ignore::derivations.spiked_theory.SpikeWarning")
+def test_spiked_theory_beside_the_structured_one(tmp_path, mnist_pool):
+    """``--spikes``: each curve point carries the spiked theory of the pool's spectrum, the same
+    values as ``pencils.build(..., spikes=k).errors`` at that point, in the table and the figure."""
+    import pencils
+
+    cfg = _tiny_config(m=(1,), spikes=1, gaussian=False, phase=False, memorization=False)
+    res = real_cli.run([MNIST], tmp_path, cfg, log=lambda *a: None)
+    curves = res["curves"]
+    assert len(curves) == 2 and all(r.spikes == 1 for r in curves)
+    th = pencils.build("relu", covariance=mnist_pool.eigs, spikes=1)
+    for r in curves:
+        e = th.errors(psi_n=r.psi_n, psi_p=r.psi_p, t=r.t, lam=r.lam, m=1)
+        assert r.spiked_dsm_test == pytest.approx(float(e.test) + r.dsm_floor, rel=1e-12)
+        assert r.spiked_train == pytest.approx(float(e.train), rel=1e-12)
+        assert r.spiked_error == pytest.approx(float(e.model_error), rel=1e-12)
+        assert r.rel_dev_spiked_dsm_test == pytest.approx((r.dsm_test - r.spiked_dsm_test) / r.spiked_dsm_test)
+        # a spike of share kappa_1 moves the curve away from the single-variance theory
+        assert r.spiked_dsm_test != pytest.approx(r.theory_dsm_test, rel=1e-6)
+    table = (tmp_path / "curves.md").read_text()
+    assert "DSM spiked" in table and table.count("\n") == 2 + len(curves)
+    assert (tmp_path / "curves_mnist.png").stat().st_size > 0
+
+
+def test_spiked_and_m_options_are_checked(tmp_path, capsys):
+    for bad, words in ((["--spikes", "-1"], "spikes"), (["--spikes", "two"], "spikes"), (["--m", "0"], "--m"),
+                       (["--m", "1", "1"], "repeat")):
+        with pytest.raises(SystemExit) as exc:
+            real_cli.main(["--data", str(MNIST), "--out", str(tmp_path), "--no-phase", "--no-memorization"] + bad)
+        assert exc.value.code == 2, bad
+        assert words in capsys.readouterr().err, bad
+    with pytest.raises(ValueError, match="spikes"):
+        real.Config(spikes="two")
+    with pytest.raises(ValueError, match="spikes"):
+        real.Config(spikes=-2)

@@ -3,6 +3,7 @@ image datasets (alias ``python -m validation.real``); tables and figures by
 :mod:`validation.images.plots`, CSV files with JSON sidecars."""
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from dataclasses import asdict
@@ -10,11 +11,11 @@ from pathlib import Path
 
 from validation.images import data as _data
 from validation.images.experiments import (Config, Pool, dataset_name, run_curves, run_memorization, run_phase,
-                                           spectrum_check, structured_theory)
+                                           spectrum_check, spiked_theory, structured_theory)
 from validation.images.plots import (_fmt, curves_table, memorization_table, plot_curves, plot_memorization,
                                      plot_phase, plot_samples, real_vs_gaussian_table)
 
-from .helpers import (print_tables_and_figures, Parser, activation_help, activation_name, command_line, data_path, fail, int_in, jsonable,
+from .helpers import (print_tables_and_figures, Parser, activation_help, activation_name, command_line, data_path, distinct, fail, int_in, jsonable, m_value,
                       real_in, save_table, writable_folder)
 
 PROG = "dsm-curves real"
@@ -44,7 +45,11 @@ def run(paths, out: Path, cfg: Config, *, log=print, command: str | None = None)
             notes.append(note)
             log(note)
         if cfg.curves:
-            curves += run_curves(pool, cfg, theory)
+            spiked = spiked_theory(act, pool.eigs, cfg.spikes)
+            if spiked is not None:
+                log(f"{name}: spiked theory with k = {spiked.spikes.k} spikes, kappa = "
+                    f"{', '.join(f'{k:.3f}' for k in spiked.spikes.kappa)}")
+            curves += run_curves(pool, cfg, theory, spiked, log=log)
             fig = out / f"curves_{name}.png"
             plot_curves(curves, name, fig, note)
             figures.append(fig)
@@ -109,6 +114,19 @@ def run(paths, out: Path, cfg: Config, *, log=print, command: str | None = None)
             "tables": tables, "notes": notes}
 
 
+def _spikes_value(text: str):
+    """``auto`` or a whole number of spikes >= 0."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"spikes must be auto or a whole number >= 0, got {text!r}") from None
+    if k < 0:
+        raise argparse.ArgumentTypeError(f"spikes must be auto or a whole number >= 0, got {text!r}")
+    return k
+
+
 def main(argv=None, prog: str = PROG) -> int:
     """``dsm-curves real`` with ``argv`` (``prog`` names the command in messages and sidecars)."""
     parser = Parser(
@@ -138,17 +156,27 @@ def main(argv=None, prog: str = PROG) -> int:
     parser.add_argument("--spectrum-check", action="store_true",
                         help="also compare Gaussian data with the pool / clipped / isotropic spectrum to the "
                              "structured theory (t = 0.1, psi_p = 2, m = 4 and inf)")
+    parser.add_argument("--m", nargs="+", type=m_value, default=None, metavar="M",
+                        help="noise draws of the curves (default 1 4 inf)")
+    parser.add_argument("--spikes", type=_spikes_value, default=None, metavar="K",
+                        help="0 (default): the structured theory only; auto or a number: also the "
+                             "spiked-covariance theory (docs/spiked.md) beside it. Its first use per kind of m "
+                             "derives and compiles a system: minutes (m = 1, one or two spikes) to hours "
+                             "(finite m with two spikes); cached after")
     parser.add_argument("--no-phase", action="store_true")
     parser.add_argument("--no-memorization", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     kw = {k: v for k, v in dict(activation=args.activation, downsample=args.downsample,
                                 mem_downsample=args.mem_downsample, seeds=args.seeds, lam=args.lam,
-                                sampler=args.sampler, mem_seeds=args.mem_seeds).items()
+                                sampler=args.sampler, mem_seeds=args.mem_seeds, spikes=args.spikes,
+                                m=tuple(args.m) if args.m else None).items()
           if v is not None}
     kw |= dict(gaussian=not args.no_gaussian, curves=not args.no_curves, spectrum_check=args.spectrum_check, phase=not args.no_phase, memorization=not args.no_memorization,
                progress=not args.no_progress)
     try:  # every argument before any work: the data headers, the output folder
+        if args.m:
+            distinct("--m", args.m)
         cfg = Config.quick(**kw) if args.quick else Config(**kw)
         sizes = dict(downsample=cfg.downsample) | (dict(mem_downsample=cfg.mem_downsample)
                                                      if cfg.memorization else {})

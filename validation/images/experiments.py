@@ -25,7 +25,10 @@ MODEL.md says, optionally ``k x k`` mean-pooled first with ``--downsample k``):
 2. **Theory** (MODEL.md "Structured data"): ``pencils.build(act, covariance=eigs)`` with
    ``eigs`` the spectrum of ``Σ̂``, at the same ``psi_n, psi_p, m, t, lam``; relative
    deviations ``(measured - theory)/theory`` of the DSM test loss and of the train error,
-   point by point.
+   point by point.  With ``spikes`` (``"auto"`` or a number, ``--spikes``) also the
+   spiked-covariance theory (MODEL.md "Spiked covariance", ``docs/spiked.md``):
+   ``pencils.build(act, covariance=eigs, spikes=spikes)``, its values, their estimated
+   relative error ``spiked_error`` and their deviations, beside the structured ones.
 3. **Memorisation** (``memorization.csv/.md``, ``memorization_<name>.png``,
    ``samples_<name>.png``).  ``n_mem`` training images, scores trained at ``mem_times``
    (geometric grid) for each ``p`` and ``m`` (:func:`validation.images.sampling.train_score_grid`),
@@ -77,6 +80,7 @@ class Config:
     gaussian: bool = True
     curves: bool = True
     spectrum_check: bool = False        # Gaussian data: pool / clipped / isotropic spectrum vs theory
+    spikes: int | str = 0               # 0: structured theory only; "auto" or k: also the spiked theory
     # phase diagram
     phase: bool = True
     phase_psi_n: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
@@ -106,6 +110,9 @@ class Config:
             v = getattr(self, name)
             if isinstance(v, bool) or int(v) != v or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.spikes != "auto" and (isinstance(self.spikes, (bool, str)) or int(self.spikes) != self.spikes
+                                      or self.spikes < 0):
+            raise ValueError(f"spikes must be 'auto' or an integer >= 0, got {self.spikes!r}")
         if self.n_mem < 2:
             raise ValueError(f"n_mem must be >= 2 (the memorised fraction needs two nearest images), got {self.n_mem}")
 
@@ -135,6 +142,55 @@ def structured_theory(act: str, eigs: np.ndarray):
     import pencils
 
     return pencils.build(act, covariance=np.asarray(eigs, dtype=float)), ""
+
+
+def spiked_theory(act: str, eigs: np.ndarray, spikes):
+    """The spiked-covariance theory ``pencils.build(act, covariance=eigs, spikes=spikes)``, or
+    ``None`` when ``spikes`` is 0 (or ``"auto"`` finds no spike: the structured theory is then
+    the whole answer)."""
+    import pencils
+
+    if spikes == 0:
+        return None
+    theory = pencils.build(act, covariance=np.asarray(eigs, dtype=float), spikes=spikes)
+    return theory if theory.spikes is not None else None
+
+
+def add_spiked(rows: list[CurvePoint], theory, eigs, log=None) -> int:
+    """Fill the spiked-theory columns of ``rows`` (in place): one solve per ``(m, t)`` for all
+    their ``psi_p`` and ``psi_n``.  Returns how many distinct points are flagged: an estimated
+    error above :data:`derivations.spiked_theory.SPIKE_RTOL`, or none (the :class:`SpikeWarning`
+    of each solve is counted here instead; ``spiked_error`` keeps every point's estimate)."""
+    import warnings
+
+    from derivations.spiked_theory import SPIKE_RTOL, SpikeWarning
+
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r.m, r.t, r.lam), []).append(r)
+    flagged = 0
+    for (m, t, lam), pts in groups.items():
+        mm = math.inf if m == "inf" else int(m)
+        grid = sorted({(r.psi_n, r.psi_p) for r in pts})   # images and Gaussian data share their points
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SpikeWarning)
+            e = theory.errors(psi_n=np.array([g[0] for g in grid]), psi_p=np.array([g[1] for g in grid]),
+                              t=t, lam=lam, m=mm)
+        floor = dsm_floor(eigs, t)
+        at = {g: i for i, g in enumerate(grid)}
+        test, train = np.broadcast_to(e.test, (len(grid),)), np.broadcast_to(e.train, (len(grid),))
+        err = np.broadcast_to(e.model_error, (len(grid),))
+        flagged += int(np.sum(~(err <= SPIKE_RTOL)))
+        for r in pts:
+            i = at[(r.psi_n, r.psi_p)]
+            r.spikes = len(theory.spikes.kappa)
+            r.spiked_dsm_test, r.spiked_train, r.spiked_error = float(test[i]) + floor, float(train[i]), float(err[i])
+            r.rel_dev_spiked_dsm_test = (r.dsm_test - r.spiked_dsm_test) / r.spiked_dsm_test
+            r.rel_dev_spiked_train = (r.train - r.spiked_train) / r.spiked_train
+        if log is not None:
+            log(f"spiked theory, k = {len(theory.spikes.kappa)}, m = {m}, t = {t:g}: largest estimated error "
+                f"{float(np.max(err)):.1e}")
+    return flagged
 
 
 def theory_point(theory, *, psi_n, psi_p, t, lam, m, eigs) -> tuple[float, float, bool]:
@@ -178,6 +234,12 @@ class CurvePoint:
     theory_converged: bool = False
     rel_dev_dsm_test: float = math.nan
     rel_dev_train: float = math.nan
+    spikes: int = 0                       # the spiked theory's k (0: not computed)
+    spiked_dsm_test: float = math.nan
+    spiked_train: float = math.nan
+    spiked_error: float = math.nan        # its estimated relative error (Errors.model_error)
+    rel_dev_spiked_dsm_test: float = math.nan
+    rel_dev_spiked_train: float = math.nan
 
 
 class Pool:
@@ -258,7 +320,9 @@ def curve_point(act: str, pool: Pool, kind: str, *, psi_n, psi_p, m, t, lam, see
                       train=tr, train_se=tr_se, dsm_floor=floor, test_error=dsm - floor)
 
 
-def run_curves(pool: Pool, cfg: Config, theory=None) -> list[CurvePoint]:
+def run_curves(pool: Pool, cfg: Config, theory=None, spiked=None, log=None) -> list[CurvePoint]:
+    """The learning curves of ``pool`` on the grid of ``cfg``, with the structured ``theory``
+    and the ``spiked`` theory (:func:`add_spiked`) beside them when given."""
     kinds = ("real", "gaussian") if cfg.gaussian else ("real",)
     grid = [(k, m, t, q) for k in kinds for m in cfg.m for t in cfg.t for q in cfg.psi_p]
     out = []
@@ -272,6 +336,11 @@ def run_curves(pool: Pool, cfg: Config, theory=None) -> list[CurvePoint]:
             pt.rel_dev_dsm_test = (pt.dsm_test - dsm) / dsm
             pt.rel_dev_train = (pt.train - train) / train
         out.append(pt)
+    if spiked is not None:
+        flagged = add_spiked(out, spiked, pool.eigs, log=log)
+        if flagged and log is not None:
+            log(f"{pool.name}: {flagged} spiked-theory points are flagged (estimated error above spike_rtol, "
+                "column spiked_error)")
     return out
 
 

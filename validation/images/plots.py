@@ -28,16 +28,26 @@ def curves_table(rows: list[CurvePoint]) -> str:
     gauss = {(r.dataset, r.m, r.t, r.psi_p): r for r in rows if r.kind == "gaussian"}
     head = ("| dataset | m | t | ψ_p | DSM test real | DSM test Gauss | DSM theory | rel.dev real | "
             "rel.dev Gauss | train real | train Gauss | train theory | rel.dev real | rel.dev Gauss |")
+    spiked = any(r.spikes for r in rows)
+    if spiked:
+        head += (" DSM spiked | rel.dev real | rel.dev Gauss | train spiked | rel.dev real | rel.dev Gauss | "
+                 "spiked est. error |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for key, r in real.items():
         g = gauss.get(key)
         pm = lambda v, se: f"{v:.4g} ± {se:.1g}"  # noqa: E731
-        lines.append("| " + " | ".join([
+        cells = [
             r.dataset, r.m, _fmt(r.t), _fmt(r.psi_p, 3), pm(r.dsm_test, r.dsm_test_se),
             pm(g.dsm_test, g.dsm_test_se) if g else "–", _fmt(r.theory_dsm_test),
             _fmt(r.rel_dev_dsm_test, 2), _fmt(g.rel_dev_dsm_test, 2) if g else "–",
             pm(r.train, r.train_se), pm(g.train, g.train_se) if g else "–", _fmt(r.theory_train),
-            _fmt(r.rel_dev_train, 2), _fmt(g.rel_dev_train, 2) if g else "–"]) + " |")
+            _fmt(r.rel_dev_train, 2), _fmt(g.rel_dev_train, 2) if g else "–"]
+        if spiked:
+            cells += [_fmt(r.spiked_dsm_test), _fmt(r.rel_dev_spiked_dsm_test, 2),
+                      _fmt(g.rel_dev_spiked_dsm_test, 2) if g else "–", _fmt(r.spiked_train),
+                      _fmt(r.rel_dev_spiked_train, 2), _fmt(g.rel_dev_spiked_train, 2) if g else "–",
+                      _fmt(r.spiked_error, 2)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -97,6 +107,7 @@ def plot_curves(rows: list[CurvePoint], name: str, path: Path, theory_note: str)
         for i, (attr, label) in enumerate((("dsm_test", "DSM test loss"), ("train", "train error"))):
             ax = axes[i, j]
             for m in ms:
+                drawn = False   # the theory lines once per m
                 for kind, marker, fill in (("real", "o", True), ("gaussian", "s", False)):
                     pts = sorted((r for r in rows if r.t == t and r.m == m and r.kind == kind),
                                  key=lambda r: r.psi_p)
@@ -108,9 +119,15 @@ def plot_curves(rows: list[CurvePoint], name: str, path: Path, theory_note: str)
                     ax.errorbar(x, y, yerr=e, fmt=marker, ms=5, color=col[m], capsize=2,
                                 mfc=col[m] if fill else "none",
                                 label=f"m={m} {'images' if kind == 'real' else 'Gaussian, same Σ̂'}")
+                    if drawn:
+                        continue
+                    drawn = True
                     th = [getattr(r, "theory_" + attr) for r in pts]
                     if np.any(np.isfinite(th)):
                         ax.plot(x, th, "-", color=col[m], lw=1)
+                    sp = [getattr(r, "spiked_" + attr) for r in pts]
+                    if np.any(np.isfinite(sp)):
+                        ax.plot(x, sp, "--", color=col[m], lw=1.3)
             if attr == "dsm_test":
                 ax.axhline(next(r.dsm_floor for r in rows if r.t == t),
                            color="gray", ls=":", lw=1, label="exact Gaussian score")
@@ -122,9 +139,15 @@ def plot_curves(rows: list[CurvePoint], name: str, path: Path, theory_note: str)
             ax.set_title(f"{label}, t = {t:g}")
     axes[0, 0].legend(fontsize=7)
     d = rows[0].d
+    lines = "solid: structured-data theory"
+    k = max(r.spikes for r in rows)
+    if k:
+        with_k = [m for m in ms if any(r.spikes for r in rows if r.m == m)]
+        lines += f"; dashed: spiked-covariance theory, k = {k} spikes"
+        if len(with_k) < len(ms):
+            lines += f" (m = {', '.join(with_k)})"
     fig.suptitle(f"{name}: RF-DSM on images (filled) and on N(0, Σ̂) (open), d = {d}, ψ_n = {rows[0].psi_n:.3g}, "
-                 f"λ = {rows[0].lam:g}" + (f"\n{theory_note}" if theory_note else "\nlines: structured-data theory"),
-                 fontsize=9)
+                 f"λ = {rows[0].lam:g}\n" + (f"{theory_note}; " if theory_note else "") + lines, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
