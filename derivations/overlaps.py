@@ -40,6 +40,8 @@ __all__ = ["SHARED_NODES", "conditional_coefficients", "hermite_atoms", "Overlap
 
 #: Gauss--Hermite nodes of the shared draw ``g0`` in ``mu_s^2``.
 SHARED_NODES = 160
+#: Entries (spike parts x nodes) per block of that quadrature: a few tens of MB per temporary.
+SHARED_BLOCK = 1 << 21
 
 
 def conditional_coefficients(activation, t: float, tau_b: float, s) -> dict:
@@ -55,8 +57,14 @@ def conditional_coefficients(activation, t: float, tau_b: float, s) -> dict:
     star = activation.gaussian_second_moment(s, sig) - mu0**2 - mu1**2 * v
     x, w = np.polynomial.hermite_e.hermegauss(SHARED_NODES)
     w = w / math.sqrt(2.0 * math.pi)
-    inner = activation.gaussian_moments(s[..., None] + math.sqrt(c) * x, math.sqrt(delta), 0)[..., 0]
-    shared = (inner**2) @ w - mu0**2 - mu1**2 * c
+    # E_g0[alpha0(s + sqrt(c) g0)^2] in blocks of s: three spikes have (Q^3)^2 = 3e6 pairs, whose
+    # full (pairs x nodes) array would take gigabytes per temporary
+    flat, second = s.reshape(-1), np.empty(s.size)
+    step = max(1, SHARED_BLOCK // SHARED_NODES)
+    for lo in range(0, flat.size, step):
+        inner = activation.gaussian_moments(flat[lo:lo + step, None] + math.sqrt(c) * x, math.sqrt(delta), 0)[..., 0]
+        second[lo:lo + step] = (inner**2) @ w
+    shared = second.reshape(s.shape) - mu0**2 - mu1**2 * c
     return dict(mu0=mu0, mu1=mu1, mu_star_sq=np.clip(star, 0.0, None), mu_s_sq=np.clip(shared, 0.0, None),
                 mu_f_sq=np.clip(star - shared, 0.0, None))
 

@@ -167,3 +167,33 @@ def test_separable_expansion_of_the_kernels():
     # a vanishing spike: every kernel is constant, rank one is exact
     flat = overlap_measures(act, 1e-12, 0.8, 0.1, "1", 2, 8)
     assert max(flat.tail.values()) < 1e-8
+
+
+def test_the_shared_noise_variance_is_the_same_in_blocks(monkeypatch):
+    """mu_s^2(s) is a Gauss--Hermite mean over a shared draw, computed in blocks of s (three
+    spikes have millions of (feature, sample) atom pairs): blocks of any size give the same
+    values as one block, for an array of any shape."""
+    import derivations.overlaps as ov
+
+    act = pencils.activation("relu")
+    s = np.random.default_rng(3).normal(scale=0.5, size=(37, 23))
+    whole = ov.conditional_coefficients(act, 0.2, 0.7, s)
+    for block in (ov.SHARED_NODES, 7 * ov.SHARED_NODES + 3, 10**9):
+        monkeypatch.setattr(ov, "SHARED_BLOCK", block)
+        part = ov.conditional_coefficients(act, 0.2, 0.7, s)
+        for name in whole:
+            assert part[name].shape == s.shape
+            np.testing.assert_allclose(part[name], whole[name], rtol=1e-13, atol=1e-15)
+    # and no temporary of the shared quadrature exceeds a block
+    sizes = []
+
+    class Recorded:  # the activation, recording the size of each argument of its moments
+        def gaussian_moments(self, m, *a):
+            sizes.append(np.size(m))
+            return act.gaussian_moments(m, *a)
+
+        gaussian_second_moment = staticmethod(act.gaussian_second_moment)
+
+    monkeypatch.setattr(ov, "SHARED_BLOCK", 5 * ov.SHARED_NODES)
+    ov.conditional_coefficients(Recorded(), 0.2, 0.7, s)
+    assert max(sizes[1:]) == 5 * ov.SHARED_NODES and len(sizes) == 1 + -(-s.size // 5)
