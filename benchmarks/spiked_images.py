@@ -93,6 +93,14 @@ def mc(args) -> None:
     print(f"wrote {args.out} ({len(points)} points; this run {time.time() - t0:.0f} s)", file=sys.stderr)
 
 
+def _deviations(dsm, dsm_se, train, today, spiked, est, flagged=False) -> str:
+    """``DSM ... | train ...``: a measurement and its relative deviations from today's theory and
+    the spiked one (each a ``(DSM test loss, train error)`` pair), with the spiked estimate."""
+    return (f"DSM {dsm:.5f}±{dsm_se:.5f} today {(dsm - today[0]) / today[0]:+.4f} spiked "
+            f"{(dsm - spiked[0]) / spiked[0]:+.4f} (est {est:.1e}{' flagged' if flagged else ''}) | "
+            f"train {train:.5f} today {(train - today[1]) / today[1]:+.4f} spiked {(train - spiked[1]) / spiked[1]:+.4f}")
+
+
 def theory(args) -> None:
     import warnings
 
@@ -130,11 +138,9 @@ def theory(args) -> None:
                        spiked_train=float(e1.train) if k else nan,
                        model_error=float(np.max(e1.model_error)) if k else nan, flagged=flagged, theory_seconds=secs)
             rows.append(row)
-            print(f"{p['dataset']} d={p['d']} k={k} m={p['m']} t={p['t']} psi_p={p['psi_p']:.2f} | DSM "
-                  f"{p['dsm_test']:.5f}±{p['dsm_test_se']:.5f} today {(p['dsm_test'] - d0) / d0:+.4f} spiked "
-                  f"{(p['dsm_test'] - d1) / d1:+.4f} (est {row['model_error']:.1e}{' flagged' if flagged else ''}) | "
-                  f"train {p['train']:.5f} today {(p['train'] - row['flat_train']) / row['flat_train']:+.4f} spiked "
-                  f"{(p['train'] - row['spiked_train']) / row['spiked_train']:+.4f} | {secs:.1f} s", flush=True)
+            print(f"{p['dataset']} d={p['d']} k={k} m={p['m']} t={p['t']} psi_p={p['psi_p']:.2f} | "
+                  + _deviations(p['dsm_test'], p['dsm_test_se'], p['train'], (d0, row['flat_train']),
+                                (d1, row['spiked_train']), row['model_error'], flagged) + f" | {secs:.1f} s", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 
@@ -213,11 +219,9 @@ def clip(args) -> None:
                 warnings.simplefilter("ignore", SpikeWarning)
                 e1 = spiked.errors(**kw)
             d0, d1 = float(e0.test) + floor, float(e1.test) + floor
-            print(f"{pool.name} m={args.m} t={t} psi_p={q}: DSM {pt.dsm_test:.5f}±{pt.dsm_test_se:.5f} today "
-                  f"{(pt.dsm_test - d0) / d0:+.4f} spiked {(pt.dsm_test - d1) / d1:+.4f} (est "
-                  f"{float(np.max(e1.model_error)):.1e}) | train {pt.train:.5f} today "
-                  f"{(pt.train - float(e0.train)) / float(e0.train):+.4f} spiked "
-                  f"{(pt.train - float(e1.train)) / float(e1.train):+.4f}", flush=True)
+            print(f"{pool.name} m={args.m} t={t} psi_p={q}: "
+                  + _deviations(pt.dsm_test, pt.dsm_test_se, pt.train, (d0, float(e0.train)), (d1, float(e1.train)),
+                                float(np.max(e1.model_error))), flush=True)
 
 
 def figure(args) -> None:
