@@ -5,6 +5,7 @@ against Monte Carlo of the spiked Gaussian family (not a test; one core).
     python3 benchmarks/spiked_profiles.py mc         # true features at d = 200, 400, 800, d -> inf fit
     python3 benchmarks/spiked_profiles.py noise      # m = 4 and m = inf at S1: theory and Monte Carlo
     python3 benchmarks/spiked_profiles.py k0         # finite m, k = 0: conditional model = structured theory
+    python3 benchmarks/spiked_profiles.py k3         # three spikes (m = 1): theory and true features to d = 1600
     python3 benchmarks/spiked_profiles.py speed 1 2  # cost of a point and of a 200-point curve, k = 1, 2
     python3 benchmarks/spiked_profiles.py derive     # seconds of each cold derivation (no cache)
 
@@ -112,6 +113,48 @@ def noise(ds=(200, 400, 800, 1600), seeds=8, kinds=("inf", 4)):
                   + ", ".join(f"{d}: {getattr(runs[d], q):.5f}" for d in ds), flush=True)
 
 
+#: m = 1 points with three spikes (the public path, ``pencils.build(..., spikes=3)``, default ranks).
+K3_POINTS = {
+    "P5 relu k=3 p>n": dict(activation="relu", kappa=[0.2, 0.1, 0.05], bulk=0.65, psi_n=1, psi_p=2, t=0.1,
+                            lam=1e-2),
+    "P6 erf k=3 p<n": dict(activation="erf", kappa=[0.25, 0.12, 0.06], bulk=0.57, psi_n=1, psi_p=0.5, t=0.05,
+                           lam=1e-2),
+}
+
+
+def k3(ds=(200, 400, 800, 1600), seeds=(16, 8, 4, 3)):
+    """Three spikes at ``m = 1``: the spiked theory (and today's) against true features at
+    ``d = 200 ... 1600`` and their ``c0 + c1/d`` fit.  The three-spike kernel takes minutes to derive
+    and about half an hour to compile the first time (cached after)."""
+    import warnings
+
+    for name, kw in K3_POINTS.items():
+        kw = dict(kw)
+        act, kappa, bulk = kw.pop("activation"), kw.pop("kappa"), kw.pop("bulk")
+        eig = sp.spiked_eigenvalues(kappa, bulk, 100000)
+        t0 = time.time()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            th = pencils.build(act, covariance=eig, spikes=3).errors(m=1, **kw)
+        for w in caught:
+            print(f"{name} | {w.category.__name__}: {w.message}", flush=True)
+        old = pencils.build(act, covariance=eig).errors(m=1, **kw)
+        print(f"{name} | theory test {float(th.test):.6f} train {float(th.train):.7f} | model_error "
+              f"{float(th.model_error):.1e} | {time.time() - t0:.0f} s", flush=True)
+        runs = {}
+        for d, s in zip(ds, seeds):
+            runs[d] = sp.simulate_spiked(act, kappa=kappa, bulk=bulk, d=d, seeds=s, features="true", progress=False,
+                                         m=1, **kw)
+            print(f"{name} | d={d} ({s} seeds) | test {runs[d].test:.5f}±{runs[d].test_se:.5f} | "
+                  f"train {runs[d].train:.6f}±{runs[d].train_se:.6f}", flush=True)
+        e = extrapolate(runs)
+        for q in ("test", "train"):
+            mc_, se, want = getattr(e, q), getattr(e, q + "_se"), float(getattr(th, q))
+            print(f"{name} | {q} | MC d->inf {mc_:.5f} ± {se:.5f} | theory {want:.5f} "
+                  f"({(want - mc_) / mc_:+.2%}, {(want - mc_) / se:+.1f} sigma) | today "
+                  f"{(float(getattr(old, q)) - mc_) / mc_:+.2%}", flush=True)
+
+
 def k0(kinds=("finite",)):
     """Rank 1 with constant profiles is the structured theory (tests/test_profiles.py checks one
     m of each kind; here m = 2, 4, 16)."""
@@ -211,4 +254,4 @@ if __name__ == "__main__":
     elif command == "derive":
         derive(tuple(int(k) for k in sys.argv[2:]))
     else:
-        {"theory": theory, "mc": mc, "noise": noise, "k0": k0}[command]()
+        {"theory": theory, "mc": mc, "noise": noise, "k0": k0, "k3": k3}[command]()

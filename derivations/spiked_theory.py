@@ -21,7 +21,9 @@ error of its two approximations, estimated at every point and returned as
   (:attr:`derivations.spikes.SpikeSplit.residual`, each share scaled to the pre-activation's
   variance at ``t``).  A flag, not a bound: at ``d -> inf`` it vanishes; on MNIST at ``d = 784``
   (slowly decaying spectrum) it is what flags the points where two spikes are not enough
-  (``docs/spiked.md`` section 9).
+  (``docs/spiked.md`` section 9).  Its size can be 5 times too small: there it says 4.2 % at
+  ``t = 0.1``, and the train error above ``p = n`` is 15-20 % off (the DSM test loss 3 %;
+  ``docs/spiked.md`` section 11).
 
 A point whose estimate exceeds ``spike_rtol`` (default :data:`SPIKE_RTOL`), or has none, is returned
 with a :class:`SpikeWarning` naming how many points and the largest estimate: with two or more

@@ -37,6 +37,7 @@ X. S. Li, D. H. Bailey, ARITH-15 (2001).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -48,6 +49,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no build lock
+    fcntl = None
 
 from .codegen import KMAX, runtime_digest
 
@@ -356,6 +362,8 @@ def _library(folder: Path, name: str, variant: str, flags: tuple):
     A build goes to a temporary name, is loaded and checked there (a name never loaded
     before: ``dlopen`` would hand back a library already loaded under the final name),
     and is renamed into place atomically, so concurrent processes never see half a library.
+    Builds of one library are serialised across processes (:func:`_build_lock`): a process that
+    finds another one compiling waits and loads its result.
     """
     cxx = compiler()
     if cxx is None:
@@ -367,24 +375,62 @@ def _library(folder: Path, name: str, variant: str, flags: tuple):
     digest = build_digest(body, cxx, flags)
     stem = f"{name}-{variant}"
     lib_path = folder / f"{stem}-{digest[:16]}.so"
-    if not lib_path.is_file():
-        _adopt(folder, f"{variant}-{digest[:16]}", lib_path)
-    if lib_path.is_file():
+    rejected: set = set()
+    lib = _existing(folder, variant, digest, lib_path, rejected)
+    if lib is not None:
+        return lib
+    with _build_lock(folder / f"{stem}-{digest[:16]}.lock"):
+        lib = _existing(folder, variant, digest, lib_path, rejected)  # built while this process waited
+        if lib is not None:
+            return lib
+        tmp = _compile(folder, name, flags, digest, stem)
         try:
-            return _open(lib_path, digest)
-        except (OSError, RuntimeError) as exc:
-            warnings.warn(f"compiled library {lib_path} rejected ({exc}); rebuilding it", KernelWarning, stacklevel=5)
-    tmp = _compile(folder, name, flags, digest, stem)
-    try:
-        lib = _open(tmp, digest)
-        os.replace(tmp, lib_path)
-    except BaseException:
-        _discard(tmp)
-        raise
+            lib = _open(tmp, digest)
+            os.replace(tmp, lib_path)
+        except BaseException:
+            _discard(tmp)
+            raise
     for old in folder.glob(f"{stem}-*.so"):  # libraries of an earlier source of this kernel
         if old != lib_path:
             _discard(old)
+            _discard(folder / f"{old.stem}.lock")
     return lib
+
+
+def _existing(folder: Path, variant: str, digest: str, lib_path: Path, rejected: set):
+    """The library at ``lib_path`` (adopted from a renamed kernel if need be) when it is there
+    and passes its checks; ``None`` otherwise.  A rejected file is warned about once
+    (``rejected``: the ``(device, inode)`` of the files already rejected)."""
+    if not lib_path.is_file():
+        _adopt(folder, f"{variant}-{digest[:16]}", lib_path)
+    try:
+        st = lib_path.stat()
+    except OSError:
+        return None
+    if (st.st_dev, st.st_ino) in rejected:
+        return None
+    try:
+        return _open(lib_path, digest)
+    except (OSError, RuntimeError) as exc:
+        rejected.add((st.st_dev, st.st_ino))
+        warnings.warn(f"compiled library {lib_path} rejected ({exc}); rebuilding it", KernelWarning, stacklevel=6)
+        return None
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path):
+    """An exclusive lock on ``path`` across processes (``flock``; none where it is missing):
+    processes that need the same library wait for one build instead of compiling it side by
+    side (a 16 MB kernel takes half an hour and 4 GB per compiler)."""
+    if fcntl is None:
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _body(source: bytes) -> bytes:

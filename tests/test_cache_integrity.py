@@ -170,6 +170,39 @@ def test_a_renamed_kernel_keeps_the_library_of_its_code(folder):
         assert edited[s]["kernel"] == out[s]["kernel"]
 
 
+#: The two systems in a process that counts its compiler runs.
+_COUNTED = r'''
+import numerics.kernel
+_compile, compiles = numerics.kernel._compile, []
+numerics.kernel._compile = lambda *a: compiles.append(a[1]) or _compile(*a)
+''' + _TWO_SYSTEMS.replace('print(json.dumps(out))', 'out["compiles"] = compiles\nprint(json.dumps(out))')
+
+
+@kernel_only
+def test_processes_that_need_one_library_compile_it_once(folder):
+    """Two processes start together on a cache whose libraries are gone.  Each library is
+    compiled once: the process that finds another one compiling it waits for that build
+    (numerics.kernel._build_lock) and loads it.  Before, both compiled it side by side (a
+    16 MB kernel: half an hour and 4 GB per compiler)."""
+    path, out = folder
+    for s in "ab":
+        _library(out, s).unlink()
+    env = dict(os.environ, DSM_CACHE_DIR=str(path), PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    env.pop("DSM_KERNEL", None)
+    procs = [subprocess.Popen([sys.executable, "-c", _COUNTED], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr[-3000:]
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    assert all(_correct(r) and r["warnings"] == [] for r in results)
+    compiled = sorted(name for r in results for name in r["compiles"])
+    assert compiled == sorted(Path(out[s]["source"]).stem for s in "ab")
+    for s in "ab":
+        assert results[0][s]["kernel"] == results[1][s]["kernel"] == out[s]["kernel"]
+
+
 def test_the_build_digest_covers_source_compiler_and_every_flag():
     """Whatever the library is built from changes its digest (and so its file name and the
     value it must export): one byte of source, the compiler, any flag or their order."""
