@@ -104,13 +104,19 @@ def noise(ds=(200, 400, 800, 1600), seeds=8, kinds=("inf", 4)):
         for d in ds:
             runs[d] = sp.simulate_spiked("relu", d=d, seeds=seeds, features="true", progress=False,
                                          kappa=kw["kappa"], bulk=kw["bulk"], **args)
-        e = extrapolate(runs)
-        for q in ("test", "train"):
-            mc_, se, want = getattr(e, q), getattr(e, q + "_se"), float(getattr(th, q))
-            print(f"{name} | {q} | MC d->inf {mc_:.5f} ± {se:.5f} | theory {want:.5f} "
-                  f"({(want - mc_) / mc_:+.2%}, {(want - mc_) / se:+.1f} sigma) | today "
-                  f"{(float(getattr(old, q)) - mc_) / mc_:+.2%} | by d: "
-                  + ", ".join(f"{d}: {getattr(runs[d], q):.5f}" for d in ds), flush=True)
+        _against_limit(name, runs, th, old)
+
+
+def _against_limit(name, runs, th, old) -> None:
+    """The ``d -> inf`` fit of ``runs`` (Monte Carlo by ``d``) against the spiked theory ``th``
+    and today's ``old`` (both :class:`Errors`): test and train, relative and in standard errors."""
+    e = extrapolate(runs)
+    for q in ("test", "train"):
+        mc_, se, want = getattr(e, q), getattr(e, q + "_se"), float(getattr(th, q))
+        print(f"{name} | {q} | MC d->inf {mc_:.5f} ± {se:.5f} | theory {want:.5f} "
+              f"({(want - mc_) / mc_:+.2%}, {(want - mc_) / se:+.1f} sigma) | today "
+              f"{(float(getattr(old, q)) - mc_) / mc_:+.2%} | by d: "
+              + ", ".join(f"{d}: {getattr(r, q):.5f}" for d, r in runs.items()), flush=True)
 
 
 #: m = 1 points with three spikes (the public path, ``pencils.build(..., spikes=3)``, default ranks).
@@ -147,12 +153,7 @@ def k3(ds=(200, 400, 800, 1600), seeds=(16, 8, 4, 3)):
                                          m=1, **kw)
             print(f"{name} | d={d} ({s} seeds) | test {runs[d].test:.5f}±{runs[d].test_se:.5f} | "
                   f"train {runs[d].train:.6f}±{runs[d].train_se:.6f}", flush=True)
-        e = extrapolate(runs)
-        for q in ("test", "train"):
-            mc_, se, want = getattr(e, q), getattr(e, q + "_se"), float(getattr(th, q))
-            print(f"{name} | {q} | MC d->inf {mc_:.5f} ± {se:.5f} | theory {want:.5f} "
-                  f"({(want - mc_) / mc_:+.2%}, {(want - mc_) / se:+.1f} sigma) | today "
-                  f"{(float(getattr(old, q)) - mc_) / mc_:+.2%}", flush=True)
+        _against_limit(name, runs, th, old)
 
 
 def k0(kinds=("finite",)):
@@ -181,7 +182,8 @@ def speed(ks=(1,), repeat=5):
     Each ``k`` derives its own system on first use (minutes)."""
     import warnings
 
-    from derivations.overlaps import DEFAULT_NODES, default_ranks, overlap_measures, spiked_model
+    from derivations.overlaps import DEFAULT_BULK_NODES, DEFAULT_NODES, default_ranks, overlap_measures, spiked_model
+    from numerics.quadrature import gauss_rule
 
     act = pencils.activation("relu")
     psi_p = np.linspace(0.2, 4.0, 200)
@@ -205,21 +207,26 @@ def speed(ks=(1,), repeat=5):
         ranks = default_ranks("1", k)
         model = spiked_model("1", ranks)
         q = DEFAULT_NODES[k] + DEFAULT_NODES[k] // 2
-        spec = {"nu": bulk, **overlap_measures(act, kappa, th.spikes.tau_b, 0.1, "1", ranks, q).spectrum()}
-        model.solve(psi_n=1.0, psi_p=psi_p, lam=1e-2, a=a, Delta=delta, spectrum=spec)
-        t0 = time.perf_counter()
-        for _ in range(repeat):
+        spikes = overlap_measures(act, kappa, th.spikes.tau_b, 0.1, "1", ranks, q).spectrum()
+        one = {}
+        for label, nu in (("all bulk atoms", bulk), ("bulk Gauss rule", gauss_rule(*bulk, DEFAULT_BULK_NODES))):
+            spec = {"nu": nu, **spikes}
             model.solve(psi_n=1.0, psi_p=psi_p, lam=1e-2, a=a, Delta=delta, spectrum=spec)
-        one = (time.perf_counter() - t0) / repeat / psi_p.size
+            t0 = time.perf_counter()
+            for _ in range(repeat):
+                model.solve(psi_n=1.0, psi_p=psi_p, lam=1e-2, a=a, Delta=delta, spectrum=spec)
+            one[label] = (time.perf_counter() - t0) / repeat / psi_p.size
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             th.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)
             t0 = time.perf_counter()
             th.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)
         curve = time.perf_counter() - t0
-        print(f"k = {k}, ranks {ranks} ({q}^{k} = {q ** k} atoms per measure): one solve {one * 1e6:.0f} us per "
-              f"point ({one / ref:.1f} x structured); errors() with its estimates (3 solves): 200-point curve "
-              f"{curve:.2f} s ({curve / (ref * psi_p.size):.1f} x)", flush=True)
+        solves = "; ".join(f"{v * 1e6:.0f} us per point on the {label} ({v / ref:.1f} x structured)"
+                           for label, v in one.items())
+        print(f"k = {k}, ranks {ranks} ({q}^{k} = {q ** k} atoms per measure): one solve {solves}; errors() with "
+              f"its estimates (3 solves): 200-point curve {curve:.2f} s ({curve / (ref * psi_p.size):.1f} x)",
+              flush=True)
 
 
 #: The systems of ``derive``: (kind of m, ranks), the default ranks of one and two spikes.
