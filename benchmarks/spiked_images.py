@@ -153,7 +153,7 @@ def bulk(args) -> None:
     import pencils
     from derivations.overlaps import DEFAULT_BULK_NODES, spiked_errors
 
-    m = math.inf if args.m == "inf" else int(args.m)
+    m = args.m
     act = pencils.activation(ACT)
     psi_p = np.array(PSI_P)
     for path in args.data:
@@ -201,7 +201,7 @@ def clip(args) -> None:
     from derivations.spiked_theory import SpikeWarning
     from validation.images.experiments import curve_point, dsm_floor
 
-    m = math.inf if args.m == "inf" else int(args.m)
+    m = args.m
     eigs = np.sort(_pool(args.data, 1).eigs)[::-1].copy()
     eigs[2:] = np.minimum(eigs[2:], eigs[args.cap])
     pool = _DiagonalPool(f"{Path(args.data).name}-clip{args.cap}", eigs)
@@ -262,6 +262,8 @@ def _downsample_of(d: int) -> int:
 
 
 def main(argv=None) -> None:
+    from validation.simulation.problem import parse_m
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("mc")
@@ -280,14 +282,14 @@ def main(argv=None) -> None:
     c = sub.add_parser("bulk")
     c.add_argument("--data", action="append", required=True)
     c.add_argument("--downsample", type=int, default=1)
-    c.add_argument("--m", default="1")
+    c.add_argument("--m", type=parse_m, default="1")
     f = sub.add_parser("figure")
     f.add_argument("--theory", nargs="+", required=True, help="files written by theory --out")
     f.add_argument("--out", required=True, help="folder of the figures and curves.md")
     g = sub.add_parser("clip")
     g.add_argument("--data", required=True)
     g.add_argument("--cap", type=int, required=True, help="clip eigenvalues 3, 4, ... at the (cap+1)-th largest")
-    g.add_argument("--m", default="inf")
+    g.add_argument("--m", type=parse_m, default="inf")
     g.add_argument("--t", type=float, nargs="+", default=[0.1])
     g.add_argument("--psi-p", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
     g.add_argument("--seeds", type=int, default=2)

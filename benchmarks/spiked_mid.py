@@ -28,7 +28,6 @@ of section 10 of docs/spiked.md, measured.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -83,7 +82,7 @@ def _line(name, q, dsm, dsm_se, train, train_se, theories) -> str:
 def directions(args) -> None:
     from validation.images.experiments import curve_point
 
-    m = math.inf if args.m == "inf" else int(args.m)
+    m = args.m
     for variant in args.variant:
         eigs = _variant(_spectrum(args.data), variant, args.kappa, args.scale)
         pool = _DiagonalPool(f"{variant}-d{len(eigs)}", eigs)
@@ -98,9 +97,9 @@ def norms(args) -> None:
     import pencils
     from validation.images.experiments import _mean_se, experiment_streams
     from validation.simulation import training
-    from validation.simulation.problem import Problem, instance_streams, parse_m
+    from validation.simulation.problem import Problem, instance_streams
 
-    m = math.inf if args.m == "inf" else int(args.m)
+    m = args.m
     eigs = _spectrum(args.data)
     d, mid = len(eigs), slice(2, args.cap)
 
@@ -131,7 +130,7 @@ def norms(args) -> None:
                 if mode in ("samples", "both"):
                     G = normalise(G)
                 G *= np.sqrt(eigs)
-                pr = Problem(d=d, n=n, p=p, m=parse_m(m), t=T, lam=LAM, psi_n=n / d, psi_p=p / d)
+                pr = Problem(d=d, n=n, p=p, m=m, t=T, lam=LAM, psi_n=n / d, psi_p=p / d)
                 rngs = instance_streams(s, d, n, p)
                 if mode in ("features", "both"):
                     rngs[0] = FeatureDraws(rngs[0])
@@ -149,7 +148,7 @@ def probe(args) -> None:
     from derivations.overlaps import spiked_errors
     from validation.images.experiments import curve_point, dsm_floor
 
-    m = math.inf if args.m == "inf" else int(args.m)
+    m = args.m
     eigs = _spectrum(args.data)
     d = len(eigs)
     split = pencils.build(ACT, covariance=eigs, spikes=2).spikes
@@ -182,12 +181,14 @@ def probe(args) -> None:
 
 
 def main(argv=None) -> None:
+    from validation.simulation.problem import parse_m
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("directions", "norms", "probe"):
         s = sub.add_parser(name)
         s.add_argument("--data", required=True, help="an image folder (MNIST's at d = 784)")
-        s.add_argument("--m", default="1")
+        s.add_argument("--m", type=parse_m, default="1")
         s.add_argument("--psi-p", type=float, nargs="+", default=[1.0, 2.0, 4.0])
         s.add_argument("--seeds", type=int, default=2)
     a = sub.choices["directions"]
