@@ -6,7 +6,7 @@ covariance of MNIST / Fashion-MNIST (or of the images themselves) against the sp
         [--kind gaussian|real] [--workers 2] --out FILE.json
     python3 benchmarks/spiked_images.py theory --results FILE.json [--m 1 4 inf] [--out TABLE.md]
     python3 benchmarks/spiked_images.py bulk --data PATH [--data PATH] [--m 1]   # bulk's Gauss rule vs its atoms
-    python3 benchmarks/spiked_images.py figure --theory TABLE.json [TABLE.json ...] --out DIR   # curves_<name>.png
+    python3 benchmarks/spiked_images.py figure --theory TABLE.json [TABLE.json ...] --out DIR [--label TEXT]   # curves_<name>.png
     python3 benchmarks/spiked_images.py clip --data PATH --cap 40 [--m inf] [--t 0.1]   # a bounded bulk
 
 ``mc`` runs the grid of docs/real_data.md (psi_n = 1, lam = 1e-2, relu; m in {1, 4, inf},
@@ -115,9 +115,9 @@ def theory(args) -> None:
         mine = [p for p in points if p["path"] == path and str(p["m"]) in keep]
         eigs = _pool(path, _downsample_of(mine[0]["d"])).eigs
         flat = pencils.build(ACT, covariance=eigs)
-        spikes = "auto" if args.spikes == "auto" else int(args.spikes)
+        spikes = args.spikes if args.spikes in ("auto", "matched") else int(args.spikes)
         spiked = pencils.build(ACT, covariance=eigs, spikes=spikes, spike_rank=args.rank and json.loads(args.rank))
-        k = 0 if spiked.spikes is None else len(spiked.spikes.kappa)   # 0: the structured theory alone
+        k = 0 if spiked.spikes is None else spiked.spikes.k   # 0: the structured theory alone
         for p in mine:
             m = math.inf if p["m"] == "inf" else p["m"]
             kw = dict(psi_n=p["psi_n"], psi_p=p["psi_p"], t=p["t"], lam=LAM, m=m)
@@ -251,7 +251,7 @@ def figure(args) -> None:
             rel_dev_spiked_train=(r["train"] - r["spiked_train"]) / r["spiked_train"]))
     for name in dict.fromkeys(pt.dataset for pt in points):
         fig = out / f"curves_{name}.png"
-        plot_curves(points, name, fig, "")
+        plot_curves(points, name, fig, "", spiked_label=args.label)
         print(fig)
     (out / "curves.md").write_text(curves_table(points))
     print(out / "curves.md")
@@ -276,7 +276,7 @@ def main(argv=None) -> None:
     b = sub.add_parser("theory")
     b.add_argument("--results", required=True)
     b.add_argument("--m", nargs="+", default=["1", "4", "inf"])
-    b.add_argument("--spikes", default="auto", help='"auto" or a number of spikes')
+    b.add_argument("--spikes", default="auto", help='"auto", "matched" or a number of spikes')
     b.add_argument("--rank", help='spike_rank as JSON (default: the default ranks), e.g. \'{"mu1": 2}\'')
     b.add_argument("--out")
     c = sub.add_parser("bulk")
@@ -286,6 +286,7 @@ def main(argv=None) -> None:
     f = sub.add_parser("figure")
     f.add_argument("--theory", nargs="+", required=True, help="files written by theory --out")
     f.add_argument("--out", required=True, help="folder of the figures and curves.md")
+    f.add_argument("--label", help='what the dashed curves are (default "spiked-covariance theory, k = K spikes")')
     g = sub.add_parser("clip")
     g.add_argument("--data", required=True)
     g.add_argument("--cap", type=int, required=True, help="clip eigenvalues 3, 4, ... at the (cap+1)-th largest")

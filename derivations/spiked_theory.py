@@ -39,7 +39,8 @@ import numpy as np
 
 from .overlaps import DEFAULT_BULK_NODES, DEFAULT_NODES, spiked_errors
 
-__all__ = ["SPIKE_RTOL", "MAX_ATOMS", "BULK_SPIKE_COEFF", "SpikeWarning", "check_rank", "spiked_grid"]
+__all__ = ["SPIKE_RTOL", "MAX_ATOMS", "BULK_SPIKE_COEFF", "SpikeWarning", "check_rank", "spiked_grid",
+           "matched_grid", "p3_extrapolation"]
 
 #: Default accuracy asked of the spiked expansion (relative): above it a point is flagged.
 SPIKE_RTOL = 1e-2
@@ -65,6 +66,13 @@ def check_rank(rank) -> None:
         if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1:
             raise ValueError(f"the spiked expansion rank must be None, a whole number >= 1 or a dict of them "
                              f"per kernel, got {rank!r}")
+
+
+def _bulk_spike_error(t, tau_b: float, residual: float):
+    """``bulk_spike_error`` (module docstring): ``BULK_SPIKE_COEFF sum_{j > k} (a^2 kappa_j /
+    (a^2 tau_b + Delta))^2`` at diffusion time(s) ``t``, from ``residual = sum kappa_j^2``."""
+    a2 = np.exp(-2.0 * t)
+    return BULK_SPIKE_COEFF * (a2 / (a2 * tau_b - np.expm1(-2.0 * t))) ** 2 * residual
 
 
 def _group(t, m):
@@ -114,8 +122,7 @@ def spiked_grid(activation, split, psi_n, psi_p, t, lam, m, *, rank=None, nodes:
         for name in names:
             out[name][idx] = e[name]
         converged[idx] = e["converged"]
-        a2 = math.exp(-2.0 * tt)
-        out_bulk[idx] = BULK_SPIKE_COEFF * (a2 / (a2 * split.tau_b - math.expm1(-2.0 * tt))) ** 2 * split.residual
+        out_bulk[idx] = _bulk_spike_error(tt, split.tau_b, split.residual)
     out["bulk_spike_error"] = out_bulk
     out["model_error"] = np.maximum(np.maximum(out["quadrature_error"], out["truncation_error"]),
                                     out_bulk)  # NaN: not estimated
@@ -134,4 +141,88 @@ def spiked_grid(activation, split, psi_n, psi_p, t, lam, m, *, rank=None, nodes:
             f"(largest {np.max(out['model_error'][bad]):.1e}; Errors.model_error); with {k} spike(s) the ranks "
             f"{e['ranks']} may be too low (spike_rank=), or the bulk keeps directions of order d "
             f"(largest bulk_spike_error {np.max(out_bulk[bad]):.1e}: more spikes=; docs/spiked.md)", SpikeWarning, stacklevel=4)
+    return out
+
+
+def p3_extrapolation(one, two, p2: float, p3: float):
+    """The value at the spectrum's ``p3`` from the readings as one and two equal spikes of the same
+    ``p2`` (``spikes="matched"``, :mod:`derivations.spikes`), and the estimate of its error.
+
+    To third order in the shares the effect of the directions is ``c2 p2 + c3 p3``; the reading
+    as ``n`` equal spikes has ``p3 = p2^{3/2} / sqrt(n)``, so the two readings fix ``c3`` and the
+    value is linear in ``p3`` through them.  The weight on the one-spike value is
+    ``w = (p3 - q2) / (q1 - q2)`` with ``q_n = p2^{3/2} / sqrt(n)``: 1 for a single direction,
+    0 for two equal ones, at least ``-(sqrt 2 + 1)`` for many small ones.
+
+    The error estimate is the whole step from the nearer reading, ``|value - two|`` (or
+    ``|value - one|``), and at least the distance to the same readings extrapolated in ``1/n``
+    to ``n_eff = p2^3 / p3^2`` instead.  The extrapolation is checked against Monte Carlo only to
+    about the size of its own step (``docs/spiked.md`` section 12), so it claims no better.
+
+    >>> value, err = p3_extrapolation(1.0, 2.0, 0.02, 0.02 ** 1.5)   # one direction: the one-spike value
+    >>> float(value), round(float(err), 12)
+    (1.0, 0.0)
+    >>> value, err = p3_extrapolation(1.0, 2.0, 0.02, 0.3 * 0.02 ** 1.5)   # many directions: a step beyond two
+    >>> round(float(value), 4), round(float(err), 4)
+    (3.3899, 1.3899)
+    >>> float(p3_extrapolation(1.0, 2.0, 0.02, 0.02 ** 1.5 / 2 ** 0.5)[0])   # two equal ones
+    2.0
+    """
+    one, two = np.asarray(one, dtype=float), np.asarray(two, dtype=float)
+    q1, q2 = p2 ** 1.5, p2 ** 1.5 / math.sqrt(2.0)
+    w = (p3 - q2) / (q1 - q2)
+    value = two + w * (one - two)
+    w_inv = 2.0 * p3 ** 2 / p2 ** 3 - 1.0   # 1/n_eff = 1/2 + w_inv (1 - 1/2)
+    step = np.minimum(np.abs(w), np.abs(1.0 - w)) * np.abs(one - two)
+    return value, np.maximum(step, np.abs((w - w_inv) * (one - two)))
+
+
+def matched_grid(activation, matched, psi_n, psi_p, t, lam, m, *, rank=None, nodes: int | None = None,
+                 spike_rtol: float = SPIKE_RTOL, throw: bool = True, **solve_options) -> dict:
+    """:func:`spiked_grid` for ``spikes="matched"`` (a :class:`derivations.spikes.MatchedSpikes`):
+    both equal-spike readings solved, extrapolated in ``p3`` (:func:`p3_extrapolation`).
+
+    ``model_error`` is the largest of the two readings' own estimates, the extrapolation estimate
+    (``extrapolation_error``, relative, the larger over the test and train errors) and
+    ``bulk_spike_error`` of the eigenvalues below the directions.  One :class:`SpikeWarning` names
+    the points above ``spike_rtol``."""
+    m = np.asarray(m, dtype=float)
+    if matched.two is not None and np.any(np.isfinite(m) & (m != 1)):
+        raise NotImplementedError("spikes='matched' at a finite m > 1 needs the two-spike system of finite m, which "
+                                  "does not derive on this machine yet (docs/spiked.md section 11); m = 1 and "
+                                  "m = inf are available")
+    kw = dict(rank=rank, nodes=nodes, spike_rtol=math.inf, throw=throw, **solve_options)
+    one = spiked_grid(activation, matched.one, psi_n, psi_p, t, lam, m, **kw)
+    if matched.two is None:  # a single direction: the one-spike reading is the theory
+        two, ext = one, np.zeros(len(t))
+    else:
+        two = spiked_grid(activation, matched.two, psi_n, psi_p, t, lam, m, **kw)
+    out = dict(two)
+    if matched.two is not None:
+        rel = []
+        for name in ("test", "train", "dsm_test_loss"):
+            out[name], err = p3_extrapolation(one[name], two[name], matched.p2, matched.p3)
+            if name != "dsm_test_loss":
+                rel.append(err / np.abs(out[name]))
+        ext = np.maximum(*rel)
+    out["bulk_spike_error"] = _bulk_spike_error(np.asarray(t, dtype=float), matched.one.tau_b, matched.residual)
+    out["extrapolation_error"] = ext
+    for name in ("quadrature_error", "truncation_error", "residual", "rounding_error"):
+        out[name] = np.fmax(one[name], two[name])
+    out["converged"] = one["converged"] & two["converged"]
+    # np.maximum keeps a NaN truncation estimate (rank 1: not estimated) NaN
+    out["model_error"] = np.maximum(np.maximum(out["quadrature_error"], out["truncation_error"]),
+                                    np.fmax(ext, out["bulk_spike_error"]))
+    if np.isnan(out["model_error"][out["converged"]]).any():
+        warnings.warn(f"spike_rank = {rank}: the truncation error of the {len(t)} matched-spike values is not "
+                      "estimated (Errors.model_error is NaN); a linear kernel of rank 2 or more estimates it",
+                      SpikeWarning, stacklevel=4)
+        return out
+    bad = out["converged"] & (out["model_error"] > spike_rtol)
+    if bad.any():
+        warnings.warn(f"{int(bad.sum())} of {len(t)} matched-spike values have an estimated error above spike_rtol = "
+                      f"{spike_rtol:g} (largest {np.nanmax(out['model_error'][bad]):.1e}: quadrature/rank "
+                      f"{np.nanmax(np.fmax(out['quadrature_error'], out['truncation_error'])[bad]):.1e}, extrapolation "
+                      f"in p3 {np.nanmax(ext[bad]):.1e}; Errors.model_error, docs/spiked.md section 12)", SpikeWarning,
+                      stacklevel=4)
     return out

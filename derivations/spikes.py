@@ -39,9 +39,22 @@ Fashion (test)      196    0.341 0.202 0.066 0.056       2
 What the rule leaves in the bulk is reported by :attr:`SpikeSplit.residual`,
 ``sum_{j > k} kappa_j^2`` -- the size of the neglected order-``kappa^2`` effect (MNIST at
 ``d = 784``: ``0.018`` with two spikes, against ``0.034`` for the whole spectrum).
+
+``spikes="matched"`` (:func:`matched_spikes`) is for spectra like MNIST's, with many directions of
+order ``d`` and no gap.  Each direction ``j`` with ``lambda_j >= SEPARATION tr Sigma / d`` is a
+spike of share ``kappa_j``; there are too many to resolve (the cost grows like ``Q^k``).  Their
+effect beyond the single-variance theory comes from the cycles of the feature matrix that stay
+on one direction: a cycle of length ``2r`` weighs ``p_r = sum_j kappa_j^r``, so to third order
+the effect is a function of ``p2`` and ``p3`` alone (``docs/spiked.md`` section 12).  The
+spectrum is therefore read twice, as ``n = 1`` and ``n = 2`` equal spikes of share
+``sqrt(p2 / n)`` (same ``p2``, ``p3`` of the equal spikes ``p2^{3/2} / sqrt(n)``), and the two
+curves are extrapolated linearly in that ``p3`` to the spectrum's own ``p3``
+(:func:`derivations.spiked_theory.matched_grid`).  The spikes' variance is taken from the largest
+eigenvalues (:func:`equal_spikes`), so the trace is kept.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -49,7 +62,8 @@ import numpy as np
 
 from .model import clip_roundoff, covariance_eigenvalues
 
-__all__ = ["KAPPA_MIN", "SEPARATION", "SpikeSplit", "split_spikes", "auto_spikes"]
+__all__ = ["KAPPA_MIN", "SEPARATION", "SpikeSplit", "MatchedSpikes", "split_spikes", "auto_spikes",
+           "matched_spikes", "equal_spikes"]
 
 #: ``spikes="auto"``: the least share ``lambda_j / tr Sigma`` of a spike.
 KAPPA_MIN = 0.07
@@ -100,6 +114,105 @@ def auto_spikes(eigenvalues) -> int:
     return int(np.count_nonzero(s >= bar))
 
 
+@dataclass(frozen=True)
+class MatchedSpikes:
+    """``spikes="matched"`` (module docstring): the order-``d`` directions of a spectrum, with
+    their equal-spike readings ``one`` (``n = 1``) and ``two`` (``n = 2``).
+
+    ``shares``: the ``kappa_j`` of the directions (descending); ``residual``: ``sum kappa_j^2``
+    of the eigenvalues below the directions (what stays unresolved)."""
+
+    shares: np.ndarray
+    one: SpikeSplit
+    two: SpikeSplit | None
+    d: int
+    residual: float
+
+    @property
+    def p2(self) -> float:
+        return float(np.sum(self.shares ** 2))
+
+    @property
+    def p3(self) -> float:
+        return float(np.sum(self.shares ** 3))
+
+    @property
+    def n_eff(self) -> float:
+        """``p2^3 / p3^2``: the number of equal spikes with the spectrum's ``p2`` and ``p3`` (>= 1)."""
+        return self.p2 ** 3 / self.p3 ** 2
+
+    # what DSMTheory reads from a split: the two-spike reading stands for the pair
+    @property
+    def k(self) -> int:
+        return 1 if self.two is None else 2
+
+    @property
+    def kappa(self) -> np.ndarray:
+        return (self.one if self.two is None else self.two).kappa
+
+    @property
+    def bulk(self):
+        return (self.one if self.two is None else self.two).bulk
+
+
+def equal_spikes(eigenvalues, n: int, shares) -> SpikeSplit:
+    """The spectrum read as ``n`` equal spikes that carry ``p2 = sum shares^2``: each of share
+    ``sqrt(p2 / n)``, their variance ``d sqrt(n p2)`` taken from the largest eigenvalues.
+
+    The ``n`` largest eigenvalues give all theirs; the others are lowered to one level ``L``
+    (water-filling) until the rest is paid, and form the bulk (``d - n`` atoms).  The trace is
+    unchanged; with a single direction and ``n = 1`` this is the plain one-spike split.
+
+    >>> sp = equal_spikes(np.r_[30.0, 20.0, 10.0, np.ones(97)], 2, [0.3, 0.2, 0.1])
+    >>> sp.kappa.round(4).tolist(), round(float(sp.bulk[0].max()), 3)   # 10 lowered to pay the rest
+    ([0.2646, 0.2646], 7.085)
+    """
+    s = np.sort(np.asarray(eigenvalues, dtype=float))[::-1]
+    d, shares = s.size, np.asarray(shares, dtype=float)
+    share = math.sqrt(float(np.sum(shares ** 2)) / n)
+    rest, owed = s[n:], n * share * d - float(s[:n].sum())
+    if -1e-12 * s.sum() < owed < 0:  # round-off: the n largest carry exactly p2 (equal directions)
+        owed = 0.0
+    if owed < 0 or owed > rest.sum():
+        raise ValueError(f"{n} equal spike(s) of share {share:.4g} cannot carry the variance of the largest "
+                         f"eigenvalues (owed {owed:.4g}); the spectrum has too little variance outside its directions")
+    lo, hi = 0.0, float(rest[0])
+    for _ in range(200):  # the level L with sum (rest - L)_+ = owed
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if np.maximum(rest - mid, 0.0).sum() > owed else (lo, mid)
+    bulk = np.minimum(rest, hi) if owed > 0 else rest
+    if share * d <= bulk.max():
+        raise ValueError(f"{n} equal spike(s) of share {share:.4g} do not stand above the bulk ({bulk.max():.4g})")
+    atoms, inverse = np.unique(bulk, return_inverse=True)
+    kappa = np.full(n, share)
+    kappa.setflags(write=False)
+    # residual: as for any split; matched_grid replaces it by the eigenvalues below the directions
+    return SpikeSplit(kappa=kappa, bulk=(atoms, np.bincount(inverse, minlength=len(atoms)) / bulk.size), d=d,
+                      residual=float(np.sum((bulk / d) ** 2)))
+
+
+def matched_spikes(eigenvalues) -> MatchedSpikes | None:
+    """``spikes="matched"`` (module docstring): the directions ``lambda_j >= SEPARATION tr Sigma / d``
+    and their readings as one and as two equal spikes; ``None`` when there is no such direction
+    (the structured theory); ``two`` is ``None`` for a single direction (then ``p3 = p2^{3/2}``
+    and the one-spike reading is exact).
+
+    >>> ms = matched_spikes(np.r_[30.0, 20.0, np.ones(98)])
+    >>> ms.shares.tolist(), round(ms.n_eff, 3), ms.two.kappa.round(4).tolist()
+    ([0.3, 0.2], 1.793, [0.255, 0.255])
+    """
+    s = np.sort(np.asarray(eigenvalues, dtype=float))[::-1]
+    d = s.size
+    mask = s >= SEPARATION * s.sum() / d
+    if not mask.any():
+        return None
+    shares = s[mask] / d
+    shares.setflags(write=False)
+    two = equal_spikes(s, 2, shares) if shares.size > 1 else None
+    return MatchedSpikes(shares=shares, one=equal_spikes(s, 1, shares), two=two, d=d,
+                         residual=float(np.sum((s[~mask] / d) ** 2)))
+
+
 def _spectrum_of(covariance) -> np.ndarray:
     """The ``d`` eigenvalues of ``covariance`` (a 1-D array of them, or a symmetric matrix)."""
     if isinstance(covariance, tuple):
@@ -110,23 +223,24 @@ def _spectrum_of(covariance) -> np.ndarray:
 
 
 def _check_spikes(spikes) -> int | str:
-    """``spikes`` as ``"auto"`` or an int ``>= 0``; ``ValueError`` naming it otherwise."""
-    if isinstance(spikes, str) and spikes == "auto":
+    """``spikes`` as ``"auto"``, ``"matched"`` or an int ``>= 0``; ``ValueError`` naming it otherwise."""
+    if isinstance(spikes, str) and spikes in ("auto", "matched"):
         return spikes
     if isinstance(spikes, (bool, np.bool_)) or not isinstance(spikes, (numbers.Integral, np.integer)):
-        raise ValueError(f"spikes must be a whole number >= 0 or 'auto', got {spikes!r}")
+        raise ValueError(f"spikes must be a whole number >= 0, 'auto' or 'matched', got {spikes!r}")
     if spikes < 0:
         raise ValueError(f"spikes must be >= 0 (0 is the structured-data theory), got {int(spikes)}")
     return int(spikes)
 
 
-def split_spikes(covariance, spikes) -> SpikeSplit | None:
+def split_spikes(covariance, spikes) -> SpikeSplit | MatchedSpikes | None:
     """The spikes and bulk of ``covariance`` (module docstring); ``None`` for ``spikes=0``.
 
     ``covariance``: the ``d`` eigenvalues (1-D, any order) or a symmetric PSD ``d x d`` matrix
     (round-off handled by :func:`derivations.model.clip_roundoff`).  ``spikes``: a whole number
-    ``0 <= k < d`` or ``"auto"`` (:func:`auto_spikes`).  A spike must be positive and strictly
-    above the bulk (a ``k`` that cuts through a run of equal eigenvalues is refused).
+    ``0 <= k < d``, ``"auto"`` (:func:`auto_spikes`) or ``"matched"`` (:func:`matched_spikes`).
+    A spike must be positive and strictly above the bulk (a ``k`` that cuts through a run of
+    equal eigenvalues is refused).
 
     >>> sp = split_spikes(np.r_[np.ones(98), 20.0, 10.0], 2)
     >>> sp.kappa.tolist(), sp.bulk, sp.d
@@ -136,10 +250,12 @@ def split_spikes(covariance, spikes) -> SpikeSplit | None:
     if spikes == 0:
         return None
     if covariance is None:
-        if spikes == "auto":
+        if spikes in ("auto", "matched"):
             return None
         raise ValueError(f"spikes={spikes} needs covariance= (the d eigenvalues of the data covariance)")
     s = _spectrum_of(covariance)
+    if spikes == "matched":
+        return matched_spikes(s)
     d = s.size
     k = auto_spikes(s) if spikes == "auto" else spikes
     if k == 0:

@@ -162,7 +162,12 @@ class DSMTheory:
 
     def __repr__(self) -> str:
         extra = "" if not self.structured else f", covariance with {len(self.spectrum[0])} atoms"
-        if self.spikes is not None:
+        from .spikes import MatchedSpikes
+
+        if isinstance(self.spikes, MatchedSpikes):
+            extra = (f", {self.spikes.shares.size} directions of order d read as matched spikes (p2="
+                     f"{self.spikes.p2:.4g}, n_eff={self.spikes.n_eff:.3g}){extra} in the bulk")
+        elif self.spikes is not None:
             extra = f", {self.spikes.k} spike(s) kappa={np.round(self.spikes.kappa, 4).tolist()}{extra} in the bulk"
         return f"DSMTheory({self.activation.name}{extra})"
 
@@ -340,13 +345,16 @@ class DSMTheory:
 
     def _spiked_errors(self, flat, shape, precision, throw, spike_rtol, ladder, solve_options) -> Errors:
         """``errors()`` with ``spikes=k`` (:func:`derivations.spiked_theory.spiked_grid`)."""
-        from .spiked_theory import SPIKE_RTOL, spiked_grid
+        from .spiked_theory import SPIKE_RTOL, matched_grid, spiked_grid
 
         if precision is not None or solve_options:
             raise ValueError("with spikes, errors() solves in double precision with the default solver options; "
                              f"precision= and {', '.join(solve_options) or 'solver options'} are not available")
-        g = spiked_grid(self.activation, self.spikes, *flat, rank=self.spike_rank, nodes=self.spike_nodes,
-                        spike_rtol=SPIKE_RTOL if spike_rtol is None else spike_rtol, throw=throw, **ladder)
+        from .spikes import MatchedSpikes
+
+        grid = matched_grid if isinstance(self.spikes, MatchedSpikes) else spiked_grid
+        g = grid(self.activation, self.spikes, *flat, rank=self.spike_rank, nodes=self.spike_nodes,
+                 spike_rtol=SPIKE_RTOL if spike_rtol is None else spike_rtol, throw=throw, **ladder)
         if throw and not g["converged"].all():
             raise ConvergenceError(f"{int((~g['converged']).sum())} of {g['converged'].size} spiked points "
                                    "unresolved; throw=False flags them", None)
@@ -480,7 +488,7 @@ def build(activation, covariance=None, spikes=0, spike_rank=None, spike_nodes: i
     them) are 0; a more negative one is a ``ValueError``
     (:func:`derivations.model.clip_roundoff`).
 
-    ``spikes``: ``0`` (default, the above), a whole number ``k`` or ``"auto"``
+    ``spikes``: ``0`` (default, the above), a whole number ``k``, ``"auto"`` or ``"matched"``
     (:mod:`derivations.spikes`): ``covariance`` holds the ``d`` eigenvalues at the data's own
     ``d`` (or the matrix) and its ``k`` largest are spikes with ``kappa_j = lambda_j / d``
     (MODEL.md, "Spiked covariance"); ``theory.spikes`` holds the split.  ``errors()`` and
@@ -489,6 +497,11 @@ def build(activation, covariance=None, spikes=0, spike_rank=None, spike_nodes: i
     ``k + 1`` for the linear kernel and 1 for the noise, :func:`derivations.overlaps.default_ranks`;
     an integer for every kernel; or a dict per kernel) on ``spike_nodes`` Gauss--Hermite nodes
     per spike; the first call derives that system (minutes, cached).
+    ``spikes="matched"``: every direction of order ``d`` (``lambda_j >= 10 tr Sigma / d``) counts,
+    through the power sums ``p2, p3`` of their shares; the spectrum is read as one and as two
+    equal spikes and the curves are extrapolated in ``p3`` (:mod:`derivations.spikes`,
+    :func:`derivations.spiked_theory.p3_extrapolation`; for slowly decaying spectra such as
+    MNIST's, docs/spiked.md section 12).  ``m = 1`` and ``m = inf`` only so far.
     ``peaks()`` and ``ridgeless()`` raise ``NotImplementedError`` there.
     """
     if spikes == 0 and (spike_rank is not None or spike_nodes is not None):

@@ -258,5 +258,7 @@ def test_spiked_and_m_options_are_checked(tmp_path, capsys):
         assert words in capsys.readouterr().err, bad
     with pytest.raises(ValueError, match="spikes"):
         real.Config(spikes="two")
+    assert real.Config(spikes="matched").spikes == "matched"
+    assert real_cli._spikes_value("Matched") == "matched"
     with pytest.raises(ValueError, match="spikes"):
         real.Config(spikes=-2)

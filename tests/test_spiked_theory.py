@@ -162,3 +162,77 @@ def test_directions_of_order_d_left_in_the_bulk_are_estimated():
     assert np.allclose(g["bulk_spike_error"], want, rtol=1e-12)
     assert g["bulk_spike_error"][0] > 0.01 > g["bulk_spike_error"][1]
     assert out["flat"][1]["bulk_spike_error"].max() < 0.005
+
+
+# -- spikes="matched": the order-d directions through p2 and p3 (docs/spiked.md section 12) --------
+
+def test_matched_readings_carry_p2_and_keep_the_trace():
+    from derivations.spikes import matched_spikes
+
+    d = 500
+    eigs = np.r_[np.array([0.12, 0.08, 0.05, 0.03]) * d, np.linspace(0.2, 0.9, d - 4)]
+    ms = matched_spikes(eigs)
+    assert ms.shares.tolist() == pytest.approx([0.12, 0.08, 0.05, 0.03])
+    assert ms.p2 == pytest.approx(0.12 ** 2 + 0.08 ** 2 + 0.05 ** 2 + 0.03 ** 2)
+    assert 1.0 < ms.n_eff < 4.0   # between one spike and four equal ones
+    for n, split in ((1, ms.one), (2, ms.two)):
+        assert split.k == n and np.allclose(split.kappa, np.sqrt(ms.p2 / n))
+        # the trace: n spikes of kappa d and d - n bulk eigenvalues of mean tau_b
+        assert n * split.kappa[0] * d + split.tau_b * (d - n) == pytest.approx(eigs.sum(), rel=1e-12)
+        assert split.bulk[0].max() < split.kappa[0] * d
+    assert ms.residual == pytest.approx(np.sum((eigs[4:] / d) ** 2))
+
+
+def test_matched_limits_are_the_plain_splits():
+    """A single direction: only the one-spike reading, which is ``spikes=1``; two equal ones: the
+    two-spike reading is ``spikes=2`` and the extrapolation weight on the other is 0."""
+    from derivations.spikes import matched_spikes, split_spikes
+    from derivations.spiked_theory import p3_extrapolation
+
+    one = _spectrum([0.2], 1000)
+    ms, plain = matched_spikes(one), split_spikes(one, 1)
+    assert ms.two is None and ms.k == 1
+    assert ms.one.kappa.tolist() == plain.kappa.tolist()
+    assert all(np.array_equal(a, b) for a, b in zip(ms.one.bulk, plain.bulk))
+    two = _spectrum([0.15, 0.15], 1000)
+    ms, plain = matched_spikes(two), split_spikes(two, 2)
+    assert np.allclose(ms.two.kappa, plain.kappa, rtol=1e-14)
+    assert all(np.allclose(a, b, rtol=1e-14) for a, b in zip(ms.two.bulk, plain.bulk))
+    value, err = p3_extrapolation(1.3, 1.7, ms.p2, ms.p3)
+    assert value == pytest.approx(1.7, rel=1e-12) and err == pytest.approx(0.0, abs=1e-12)
+    assert split_spikes(np.ones(1000), "matched") is None   # no direction of order d
+    with pytest.raises(ValueError, match="matched"):
+        split_spikes(one, "match")
+
+
+def test_p3_extrapolation_is_exact_to_third_order():
+    """If the effect is ``c2 p2 + c3 p3`` the two equal-spike readings give it at any ``p3``, and
+    a fourth-order term shows up in the estimate."""
+    from derivations.spiked_theory import p3_extrapolation
+
+    p2, c2, c3 = 0.03, 2.0, -5.0
+    reading = {n: c2 * p2 + c3 * p2 ** 1.5 / np.sqrt(n) for n in (1, 2)}
+    for p3 in (p2 ** 1.5, 0.7 * p2 ** 1.5, 0.2 * p2 ** 1.5):
+        value, _ = p3_extrapolation(reading[1], reading[2], p2, p3)
+        assert value == pytest.approx(c2 * p2 + c3 * p3, rel=1e-12)
+    quartic = {n: reading[n] + 40.0 * p2 ** 2 / n for n in (1, 2)}
+    value, err = p3_extrapolation(quartic[1], quartic[2], p2, 0.2 * p2 ** 1.5)
+    n_eff = 1 / 0.2 ** 2
+    truth = c2 * p2 + c3 * 0.2 * p2 ** 1.5 + 40.0 * p2 ** 2 / n_eff
+    assert err > 0.3 * abs(value - truth) > 0
+
+
+def test_matched_errors_with_one_direction_are_the_one_spike_theory():
+    eigs = _spectrum([0.2], 1000)
+    args = dict(psi_n=1.0, psi_p=np.array([0.5, 2.0]), t=0.1, lam=1e-2, m=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpikeWarning)  # rank 1: not estimated, flagged by both
+        a = pencils.build("relu", covariance=eigs, spikes="matched", spike_rank=1).errors(**args)
+        b = pencils.build("relu", covariance=eigs, spikes=1, spike_rank=1).errors(**args)
+    for q in ("test", "train", "dsm_test_loss"):
+        assert np.allclose(getattr(a, q), getattr(b, q), rtol=1e-12, atol=0)
+    assert np.isnan(a.model_error).all()   # rank 1 has no truncation estimate: NaN, not 0
+    many = pencils.build("relu", covariance=_spectrum([0.12, 0.08, 0.05], 1000), spikes="matched", spike_rank=1)
+    assert "3 directions of order d" in repr(many)
+    with pytest.raises(NotImplementedError, match="finite m"):
+        many.errors(psi_n=1.0, psi_p=2.0, t=0.1, lam=1e-2, m=4)

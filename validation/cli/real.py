@@ -51,7 +51,9 @@ def run(paths, out: Path, cfg: Config, *, log=print, command: str | None = None)
                     f"{', '.join(f'{k:.3f}' for k in spiked.spikes.kappa)}")
             curves += run_curves(pool, cfg, theory, spiked, log=log)
             fig = out / f"curves_{name}.png"
-            plot_curves(curves, name, fig, note)
+            label = ('spikes="matched" (every direction of order d through p2, p3; m = 1 and inf)'
+                     if cfg.spikes == "matched" else None)
+            plot_curves(curves, name, fig, note, spiked_label=label)
             figures.append(fig)
         if cfg.phase:
             phase += run_phase(pool, cfg)
@@ -115,15 +117,15 @@ def run(paths, out: Path, cfg: Config, *, log=print, command: str | None = None)
 
 
 def _spikes_value(text: str):
-    """``auto`` or a whole number of spikes >= 0."""
-    if text.strip().lower() == "auto":
-        return "auto"
+    """``auto``, ``matched`` or a whole number of spikes >= 0."""
+    if text.strip().lower() in ("auto", "matched"):
+        return text.strip().lower()
     try:
         k = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"spikes must be auto or a whole number >= 0, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"spikes must be auto, matched or a whole number >= 0, got {text!r}") from None
     if k < 0:
-        raise argparse.ArgumentTypeError(f"spikes must be auto or a whole number >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"spikes must be auto, matched or a whole number >= 0, got {text!r}")
     return k
 
 
@@ -159,8 +161,8 @@ def main(argv=None, prog: str = PROG) -> int:
     parser.add_argument("--m", nargs="+", type=m_value, default=None, metavar="M",
                         help="noise draws of the curves (default 1 4 inf)")
     parser.add_argument("--spikes", type=_spikes_value, default=None, metavar="K",
-                        help="0 (default): the structured theory only; auto or a number: also the "
-                             "spiked-covariance theory (docs/spiked.md) beside it. Its first use per kind of m "
+                        help="0 (default): the structured theory only; auto, matched or a number: also the "
+                             "spiked-covariance theory (docs/spiked.md; matched: m = 1 and inf) beside it. Its first use per kind of m "
                              "derives and compiles a system: minutes (m = 1, one or two spikes) to hours "
                              "(finite m with two spikes); cached after")
     parser.add_argument("--no-phase", action="store_true")

@@ -93,7 +93,8 @@ def _colors(values):
     return {v: cmap(i / max(1, len(values) - 1) * 0.85) for i, v in enumerate(values)}
 
 
-def plot_curves(rows: list[CurvePoint], name: str, path: Path, theory_note: str) -> None:
+def plot_curves(rows: list[CurvePoint], name: str, path: Path, theory_note: str,
+                spiked_label: str | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -143,7 +144,7 @@ def plot_curves(rows: list[CurvePoint], name: str, path: Path, theory_note: str)
     k = max(r.spikes for r in rows)
     if k:
         with_k = [m for m in ms if any(r.spikes for r in rows if r.m == m)]
-        lines += f"; dashed: spiked-covariance theory, k = {k} spikes"
+        lines += f"; dashed: {spiked_label or f'spiked-covariance theory, k = {k} spikes'}"
         if len(with_k) < len(ms):
             lines += f" (m = {', '.join(with_k)})"
     fig.suptitle(f"{name}: RF-DSM on images (filled) and on N(0, Σ̂) (open), d = {d}, ψ_n = {rows[0].psi_n:.3g}, "

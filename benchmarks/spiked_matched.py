@@ -1,0 +1,155 @@
+"""``spikes="matched"`` (docs/spiked.md section 12) against Monte Carlo of the spiked family with
+many directions of order ``d`` and no gap, the shape of MNIST's spectrum (not a test; one core).
+
+    python3 benchmarks/spiked_matched.py mc --out FILE.json [--points M1 M2] [--d 3200 --seeds 2]   # d = 200 ... 1600
+    python3 benchmarks/spiked_matched.py theory --results FILE.json [--d-min 400]   # d -> inf fits vs the theories
+    python3 benchmarks/spiked_matched.py exact     # against the exact three-spike theory (m = 1; no Monte Carlo)
+
+``mc`` appends each ``(point, d)`` to ``FILE.json.jsonl`` as it finishes (a rerun skips those).
+``theory`` fits ``c0 + c1/d`` per point (:func:`validation.simulation.extrapolate.extrapolate`) and
+prints it against ``spikes="matched"``, ``spikes="auto"`` and today's structured theory, each
+evaluated on the family's spectrum at ``d = 100000``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+#: eight directions of order d, slowly decaying (p2 = 0.029, like MNIST's 0.032), and a bulk
+GRADUAL = [0.10, 0.08, 0.065, 0.055, 0.045, 0.04, 0.035, 0.03]
+#: two large spikes and three moderate directions (like Fashion-MNIST)
+STEEP = [0.30, 0.15, 0.06, 0.05, 0.04]
+POINTS = {
+    "M1 relu gradual m=1 p>n": dict(activation="relu", kappa=GRADUAL, psi_p=2.0, t=0.1, m=1),
+    "M2 relu gradual m=inf p>n": dict(activation="relu", kappa=GRADUAL, psi_p=4.0, t=0.1, m=math.inf),
+    "M3 tanh gradual m=1 p<n": dict(activation="tanh", kappa=GRADUAL, psi_p=0.5, t=0.3, m=1),
+    "M4 erf steep m=inf": dict(activation="erf", kappa=STEEP, psi_p=2.0, t=0.05, m=math.inf),
+    "M5 relu steep m=1 p>n": dict(activation="relu", kappa=STEEP, psi_p=4.0, t=0.1, m=1),
+}
+PSI_N, LAM = 1.0, 1e-2
+DS, SEEDS = (200, 400, 800, 1600), (16, 8, 4, 3)
+
+
+def _kw(p):
+    """The family's arguments of one point (flat bulk carrying the rest of a unit trace)."""
+    return dict(kappa=p["kappa"], bulk=1.0 - sum(p["kappa"]), psi_n=PSI_N, psi_p=p["psi_p"], t=p["t"], lam=LAM,
+                m=p["m"])
+
+
+def mc(args) -> None:
+    import validation.simulation.spiked as sp
+
+    log = Path(args.out + ".jsonl")
+    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    have = {(r["point"], r["d"]) for r in done}
+    for name, p in POINTS.items():
+        if args.points and name.split()[0] not in args.points:
+            continue
+        for d, seeds in zip(args.d or DS, args.seeds or SEEDS):
+            if (name, d) in have:
+                continue
+            t0 = time.time()
+            r = sp.simulate_spiked(p["activation"], d=d, seeds=seeds, features="true", progress=False, **_kw(p))
+            row = dict(point=name, d=d, seeds=seeds, test=r.test, test_se=r.test_se, train=r.train,
+                       train_se=r.train_se, seconds=time.time() - t0)
+            with log.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            print(f"{name} | d={d} ({seeds} seeds) | test {r.test:.5f}±{r.test_se:.5f} | train "
+                  f"{r.train:.6f}±{r.train_se:.6f} | {row['seconds']:.0f} s", flush=True)
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    Path(args.out).write_text(json.dumps(dict(rows=rows, command=" ".join(sys.argv)), indent=1))
+
+
+def theory(args) -> None:
+    import pencils
+    import validation.simulation.spiked as sp
+    from derivations.spiked_theory import SpikeWarning
+    from validation.simulation.extrapolate import extrapolate
+
+    rows = json.loads(Path(args.results).read_text())["rows"]
+    for name, p in POINTS.items():
+        mine = {r["d"]: SimpleNamespace(**r) for r in rows if r["point"] == name and r["d"] >= args.d_min}
+        if len(mine) < 2:
+            print(f"{name}: {len(mine)} Monte Carlo d values, need 2 or more", flush=True)
+            continue
+        e = extrapolate(mine)
+        kw = _kw(p)
+        eig = sp.spiked_eigenvalues(kw.pop("kappa"), kw.pop("bulk"), 100000)
+        line = []
+        for label, spikes in (("matched", "matched"), ("auto", "auto"), ("today", 0)):
+            t0 = time.time()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                th = pencils.build(p["activation"], covariance=eig, spikes=spikes).errors(**kw)
+            flag = " flagged" if any(issubclass(w.category, SpikeWarning) for w in caught) else ""
+            est = f" est {float(th.model_error):.1e}{flag}" if th.model_error is not None else ""
+            dev = [(float(getattr(th, q)) - getattr(e, q)) for q in ("test", "train")]
+            line.append(f"{label}: test {float(th.test):.5f} {dev[0] / e.test:+.2%} ({dev[0] / e.test_se:+.1f} sigma), "
+                        f"train {float(th.train):.6f} {dev[1] / e.train:+.2%} ({dev[1] / e.train_se:+.1f} sigma){est} [{time.time() - t0:.0f} s]")
+        by_d = ", ".join(f"{d}: {r.test:.5f}/{r.train:.5f}" for d, r in sorted(mine.items()))
+        print(f"{name} | MC d->inf test {e.test:.5f}±{e.test_se:.5f} train {e.train:.5f}±{e.train_se:.5f} "
+              f"(by d, test/train: {by_d})", flush=True)
+        for x in line:
+            print(f"    {x}", flush=True)
+
+
+#: three-direction spectra (flat bulk) for ``exact``: unequal, equal, one dominant
+EXACT_SPECTRA = ([0.12, 0.08, 0.05], [0.1, 0.1, 0.1], [0.2, 0.1, 0.05])
+
+
+def exact(args) -> None:
+    """``spikes="matched"`` (and ``spikes=2, 1, 0``) against the three-spike theory on the same
+    spectrum: relu, ``m = 1``, ``t = 0.1``, ``psi_p = 1, 2, 4``.  Theory against theory, so the
+    difference is that of the ``p2, p3`` reading alone (the three-spike kernel takes minutes to
+    half an hour to build the first time, cached after)."""
+    import pencils
+    import validation.simulation.spiked as sp
+
+    kw = dict(psi_n=PSI_N, psi_p=np.array([1.0, 2.0, 4.0]), t=0.1, lam=LAM, m=1)
+    for kappa in EXACT_SPECTRA:
+        eig = sp.spiked_eigenvalues(kappa, 1.0 - sum(kappa), 100000)
+        out = {}
+        for label, spikes in (("exact k=3", 3), ("matched", "matched"), ("k=2", 2), ("k=1", 1), ("today", 0)):
+            t0 = time.time()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out[label] = e = pencils.build("relu", covariance=eig, spikes=spikes).errors(**kw)
+            est = "" if e.model_error is None else " est " + " ".join(f"{x:.1e}" for x in np.ravel(e.model_error))
+            print(f"kappa {kappa} {label}: test {np.round(e.test, 6).tolist()} train {np.round(e.train, 7).tolist()}"
+                  f"{est} [{time.time() - t0:.0f} s]", flush=True)
+        ref = out["exact k=3"]
+        for label, e in out.items():
+            print(f"    {label} - exact: test " + " ".join(f"{x:+.2%}" for x in (e.test - ref.test) / ref.test)
+                  + " train " + " ".join(f"{x:+.2%}" for x in (e.train - ref.train) / ref.train), flush=True)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("mc", help="true features at d = 200 ... 1600")
+    a.add_argument("--out", required=True)
+    a.add_argument("--points", nargs="+", help="only these points (M1 ... M5)")
+    a.add_argument("--d", type=int, nargs="+", help=f"dimensions (default {DS})")
+    a.add_argument("--seeds", type=int, nargs="+", help=f"seeds per dimension (default {SEEDS})")
+    a.set_defaults(run=mc)
+    b = sub.add_parser("theory", help="the d -> inf fits against the theories")
+    b.add_argument("--results", required=True)
+    b.add_argument("--d-min", type=int, default=0, help="fit only the dimensions d >= this")
+    b.set_defaults(run=theory)
+    c = sub.add_parser("exact", help="against the exact three-spike theory (no Monte Carlo)")
+    c.set_defaults(run=exact)
+    args = ap.parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()
