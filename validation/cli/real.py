@@ -47,8 +47,7 @@ def run(paths, out: Path, cfg: Config, *, log=print, command: str | None = None)
         if cfg.curves:
             spiked = spiked_theory(act, pool.eigs, cfg.spikes)
             if spiked is not None:
-                log(f"{name}: spiked theory with k = {spiked.spikes.k} spikes, kappa = "
-                    f"{', '.join(f'{k:.3f}' for k in spiked.spikes.kappa)}")
+                log(f"{name}: spiked theory {spiked!r}")   # its spikes, or the matched directions
             curves += run_curves(pool, cfg, theory, spiked, log=log)
             fig = out / f"curves_{name}.png"
             label = ('spikes="matched" (every direction of order d through p2, p3; m = 1 and inf)'
