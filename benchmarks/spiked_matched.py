@@ -4,6 +4,7 @@ many directions of order ``d`` and no gap, the shape of MNIST's spectrum (not a 
     python3 benchmarks/spiked_matched.py mc --out FILE.json [--points M1 M2] [--d 3200 --seeds 2]   # d = 200 ... 1600
     python3 benchmarks/spiked_matched.py theory --results FILE.json [--d-min 400]   # d -> inf fits vs the theories
     python3 benchmarks/spiked_matched.py exact     # against the exact three-spike theory (m = 1; no Monte Carlo)
+    python3 benchmarks/spiked_matched.py image --data PATH   # an image spectrum's directions and bulk, d = 784 ... 3136
 
 ``mc`` appends each ``(point, d)`` to ``FILE.json.jsonl`` as it finishes (a rerun skips those).
 ``theory`` fits ``c0 + c1/d`` per point (:func:`validation.simulation.extrapolate.extrapolate`) and
@@ -131,6 +132,39 @@ def exact(args) -> None:
                   + " train " + " ".join(f"{x:+.2%}" for x in (e.train - ref.train) / ref.train), flush=True)
 
 
+def image(args) -> None:
+    """The directions (``lambda_j >= 10 tr Sigma / d``) and bulk of an image spectrum as a spiked
+    family, true features at ``d = 784, 1568, 3136`` (relu, ``m = 1``, ``t = 0.1``, ``psi_p = 4, 2``),
+    against ``spikes="matched"``, two spikes and today's theory on that family at ``d = 100000``:
+    how far the Monte Carlo at the image's own ``d`` is from the limit."""
+    import pencils
+    import validation.simulation.spiked as sp
+    from validation.images import data
+    from validation.images.experiments import Pool, dataset_name
+
+    eigs = np.sort(Pool(dataset_name(args.data), data.load_dataset(args.data)).eigs)[::-1]  # the pool's spectrum
+    mask = eigs >= 10.0 * eigs.sum() / eigs.size
+    kappa, bulk = (eigs[mask] / eigs.size).tolist(), eigs[~mask]
+    eig = sp.spiked_eigenvalues(kappa, bulk, 100000)
+    print(f"{args.data}: {len(kappa)} directions, p2 = {np.sum(np.square(kappa)):.4f}", flush=True)
+    for psi_p in (4.0, 2.0):
+        kw = dict(psi_n=PSI_N, psi_p=psi_p, t=0.1, lam=LAM, m=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            th = {s: pencils.build("relu", covariance=eig, spikes=s).errors(**kw) for s in ("matched", 2, 0)}
+        print(f"psi_p = {psi_p}: theory test/train " + ", ".join(f"{s}: {float(e.test):.5f}/{float(e.train):.6f}"
+                                                          for s, e in th.items()), flush=True)
+        for d, seeds in ((784, 4), (1568, 2), (3136, 2)):
+            t0 = time.time()
+            r = sp.simulate_spiked("relu", kappa=kappa, bulk=bulk, d=d, seeds=seeds, features="true", progress=False,
+                                   **kw)
+            rel = {s: (r.test - float(e.test)) / float(e.test) for s, e in th.items()}
+            print(f"  d = {d} ({seeds} seeds): test {r.test:.5f}±{r.test_se:.5f} train {r.train:.6f}±{r.train_se:.6f}"
+                  f" | test vs matched {rel['matched']:+.2%}, two spikes {rel[2]:+.2%}, today {rel[0]:+.2%} | train vs "
+                  f"matched {(r.train - float(th['matched'].train)) / float(th['matched'].train):+.2%} "
+                  f"[{time.time() - t0:.0f} s]", flush=True)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -146,6 +180,9 @@ def main(argv=None) -> None:
     b.set_defaults(run=theory)
     c = sub.add_parser("exact", help="against the exact three-spike theory (no Monte Carlo)")
     c.set_defaults(run=exact)
+    e = sub.add_parser("image", help="an image spectrum's directions as a spiked family, d = 784 ... 3136")
+    e.add_argument("--data", required=True, help="image folder (e.g. the MNIST test split)")
+    e.set_defaults(run=image)
     args = ap.parse_args(argv)
     args.run(args)
 
