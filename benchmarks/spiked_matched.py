@@ -139,12 +139,13 @@ def image(args) -> None:
     how far the Monte Carlo at the image's own ``d`` is from the limit."""
     import pencils
     import validation.simulation.spiked as sp
+    from derivations.spikes import matched_spikes
     from validation.images import data
     from validation.images.experiments import Pool, dataset_name
 
     eigs = np.sort(Pool(dataset_name(args.data), data.load_dataset(args.data)).eigs)[::-1]  # the pool's spectrum
-    mask = eigs >= 10.0 * eigs.sum() / eigs.size
-    kappa, bulk = (eigs[mask] / eigs.size).tolist(), eigs[~mask]
+    kappa = matched_spikes(eigs).shares.tolist()   # the directions, by the rule of spikes="matched"
+    bulk = eigs[len(kappa):]
     eig = sp.spiked_eigenvalues(kappa, bulk, 100000)
     print(f"{args.data}: {len(kappa)} directions, p2 = {np.sum(np.square(kappa)):.4f}", flush=True)
     for psi_p in (4.0, 2.0):

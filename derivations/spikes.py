@@ -141,18 +141,22 @@ class MatchedSpikes:
         """``p2^3 / p3^2``: the number of equal spikes with the spectrum's ``p2`` and ``p3`` (>= 1)."""
         return self.p2 ** 3 / self.p3 ** 2
 
-    # what DSMTheory reads from a split: the two-spike reading stands for the pair
+    # what DSMTheory reads from a split: the last reading (two spikes, or one) stands for the pair
+    @property
+    def _last(self) -> SpikeSplit:
+        return self.one if self.two is None else self.two
+
     @property
     def k(self) -> int:
-        return 1 if self.two is None else 2
+        return self._last.k
 
     @property
     def kappa(self) -> np.ndarray:
-        return (self.one if self.two is None else self.two).kappa
+        return self._last.kappa
 
     @property
     def bulk(self):
-        return (self.one if self.two is None else self.two).bulk
+        return self._last.bulk
 
 
 def equal_spikes(eigenvalues, n: int, shares) -> SpikeSplit:
