@@ -1,10 +1,13 @@
 """``spikes="matched"`` (docs/spiked.md section 12) against Monte Carlo of the spiked family with
 many directions of order ``d`` and no gap, the shape of MNIST's spectrum (not a test; one core).
 
-    python3 benchmarks/spiked_matched.py mc --out FILE.json [--points M1 M2] [--d 3200 --seeds 2]   # d = 200 ... 1600
-    python3 benchmarks/spiked_matched.py theory --results FILE.json [--d-min 400]   # d -> inf fits vs the theories
+    python3 benchmarks/spiked_matched.py mc --out FILE.json [--points M1 M2] [--d 3200 --seeds 2] [--features centred]
+    python3 benchmarks/spiked_matched.py theory --results FILE.json [--d-min 400] [--features centred]   # d -> inf fits
     python3 benchmarks/spiked_matched.py exact     # against the exact three-spike theory (m = 1; no Monte Carlo)
-    python3 benchmarks/spiked_matched.py image --data PATH   # an image spectrum's directions and bulk, d = 784 ... 3136
+    python3 benchmarks/spiked_matched.py image --data PATH [--m inf]   # an image spectrum's directions as a family,
+                                                                       # true and centred features, d = 784 ... 3136
+    python3 benchmarks/spiked_matched.py limits --data PATH [--m inf] [--t 0.1]   # the family's limit at every
+                                                                       # (t, psi_p) of the image tables, against matched
 
 ``mc`` appends each ``(point, d)`` to ``FILE.json.jsonl`` as it finishes (a rerun skips those).
 ``theory`` fits ``c0 + c1/d`` per point (:func:`validation.simulation.extrapolate.extrapolate`) and
@@ -50,20 +53,20 @@ def mc(args) -> None:
 
     log = Path(args.out + ".jsonl")
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    have = {(r["point"], r["d"]) for r in done}
+    have = {(r["point"], r["d"], r.get("features", "true")) for r in done}
     for name, p in POINTS.items():
         if args.points and name.split()[0] not in args.points:
             continue
         for d, seeds in zip(args.d or DS, args.seeds or SEEDS):
-            if (name, d) in have:
+            if (name, d, args.features) in have:
                 continue
             t0 = time.time()
-            r = sp.simulate_spiked(p["activation"], d=d, seeds=seeds, features="true", progress=False, **_kw(p))
+            r = sp.simulate_spiked(p["activation"], d=d, seeds=seeds, features=args.features, progress=False, **_kw(p))
             row = dict(point=name, d=d, seeds=seeds, test=r.test, test_se=r.test_se, train=r.train,
-                       train_se=r.train_se, seconds=time.time() - t0)
+                       train_se=r.train_se, seconds=time.time() - t0, features=args.features)
             with log.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            print(f"{name} | d={d} ({seeds} seeds) | test {r.test:.5f}±{r.test_se:.5f} | train "
+            print(f"{name} | {args.features} | d={d} ({seeds} seeds) | test {r.test:.5f}±{r.test_se:.5f} | train "
                   f"{r.train:.6f}±{r.train_se:.6f} | {row['seconds']:.0f} s", flush=True)
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     Path(args.out).write_text(json.dumps(dict(rows=rows, command=" ".join(sys.argv)), indent=1))
@@ -77,7 +80,8 @@ def theory(args) -> None:
 
     rows = json.loads(Path(args.results).read_text())["rows"]
     for name, p in POINTS.items():
-        mine = {r["d"]: SimpleNamespace(**r) for r in rows if r["point"] == name and r["d"] >= args.d_min}
+        mine = {r["d"]: SimpleNamespace(**r) for r in rows
+                if r["point"] == name and r["d"] >= args.d_min and r.get("features", "true") == args.features}
         if len(mine) < 2:
             print(f"{name}: {len(mine)} Monte Carlo d values, need 2 or more", flush=True)
             continue
@@ -96,7 +100,7 @@ def theory(args) -> None:
             line.append(f"{label}: test {float(th.test):.5f} {dev[0] / e.test:+.2%} ({dev[0] / e.test_se:+.1f} sigma), "
                         f"train {float(th.train):.6f} {dev[1] / e.train:+.2%} ({dev[1] / e.train_se:+.1f} sigma){est} [{time.time() - t0:.0f} s]")
         by_d = ", ".join(f"{d}: {r.test:.5f}/{r.train:.5f}" for d, r in sorted(mine.items()))
-        print(f"{name} | MC d->inf test {e.test:.5f}±{e.test_se:.5f} train {e.train:.5f}±{e.train_se:.5f} "
+        print(f"{name} | {args.features} features | MC d->inf test {e.test:.5f}±{e.test_se:.5f} train {e.train:.5f}±{e.train_se:.5f} "
               f"(by d, test/train: {by_d})", flush=True)
         for x in line:
             print(f"    {x}", flush=True)
@@ -132,11 +136,19 @@ def exact(args) -> None:
                   + " train " + " ".join(f"{x:+.2%}" for x in (e.train - ref.train) / ref.train), flush=True)
 
 
+def _through_last_two(results, name: str) -> float:
+    """``c0`` of ``c0 + c1/d`` through the last two dimensions (the steps of the centred features
+    halve with each doubling of ``d``, docs/spiked.md section 13)."""
+    (d1, q1), (d2, q2) = ((r.d, getattr(r, name)) for r in results[-2:])
+    return (d2 * q2 - d1 * q1) / (d2 - d1)
+
+
 def image(args) -> None:
     """The directions (``lambda_j >= 10 tr Sigma / d``) and bulk of an image spectrum as a spiked
-    family, true features at ``d = 784, 1568, 3136`` (relu, ``m = 1``, ``t = 0.1``, ``psi_p = 4, 2``),
-    against ``spikes="matched"``, two spikes and today's theory on that family at ``d = 100000``:
-    how far the Monte Carlo at the image's own ``d`` is from the limit."""
+    family: Monte Carlo at ``--d`` (relu, ``t = 0.1``, ``psi_p = 4, 2``, ``--m 1`` or ``inf``) with
+    the true features and with the features centred on the spike part (``features="centred"``,
+    which converge like ``1/d``), against ``spikes="matched"`` (the family's limit; read at the
+    image's own ``d``), two spikes and today's theory (on the family at ``d = 100000``)."""
     import pencils
     import validation.simulation.spiked as sp
     from derivations.spikes import matched_spikes
@@ -146,24 +158,73 @@ def image(args) -> None:
     eigs = np.sort(Pool(dataset_name(args.data), data.load_dataset(args.data)).eigs)[::-1]  # the pool's spectrum
     kappa = matched_spikes(eigs).shares.tolist()   # the directions, by the rule of spikes="matched"
     bulk = eigs[len(kappa):]
-    eig = sp.spiked_eigenvalues(kappa, bulk, 100000)
-    print(f"{args.data}: {len(kappa)} directions, p2 = {np.sum(np.square(kappa)):.4f}", flush=True)
-    for psi_p in (4.0, 2.0):
-        kw = dict(psi_n=PSI_N, psi_p=psi_p, t=0.1, lam=LAM, m=1)
+    far = sp.spiked_eigenvalues(kappa, bulk, 100000)
+    m = math.inf if args.m == "inf" else int(args.m)
+    print(f"{args.data}: {len(kappa)} directions, p2 = {np.sum(np.square(kappa)):.4f}; m = {args.m}", flush=True)
+    for psi_p in args.psi_p:
+        kw = dict(psi_n=PSI_N, psi_p=psi_p, t=0.1, lam=LAM, m=m)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            th = {s: pencils.build("relu", covariance=eig, spikes=s).errors(**kw) for s in ("matched", 2, 0)}
+            th = {"matched": pencils.build("relu", covariance=eigs, spikes="matched").errors(**kw),
+                  **{s: pencils.build("relu", covariance=far, spikes=s).errors(**kw) for s in (2, 0)}}
         print(f"psi_p = {psi_p}: theory test/train " + ", ".join(f"{s}: {float(e.test):.5f}/{float(e.train):.6f}"
-                                                          for s, e in th.items()), flush=True)
-        for d, seeds in ((784, 4), (1568, 2), (3136, 2)):
+                                                          for s, e in th.items())
+              + f" (matched estimate {float(th['matched'].model_error):.1e})", flush=True)
+
+        def rel(value, s, name, th=th):
+            return (value - float(getattr(th[s], name))) / float(getattr(th[s], name))
+
+        runs = {f: [] for f in args.features}
+        for d, seeds in zip(args.d, args.seeds):
+            for f in args.features:
+                t0 = time.time()
+                r = sp.simulate_spiked("relu", kappa=kappa, bulk=bulk, d=d, seeds=seeds, features=f, progress=False,
+                                       **kw)
+                runs[f].append(r)
+                print(f"  {f:8s} d = {d} ({seeds} seeds): test {r.test:.5f}±{r.test_se:.5f} train {r.train:.6f}"
+                      f"±{r.train_se:.6f} | vs matched: test {rel(r.test, 'matched', 'test'):+.2%}, train "
+                      f"{rel(r.train, 'matched', 'train'):+.2%} [{time.time() - t0:.0f} s]", flush=True)
+        for f, rs in runs.items():
+            if len(rs) < 2:
+                continue
+            test, train = _through_last_two(rs, "test"), _through_last_two(rs, "train")
+            print(f"  {f:8s} c0 + c1/d through d = {rs[-2].d}, {rs[-1].d}: test {test:.5f}, train {train:.6f} | theory "
+                  "- that: " + ", ".join(f"{s}: test {-rel(test, s, 'test'):+.2%}, train {-rel(train, s, 'train'):+.2%}"
+                                         for s in th), flush=True)
+
+
+def limits(args) -> None:
+    """An image spectrum as a spiked family (its ``spikes="matched"`` directions and the bulk below
+    them): the centred-feature Monte Carlo at two dimensions, its ``c0 + c1/d`` limit, against
+    ``spikes="matched"`` (the family's limit) at every ``(t, psi_p)`` (relu, ``psi_n = 1``,
+    ``lambda = 1e-2``).  What the image tables compare at ``d = 784`` minus what is finite-size."""
+    import pencils
+    import validation.simulation.spiked as sp
+    from derivations.spikes import matched_spikes
+    from validation.images import data
+    from validation.images.experiments import Pool, dataset_name
+
+    eigs = np.sort(Pool(dataset_name(args.data), data.load_dataset(args.data)).eigs)[::-1]
+    ms = matched_spikes(eigs)
+    kappa, bulk = ms.shares.tolist(), eigs[ms.shares.size:]
+    m = math.inf if args.m == "inf" else int(args.m)
+    th = pencils.build("relu", covariance=eigs, spikes="matched")
+    print(f"{args.data}: {len(kappa)} directions; m = {args.m}; centred features at d = {args.d}", flush=True)
+    for t in args.t:
+        for psi_p in args.psi_p:
+            kw = dict(psi_n=PSI_N, psi_p=psi_p, t=t, lam=LAM, m=m)
             t0 = time.time()
-            r = sp.simulate_spiked("relu", kappa=kappa, bulk=bulk, d=d, seeds=seeds, features="true", progress=False,
-                                   **kw)
-            rel = {s: (r.test - float(e.test)) / float(e.test) for s, e in th.items()}
-            print(f"  d = {d} ({seeds} seeds): test {r.test:.5f}±{r.test_se:.5f} train {r.train:.6f}±{r.train_se:.6f}"
-                  f" | test vs matched {rel['matched']:+.2%}, two spikes {rel[2]:+.2%}, today {rel[0]:+.2%} | train vs "
-                  f"matched {(r.train - float(th['matched'].train)) / float(th['matched'].train):+.2%} "
-                  f"[{time.time() - t0:.0f} s]", flush=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                e = th.errors(throw=False, **kw)
+            runs = [sp.simulate_spiked("relu", kappa=kappa, bulk=bulk, d=d, seeds=args.seeds, features="centred",
+                                       progress=False, **kw) for d in args.d]
+            lim = {q: _through_last_two(runs, q) for q in ("dsm_test_loss", "train")}
+            dsm, train = float(e.dsm_test_loss), float(e.train)
+            print(f"t = {t}, psi_p = {psi_p}: centred DSM loss by d " + ", ".join(f"{r.dsm_test_loss:.5f}" for r in runs)
+                  + f" -> {lim['dsm_test_loss']:.5f}; matched {dsm:.5f} ({(dsm - lim['dsm_test_loss']) / lim['dsm_test_loss']:+.2%})"
+                  f" | train -> {lim['train']:.6f}; matched {train:.6f} ({(train - lim['train']) / lim['train']:+.2%}) | "
+                  f"estimate {float(e.model_error):.1e} [{time.time() - t0:.0f} s]", flush=True)
 
 
 def main(argv=None) -> None:
@@ -174,16 +235,32 @@ def main(argv=None) -> None:
     a.add_argument("--points", nargs="+", help="only these points (M1 ... M5)")
     a.add_argument("--d", type=int, nargs="+", help=f"dimensions (default {DS})")
     a.add_argument("--seeds", type=int, nargs="+", help=f"seeds per dimension (default {SEEDS})")
+    a.add_argument("--features", default="true", choices=("true", "centred"),
+                   help="true features, or centred on the spike part (converge like 1/d; section 13)")
     a.set_defaults(run=mc)
     b = sub.add_parser("theory", help="the d -> inf fits against the theories")
     b.add_argument("--results", required=True)
     b.add_argument("--d-min", type=int, default=0, help="fit only the dimensions d >= this")
+    b.add_argument("--features", default="true", choices=("true", "centred"), help="which Monte Carlo rows to fit")
     b.set_defaults(run=theory)
     c = sub.add_parser("exact", help="against the exact three-spike theory (no Monte Carlo)")
     c.set_defaults(run=exact)
     e = sub.add_parser("image", help="an image spectrum's directions as a spiked family, d = 784 ... 3136")
     e.add_argument("--data", required=True, help="image folder (e.g. the MNIST test split)")
+    e.add_argument("--m", default="1", choices=("1", "inf"), help="noise draws (default 1)")
+    e.add_argument("--features", nargs="+", default=["true", "centred"], choices=("true", "centred"))
+    e.add_argument("--d", type=int, nargs="+", default=[784, 1568, 3136])
+    e.add_argument("--seeds", type=int, nargs="+", default=[2, 2, 2], help="per dimension")
+    e.add_argument("--psi-p", type=float, nargs="+", default=[4.0, 2.0])
     e.set_defaults(run=image)
+    g = sub.add_parser("limits", help="an image spectrum's family: the centred Monte Carlo's limit against matched")
+    g.add_argument("--data", required=True, help="image folder (e.g. the MNIST test split)")
+    g.add_argument("--m", default="1", choices=("1", "inf"))
+    g.add_argument("--t", type=float, nargs="+", default=[0.1, 0.3, 1.0])
+    g.add_argument("--psi-p", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0, 4.0])
+    g.add_argument("--d", type=int, nargs=2, default=[784, 1568])
+    g.add_argument("--seeds", type=int, default=2)
+    g.set_defaults(run=limits)
     args = ap.parse_args(argv)
     args.run(args)
 

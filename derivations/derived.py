@@ -54,8 +54,12 @@ __all__ = ["derive", "DerivedModel", "Solution", "ModelSimulation", "DERIVING_CO
 
 #: The source a derived model's reduced system depends on (its cache key): the engine and this
 #: module, which splits the outputs into traces (the expressions themselves are the key's
-#: description; the numerics, which only compile and solve the system, are left out).
+#: description; the numerics, which only compile and solve the system, are left out).  A model
+#: made by a factory under a cheap key depends on all of ``derivations`` (the factory's code).
 DERIVING_CODE = ("pencils", "derivations/derived.py")
+#: What the generated program and kernel of such a model depend on: its system and the codegen.
+#: So an edit elsewhere in ``derivations`` renames no kernel and regenerates no source.
+KERNEL_CODE = (*DERIVING_CODE, "numerics")
 
 
 @dataclass(frozen=True)
@@ -207,7 +211,12 @@ class DerivedModel:
     def reduced(self):
         """The reduced system (:class:`pencils.reduce.ReducedSystem`): core equations and
         read-outs of every output; disk-cached."""
-        return cached("derived-reduced", self.key, self._reduce, code=DERIVING_CODE)
+        return cached("derived-reduced", self.key, self._reduce, code=self._code(DERIVING_CODE))
+
+    def _code(self, narrow: tuple) -> tuple | None:
+        """The cache fingerprint's packages: ``narrow`` when the key describes the expressions,
+        every deriving package (``None``) when a factory's cheap key names them."""
+        return narrow if self._factory is None else None
 
     def _reduce(self):
         import sympy
@@ -244,7 +253,7 @@ class DerivedModel:
             lay["assumptions"] = _assumptions(self.reduced.params)
             return lay
 
-        return cached("derived-layout", self.key, make, expected=dict)
+        return cached("derived-layout", self.key, make, expected=dict, code=self._code(KERNEL_CODE))
 
     @property
     def params(self) -> tuple:
@@ -259,7 +268,7 @@ class DerivedModel:
         """The compiled solver (one per process)."""
         cont = self.continuation if self.continuation in self.params else None
         return ReducedSolver(key=self._solver_key or self.key, layout=self.layout, loader=lambda: self.reduced,
-                             options=SolveOptions(continuation=cont))
+                             options=SolveOptions(continuation=cont), code=self._code(KERNEL_CODE))
 
     def __repr__(self) -> str:
         return f"DerivedModel(outputs={list(self.outputs)}, params={list(self.params)})"

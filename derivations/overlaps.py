@@ -165,7 +165,7 @@ def default_ranks(kind: str, k: int) -> dict:
 
 def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, R=None, Q: int | None = None,
                   bulk_nodes: int | None = DEFAULT_BULK_NODES, truncation: bool = True, throw: bool = True,
-                  **solve_options) -> dict:
+                  tau_inf: float = 0.0, **solve_options) -> dict:
     """DSM test and train error of the spiked model at one diffusion time ``t`` (arrays over the
     broadcast of ``psi_n, psi_p, lam``; ``m``: one value, ``1``, an integer ``>= 2`` or ``inf``),
     derived by the engine from :func:`derivations.conditional.profile_traces`.
@@ -174,8 +174,9 @@ def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, 
     measure; ``R``: the ranks of the separable expansion (``None``: :func:`default_ranks`; an
     integer for every kernel; or a dict per kernel); ``Q``: Gauss--Hermite nodes per spike
     (default :data:`DEFAULT_NODES`); ``bulk_nodes``: the bulk measure is replaced by its Gauss
-    rule with that many nodes (``None``: its atoms; a bulk of few atoms is kept as it is).  Two
-    error estimates, relative, per point:
+    rule with that many nodes (``None``: its atoms; a bulk of few atoms is kept as it is);
+    ``tau_inf``: variance at infinity (:attr:`derivations.spikes.SpikeSplit.tau_inf`), added to the
+    bulk's mean in the conditional coefficients only.  Two error estimates, relative, per point:
 
     * ``quadrature_error``: the change from ``(Q, bulk_nodes)`` to ``(Q + Q // 2, bulk_nodes +
       bulk_nodes // 2)`` nodes (spikes, bulk; the values returned are those of the larger rules);
@@ -201,7 +202,7 @@ def spiked_errors(activation, kappa, bulk, *, psi_n, psi_p, t: float, lam, m=1, 
         Q = DEFAULT_NODES.get(kappa.size, 6)
     atoms, weights = bulk
     atoms, weights = np.asarray(atoms, dtype=float), np.asarray(weights, dtype=float)
-    tau_b = float(atoms @ weights)
+    tau_b = float(atoms @ weights) + float(tau_inf)
     a, delta = math.exp(-t), -math.expm1(-2.0 * t)
     extra = {"m": m_val} if kind == "finite" else {}
     rules = {}

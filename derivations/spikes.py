@@ -49,8 +49,11 @@ the effect is a function of ``p2`` and ``p3`` alone (``docs/spiked.md`` section 
 spectrum is therefore read twice, as ``n = 1`` and ``n = 2`` equal spikes of share
 ``sqrt(p2 / n)`` (same ``p2``, ``p3`` of the equal spikes ``p2^{3/2} / sqrt(n)``), and the two
 curves are extrapolated linearly in that ``p3`` to the spectrum's own ``p3``
-(:func:`derivations.spiked_theory.matched_grid`).  The spikes' variance is taken from the largest
-eigenvalues (:func:`equal_spikes`), so the trace is kept.
+(:func:`derivations.spiked_theory.matched_grid`).  Both readings are the family's limit
+(:func:`equal_spikes`): every direction is of order ``d``, so the variance the equal spikes do
+not carry stays at infinity (:attr:`SpikeSplit.tau_inf`) and the bulk is the eigenvalues below
+the directions; the trace is kept.  (A reading that left those directions in the bulk at the
+data's own ``d`` depended on ``d``; ``docs/spiked.md`` section 13.)
 """
 from __future__ import annotations
 
@@ -85,6 +88,11 @@ class SpikeSplit:
     bulk: tuple[np.ndarray, np.ndarray]
     d: int
     residual: float
+    #: variance at infinity (a share of ``tr Sigma / d``): directions of order ``d`` that the
+    #: reading does not resolve as spikes (:func:`equal_spikes`).  It is part of the variance of
+    #: the conditional coefficients (``tau_b``) and of no spectral mean (a direction of order
+    #: ``d`` has weight ``1/d`` in the bulk's measure, and its linear part is of finite rank).
+    tau_inf: float = 0.0
 
     @property
     def k(self) -> int:
@@ -92,8 +100,8 @@ class SpikeSplit:
 
     @property
     def tau_b(self) -> float:
-        """``int s dnu_b``, the bulk's mean eigenvalue."""
-        return float(np.dot(*self.bulk))
+        """``int s dnu_b + tau_inf``: the variance of the pre-activation outside the spikes."""
+        return float(np.dot(*self.bulk)) + self.tau_inf
 
     @property
     def tau(self) -> float:
@@ -160,31 +168,39 @@ class MatchedSpikes:
 
 
 def equal_spikes(eigenvalues, n: int, shares) -> SpikeSplit:
-    """The spectrum read as ``n`` equal spikes that carry ``p2 = sum shares^2``: each of share
-    ``sqrt(p2 / n)``, their variance ``d sqrt(n p2)`` taken from the largest eigenvalues.
+    """The directions of a spectrum (its ``len(shares)`` largest eigenvalues, ``lambda_j =
+    kappa_j d``) read as ``n`` equal spikes that carry their ``p2 = sum shares^2``: each of share
+    ``sqrt(p2 / n)``, in the family's limit.
 
-    The ``n`` largest eigenvalues give all theirs; the others are lowered to one level ``L``
-    (water-filling) until the rest is paid, and form the bulk (``d - n`` atoms).  The trace is
-    unchanged; with a single direction and ``n = 1`` this is the plain one-spike split.
+    Every direction is of order ``d``, so what the ``n`` spikes do not carry, ``sum shares -
+    sqrt(n p2)``, is variance at infinity (:attr:`SpikeSplit.tau_inf`), and the bulk is the
+    eigenvalues below the directions.  When the spikes carry more than the directions hold (one
+    dominant direction: ``n p2 > (sum shares)^2``), the rest is taken from the bulk's largest
+    eigenvalues, lowered to one level (water-filling).  The trace is kept; a single direction
+    read as one spike, or ``n`` equal ones as ``n``, is the plain split.
 
     >>> sp = equal_spikes(np.r_[30.0, 20.0, 10.0, np.ones(97)], 2, [0.3, 0.2, 0.1])
-    >>> sp.kappa.round(4).tolist(), round(float(sp.bulk[0].max()), 3)   # 10 lowered to pay the rest
-    ([0.2646, 0.2646], 7.085)
+    >>> sp.kappa.round(4).tolist(), round(sp.tau_inf, 4), float(sp.bulk[0].max())
+    ([0.2646, 0.2646], 0.0708, 1.0)
     """
     s = np.sort(np.asarray(eigenvalues, dtype=float))[::-1]
     d, shares = s.size, np.asarray(shares, dtype=float)
     share = math.sqrt(float(np.sum(shares ** 2)) / n)
-    rest, owed = s[n:], n * share * d - float(s[:n].sum())
-    if -1e-12 * s.sum() < owed < 0:  # round-off: the n largest carry exactly p2 (equal directions)
-        owed = 0.0
-    if owed < 0 or owed > rest.sum():
+    rest = s[shares.size:]
+    surplus = float(shares.sum()) - n * share  # a share of tr Sigma / d
+    if abs(surplus) < 1e-12 * float(shares.sum()):  # round-off: the spikes carry the directions exactly
+        surplus = 0.0
+    owed = max(-surplus, 0.0) * d
+    if owed > rest.sum():
         raise ValueError(f"{n} equal spike(s) of share {share:.4g} cannot carry the variance of the largest "
                          f"eigenvalues (owed {owed:.4g}); the spectrum has too little variance outside its directions")
-    lo, hi = 0.0, float(rest[0])
-    for _ in range(200):  # the level L with sum (rest - L)_+ = owed
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if np.maximum(rest - mid, 0.0).sum() > owed else (lo, mid)
-    bulk = np.minimum(rest, hi) if owed > 0 else rest
+    bulk = rest
+    if owed > 0:
+        lo, hi = 0.0, float(rest[0])
+        for _ in range(200):  # the level L with sum (rest - L)_+ = owed
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if np.maximum(rest - mid, 0.0).sum() > owed else (lo, mid)
+        bulk = np.minimum(rest, hi)
     if share * d <= bulk.max():
         raise ValueError(f"{n} equal spike(s) of share {share:.4g} do not stand above the bulk ({bulk.max():.4g})")
     atoms, inverse = np.unique(bulk, return_inverse=True)
@@ -192,7 +208,7 @@ def equal_spikes(eigenvalues, n: int, shares) -> SpikeSplit:
     kappa.setflags(write=False)
     # residual: as for any split; matched_grid replaces it by the eigenvalues below the directions
     return SpikeSplit(kappa=kappa, bulk=(atoms, np.bincount(inverse, minlength=len(atoms)) / bulk.size), d=d,
-                      residual=float(np.sum((bulk / d) ** 2)))
+                      residual=float(np.sum((bulk / d) ** 2)), tau_inf=max(surplus, 0.0))
 
 
 def matched_spikes(eigenvalues) -> MatchedSpikes | None:

@@ -494,15 +494,16 @@ def _source_is_ours(src: Path, name: str) -> bool:
         return False
 
 
-def load_kernel(key: str, params: tuple, outputs: tuple, n_core: int, source) -> Kernel | None:
-    """The compiled kernel named by ``key`` (a cheap name; the cache key adds the code
-    version and the compiler flags), its source written by ``source()`` when missing (its
-    libraries are built on first use); ``None`` (with a :class:`KernelWarning`) when the
+def load_kernel(key: str, params: tuple, outputs: tuple, n_core: int, source, code: tuple | None = None) -> Kernel | None:
+    """The compiled kernel named by ``key`` (a cheap name; the cache key adds the fingerprint of
+    ``code``, the packages the system behind ``key`` and its source depend on (default every
+    deriving package), and the compiler flags), its source written by ``source()`` when missing
+    (its libraries are built on first use); ``None`` (with a :class:`KernelWarning`) when the
     source cannot be written or generated."""
     from pencils.cache import cache_key
 
     flags = (*CXXFLAGS, *_cpu_flags())  # the flags name the library: a machine without FMA builds its own
-    name = "kernel-" + cache_key("kernel", f"{key}\0{flags}\0{runtime_digest()}").split("-")[-1]
+    name = "kernel-" + cache_key("kernel", f"{key}\0{flags}\0{runtime_digest()}", code).split("-")[-1]
     if name in _loaded:
         return _loaded[name]
     if name in _failed:

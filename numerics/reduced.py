@@ -60,10 +60,12 @@ DD_POLISH = 1e-30
 DD_PATTERNS = 1
 
 
-def generate_reduced_source(R, backend: str = "numpy", key: str | None = None) -> str:
+def generate_reduced_source(R, backend: str = "numpy", key: str | None = None, code: tuple | None = None) -> str:
     """Python source of the compiled program for ``backend``, cached on disk under
     ``key`` (a cheap name fixed by the caller) or, by default, the system itself.
-    ``R`` may be a function returning the system: it is called only to generate."""
+    ``R`` may be a function returning the system: it is called only to generate.
+    ``code``: the packages the system behind ``key`` and this source depend on (the cache
+    key's fingerprint, :func:`pencils.cache.cached`; default all deriving packages)."""
     get = R if callable(R) else (lambda: R)
     if key is None:
         from pencils.linearize import describe
@@ -75,7 +77,7 @@ def generate_reduced_source(R, backend: str = "numpy", key: str | None = None) -
 
         return reduced_source(get(), backend)
 
-    return cached(f"reduced-codegen-{backend}", key, generate)
+    return cached(f"reduced-codegen-{backend}", key, generate, code=code)
 
 
 def _spectral_mean_numpy(E, f, weights: str, atoms: tuple):
@@ -90,12 +92,12 @@ def _spectral_mean_mpmath(E, f, weights: str, atoms: tuple):
     return mpmath.fsum(w * f(*x) for w, *x in zip(E[weights], *(E[k] for k in atoms)))
 
 
-def _namespace(R, backend: str, key: str | None) -> dict:
+def _namespace(R, backend: str, key: str | None, code: tuple | None = None) -> dict:
     import mpmath
 
     ns: dict = {"numpy": np, "mpmath": mpmath,
                 "spectral_mean": _spectral_mean_numpy if backend == "numpy" else _spectral_mean_mpmath}
-    exec(compile(generate_reduced_source(R, backend, key), f"<reduced-{backend}>", "exec"), ns)
+    exec(compile(generate_reduced_source(R, backend, key, code), f"<reduced-{backend}>", "exec"), ns)
     return ns
 
 
@@ -117,7 +119,7 @@ class ReducedSolver:
     """
 
     def __init__(self, reduced=None, key: str | None = None, *, layout: dict | None = None, loader=None,
-                 options: SolveOptions = SolveOptions()):
+                 options: SolveOptions = SolveOptions(), code: tuple | None = None):
         if reduced is not None:
             from pencils.reduce import ReducedSystem
 
@@ -134,6 +136,7 @@ class ReducedSolver:
         self._layout = layout
         self._ns = {b: None for b in ("numpy", "mpmath")}
         self._key = key
+        self._code = code  # what the system named by key depends on (None: every deriving package)
         self._compiled: dict = {}  # continuation parameter -> kernel (False: unavailable)
 
     @property
@@ -155,7 +158,7 @@ class ReducedSolver:
         if self._ns[backend] is None:
             # with a key, the cached source needs no system (a warm mpmath start loads no sympy)
             self._ns[backend] = _namespace((lambda: self.reduced) if self._key is not None else self.reduced,
-                                           backend, self._key)
+                                           backend, self._key, self._code)
         return self._ns[backend]
 
     def _options(self, options, overrides) -> SolveOptions:
@@ -311,7 +314,8 @@ class ReducedSolver:
                 return kernel_source(self.reduced, name)
 
             key = self._key if name is None else f"{self._key}\0continuation={name}"
-            self._compiled[name] = load_kernel(key, self.param_names, self.outputs, self.n_core, source) or False
+            self._compiled[name] = load_kernel(key, self.param_names, self.outputs, self.n_core, source,
+                                               self._code) or False
         return self._compiled[name] or None
 
     def _solve_kernel(self, kernel, flat, size, init, opts: SolveOptions, estimate, precision="double") -> tuple:

@@ -303,3 +303,19 @@ def test_concurrent_writers_never_leave_a_half_written_file(tmp_path):
     assert [p.suffix for p in folder.iterdir()] == [".pkl"]
     env = pickle.loads(next(folder.iterdir()).read_bytes())
     assert len(env["value"]) == 20000 and len(set(env["value"])) == 1
+
+
+def test_a_derived_model_is_keyed_by_the_code_that_derives_it():
+    """A model described by its expressions: the reduced system by the engine and
+    ``derivations/derived.py``, the program and kernel by those and ``numerics`` (an edit
+    elsewhere in ``derivations`` renames nothing).  A factory under a cheap name: every deriving
+    package, since the factory's own code decides the expressions."""
+    from derivations.derived import DERIVING_CODE, KERNEL_CODE, DerivedModel
+    from derivations.theory import dsm_model
+    from pencils.cache import cache_key
+
+    described = DerivedModel(outputs={"x": None})
+    assert described._code(DERIVING_CODE) == DERIVING_CODE and described._code(KERNEL_CODE) == KERNEL_CODE
+    assert "derivations" not in KERNEL_CODE and "numerics" in KERNEL_CODE
+    assert dsm_model("1")._code(KERNEL_CODE) is None
+    assert cache_key("kernel", "k", KERNEL_CODE) != cache_key("kernel", "k")

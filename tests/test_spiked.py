@@ -10,8 +10,8 @@ import pencils
 from derivations.model import ROUNDOFF_RTOL, clip_roundoff, spectral_measure
 from derivations.spikes import KAPPA_MIN, auto_spikes, split_spikes
 from validation.simulation.problem import Covariance, make_problem
-from validation.simulation.spiked import (ConditionalCoefficients, conditional_instance, simulate_spiked,
-                                          spiked_eigenvalues)
+from validation.simulation.spiked import (ConditionalCoefficients, centred_instance, centred_test_moments,
+                                          conditional_instance, simulate_spiked, spiked_eigenvalues)
 
 MNIST = next((c for c in (Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
                           Path("/work/shared/data/mnist")) if c.exists()), Path("/work/shared/data/mnist"))
@@ -196,6 +196,78 @@ def test_conditional_test_error_matches_fresh_samples():
     per = np.sum((Phi @ fitted.Bt + math.sqrt(pr.delta) * Y / (pr.a**2 * eig + pr.delta)) ** 2, axis=1) / 80
     se = per.std(ddof=1) / math.sqrt(per.size)
     assert abs(per.mean() - err) < 4 * se
+
+
+def _centred_features(act, W, eig, k, a, delta, rng, size):
+    """Fresh test points ``y`` and their centred features ``rho(h) - mu0_i(s)`` (sampled, for the tests)."""
+    d = W.shape[1]
+    x = rng.standard_normal((size, d)) * np.sqrt(eig)
+    y = a * x + math.sqrt(delta) * rng.standard_normal((size, d))
+    rest = np.r_[np.full(k, delta), a * a * eig[k:] + delta]
+    sd = np.sqrt((W * W) @ rest / d)
+    S = a * x[:, :k] @ W[:, :k].T / math.sqrt(d)
+    return y, act(y @ W.T / math.sqrt(d)) - act.gaussian_moments(S, sd[None, :], 0)[..., 0]
+
+
+def test_centred_test_moments_match_fresh_samples():
+    """``centred_test_moments`` (Mehler with ``R^j - R_s^j``, the diagonal by quadrature, ``V`` by
+    Stein) against 400000 sampled test points, entry by entry within 5 standard errors."""
+    act = pencils.activation("relu")
+    d, k, a, delta = 30, 2, math.exp(-0.1), -math.expm1(-0.2)
+    eig = spiked_eigenvalues([0.3, 0.15], 0.6, d)
+    W = np.random.default_rng(0).standard_normal((8, d))
+    mom = centred_test_moments(act, W, eig, k, a, delta)
+    rng = np.random.default_rng(1)
+    U, U2, V, V2, n = 0.0, 0.0, 0.0, 0.0, 0
+    for _ in range(4):
+        y, phi = _centred_features(act, W, eig, k, a, delta, rng, 100000)
+        pu = phi[:, :, None] * phi[:, None, :]
+        pv = phi[:, :, None] * (y / (a * a * eig + delta))[:, None, :]
+        U, U2, V, V2, n = U + pu.sum(0), U2 + (pu**2).sum(0), V + pv.sum(0), V2 + (pv**2).sum(0), n + len(y)
+    for got, s1, s2 in ((mom.U, U, U2), (mom.V, V, V2)):
+        mean, se = s1 / n, np.sqrt((s2 / n - (s1 / n) ** 2) / n)
+        assert np.all(np.abs(mean - got) < 5 * se + 1e-12)
+    # the centring matters: the spike part's share of U is far outside those errors
+    assert np.max(np.abs(np.diag(mom.U) - act.gaussian_second_moment(np.zeros(8), np.sqrt(np.diag(
+        (W * (a * a * eig + delta)) @ W.T / d))))) > 0.05
+
+
+def test_centred_test_error_matches_fresh_samples():
+    """A trained centred instance (m = 2): its exact test error against 20000 fresh test points."""
+    act = pencils.activation("relu")
+    pr = make_problem(d=60, psi_n=1, psi_p=1.5, t=0.2, lam=1e-2, m=2)
+    eig = spiked_eigenvalues([0.25, 0.1], 0.65, 60)
+    fitted = centred_instance(act, pr, Covariance.of(eig, 60), 2, 0, None)
+    y, phi = _centred_features(act, fitted.W, eig, 2, pr.a, pr.delta, np.random.default_rng(3), 20000)
+    per = np.sum((phi @ fitted.Bt + math.sqrt(pr.delta) * y / (pr.a**2 * eig + pr.delta)) ** 2, axis=1) / 60
+    assert abs(per.mean() - fitted.test_error) < 4 * per.std(ddof=1) / math.sqrt(per.size)
+
+
+def test_centred_noise_average_matches_sampled_noise():
+    """``m = inf`` for centred features: the exact noise-averaged moments against 100000 noise
+    draws per data point (common data and ``W``), within 5 standard errors."""
+    from validation.simulation.spiked import _CentredModel
+
+    act = pencils.activation("relu")
+    d, k, a, delta = 20, 2, math.exp(-0.3), -math.expm1(-0.6)
+    eig = spiked_eigenvalues([0.3, 0.15], 0.6, d)
+    rng = np.random.default_rng(2)
+    W, X = rng.standard_normal((6, d)), rng.standard_normal((3, d)) * np.sqrt(eig)
+    rest = np.r_[np.full(k, delta), a * a * eig[k:] + delta]
+    model = _CentredModel(act, k, a, np.sqrt((W * W) @ rest / d))
+    mom = model.moments_inf(W, X, None, delta)
+    draws = 100000
+    Z = rng.standard_normal((draws, d))
+    Phi = [model.features((a * x + math.sqrt(delta) * Z) @ W.T / math.sqrt(d), np.repeat(x[None], draws, 0), W,
+                          None, None, 1) for x in X]
+    pu = np.concatenate([phi[:, :, None] * phi[:, None, :] for phi in Phi])
+    pv = np.concatenate([phi[:, :, None] * Z[:, None, :] for phi in Phi])
+    for got, samples in ((mom.U, pu), (mom.V, pv)):
+        # the data points are fixed: average per point, then over the points
+        per = samples.reshape(len(X), draws, *samples.shape[1:])
+        mean = per.mean(axis=1).mean(axis=0)
+        se = np.sqrt((per.var(axis=1) / draws).sum(axis=0)) / len(X)
+        assert np.all(np.abs(mean - got) < 5 * se + 1e-12)
 
 
 def test_conditional_surrogate_tracks_the_true_features():

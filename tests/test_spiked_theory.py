@@ -177,10 +177,32 @@ def test_matched_readings_carry_p2_and_keep_the_trace():
     assert 1.0 < ms.n_eff < 4.0   # between one spike and four equal ones
     for n, split in ((1, ms.one), (2, ms.two)):
         assert split.k == n and np.allclose(split.kappa, np.sqrt(ms.p2 / n))
-        # the trace: n spikes of kappa d and d - n bulk eigenvalues of mean tau_b
-        assert n * split.kappa[0] * d + split.tau_b * (d - n) == pytest.approx(eigs.sum(), rel=1e-12)
-        assert split.bulk[0].max() < split.kappa[0] * d
+        # what the spikes do not carry is at infinity; the bulk is the eigenvalues below the directions
+        assert split.tau_inf == pytest.approx(ms.shares.sum() - np.sqrt(n * ms.p2), rel=1e-12)
+        assert split.tau_inf > 0
+        assert np.array_equal(split.bulk[0], np.unique(eigs[4:]))
+        # the trace: n spikes of kappa d, the variance at infinity and d - 4 bulk eigenvalues
+        bulk_mean = split.tau_b - split.tau_inf
+        assert (n * split.kappa[0] + split.tau_inf) * d + bulk_mean * (d - 4) == pytest.approx(eigs.sum(), rel=1e-12)
     assert ms.residual == pytest.approx(np.sum((eigs[4:] / d) ** 2))
+
+
+def test_matched_readings_are_the_limit_of_the_family():
+    """The same directions and bulk at two dimensions give the same readings (the family's
+    limit, not a finite-``d`` placement of the unresolved directions); a dominant direction that
+    holds less than two equal spikes need takes the rest from the bulk, keeping the trace."""
+    from derivations.spikes import matched_spikes
+
+    shares = [0.12, 0.08, 0.05, 0.03]
+    a, b = (matched_spikes(_spectrum(shares, d, bulk=0.72)) for d in (500, 4000))
+    for x, y in ((a.one, b.one), (a.two, b.two)):
+        assert np.allclose(x.kappa, y.kappa, rtol=1e-14) and x.tau_inf == pytest.approx(y.tau_inf, rel=1e-12)
+        assert np.allclose(x.bulk[0], y.bulk[0]) and np.allclose(x.bulk[1], y.bulk[1])
+    d = 1000
+    dominant = np.r_[0.3 * d, 0.02 * d, np.full(d - 2, 0.68 * d / (d - 2))]
+    two = matched_spikes(dominant).two
+    assert two.tau_inf == 0.0 and two.bulk[0].max() < 0.68 * d / (d - 2)   # the bulk paid the rest
+    assert 2 * two.kappa[0] * d + (two.tau_b * (d - 2)) == pytest.approx(dominant.sum(), rel=1e-9)
 
 
 def test_matched_limits_are_the_plain_splits():
@@ -236,3 +258,24 @@ def test_matched_errors_with_one_direction_are_the_one_spike_theory():
     assert "3 directions of order d" in repr(many)
     with pytest.raises(NotImplementedError, match="finite m"):
         many.errors(psi_n=1.0, psi_p=2.0, t=0.1, lam=1e-2, m=4)
+
+
+def test_variance_at_infinity_is_a_far_direction():
+    """``tau_inf`` (a direction of order ``d`` that a reading does not resolve) is the limit of that
+    direction kept as a bulk eigenvalue at ever larger ``d``: at ``d = 10^6`` the two agree to
+    ``1e-4``, and dropping the variance instead moves each error by more than a per cent at one point."""
+    from derivations.spiked_theory import spiked_grid
+    from derivations.spikes import SpikeSplit
+
+    d, args = 10**6, (np.ones(2), np.array([0.5, 2.0]), np.full(2, 0.1), np.full(2, 1e-2), np.ones(2))
+    far = pencils.build("relu", covariance=np.r_[0.2 * d, 0.1 * d, np.full(d - 2, 0.7 * d / (d - 2))], spikes=1,
+                        spike_rank=1)
+    act = far.activation
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpikeWarning)  # rank 1: not estimated
+        ref = spiked_grid(act, far.spikes, *args, rank=1)
+        out = {tau: spiked_grid(act, SpikeSplit(kappa=np.array([0.2]), bulk=(np.array([0.7]), np.array([1.0])), d=d,
+                                                residual=0.0, tau_inf=tau), *args, rank=1) for tau in (0.1, 0.0)}
+    for q in ("test", "train"):
+        assert np.allclose(out[0.1][q], ref[q], rtol=1e-4)
+        assert np.max(np.abs(out[0.0][q] / ref[q] - 1)) > 0.01

@@ -22,8 +22,19 @@ tensor Gauss--Hermite quadrature (:func:`conditional_test_moments`), and
 ``E[phi y^T] S_t^{-1} = E[mu1(s)] W / sqrt(d)`` (Stein's lemma in ``x`` and ``z``, with
 ``mu0' = mu1``).
 
-Use :func:`simulate_spiked` (``features="true"``, ``"plain"`` or ``"conditional"``); the
-results extrapolate in ``d`` like :func:`validation.simulate`'s (same :class:`SimulationResult`).
+**Centred true features** (``features="centred"``): ``phi = rho(h) - mu0_i(s)``,
+the true features minus their conditional mean given the spike part ``s`` of the pre-activation,
+``mu0_i(s) = E[rho(s + sqrt(v_i) g)]`` with ``v_i`` the variance of ``h - s`` given ``W``.  The
+theory leaves ``mu0`` out (:mod:`derivations.conditional`): it is a function of ``k`` spike
+coordinates, so its effective rank is finite and it drops out as ``d -> inf``, but with many
+directions of order ``d`` that rank is a sizable fraction of ``d`` (products of Hermite
+polynomials in ``k`` variables), and the true features converge slowly in ``d``.  Removing it
+changes nothing in the limit; at ``m = 1`` it removes most of the finite-size effect, at
+``m = inf`` not always (it also removes the linear part of the spike signal; ``docs/spiked.md``
+section 13).  The test moments stay exact (:func:`centred_test_moments`).
+
+Use :func:`simulate_spiked` (``features="true"``, ``"plain"``, ``"conditional"`` or ``"centred"``);
+the results extrapolate in ``d`` like :func:`validation.simulate`'s (same :class:`SimulationResult`).
 """
 from __future__ import annotations
 
@@ -41,11 +52,13 @@ from .driver import SimulationResult, _seed_list
 from .problem import Covariance, Problem, instance_streams, make_problem
 from .training import _check_memory, _check_train_time, _quadratic_error, _train, memory_estimate
 
-__all__ = ["FEATURES", "ConditionalCoefficients", "conditional_instance", "conditional_test_moments",
-           "simulate_spiked", "spiked_eigenvalues"]
+__all__ = ["FEATURES", "ConditionalCoefficients", "centred_test_moments", "conditional_instance",
+           "conditional_test_moments", "simulate_spiked", "spiked_eigenvalues"]
 
 #: feature models of :func:`simulate_spiked`
-FEATURES = ("true", "plain", "conditional")
+FEATURES = ("true", "plain", "conditional", "centred")
+#: Gauss--Hermite nodes of ``E[mu0(s)^2]`` in :func:`centred_test_moments`
+CENTRED_NODES = 96
 #: interpolation points of the coefficient functions over ``[-s_max, s_max]``
 GRID_POINTS = 2001
 
@@ -174,6 +187,113 @@ def conditional_test_moments(fn: dict, W: np.ndarray, eig: np.ndarray, k: int, a
     return _moments.Moments(U=U, V=V)
 
 
+def _spike_part(X, W, k: int, a: float) -> np.ndarray:
+    """``s = a X_sp W_sp^T / sqrt(d)``: the spike part of the pre-activations of the rows of ``X``."""
+    return a * (X[:, :k] @ W[:, :k].T) / math.sqrt(W.shape[1])
+
+
+class _CentredModel:
+    """``rho(h) - mu0_i(s)``, the training features of ``features="centred"`` (module docstring);
+    ``sd[i] = sqrt(v_i)``."""
+
+    def __init__(self, act, k: int, a: float, sd: np.ndarray):
+        self.act, self.k, self.a, self.sd = act, k, a, sd
+
+    def features(self, H, X_rows, W, Xi_rows, fresh, m):
+        S = np.repeat(_spike_part(X_rows, W, self.k, self.a), m, axis=0)
+        return self.act(H) - self.act.gaussian_moments(S, self.sd[None, :], 0)[..., 0]
+
+    def moments_inf(self, W, X, Xi, delta):
+        """Exact noise average (``m = inf``): ``mu0(s)`` does not depend on the noise, so
+        ``Ubar = Ubar_rho - (A^T M0 + M0^T A) / n + M0^T M0 / n`` with ``A = E_z rho(h)``,
+        ``M0 = mu0(s)``, and ``Vbar`` is the true features' (``E_z[mu0 z] = 0``)."""
+        d = W.shape[1]
+        C = W @ W.T / d
+        true = _moments.true_train_moments_inf(self.act, W, X, self.a, delta, C)
+        A = self.act.gaussian_moments(self.a * (X @ W.T) / math.sqrt(d), math.sqrt(delta) * np.sqrt(np.diag(C))[None, :],
+                                      0)[..., 0]
+        M0 = self.act.gaussian_moments(_spike_part(X, W, self.k, self.a), self.sd[None, :], 0)[..., 0]
+        n = X.shape[0]
+        cross = A.T @ M0
+        U = true.U - (cross + cross.T) / n + M0.T @ M0 / n
+        return _moments.Moments(U=U, V=true.V, mehler_order=true.mehler_order, truncation_bound=true.truncation_bound)
+
+
+def _horner(scaled: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``sum_j r^j o (b_j b_j^T)``, ``b_j = scaled[:, j]``, by Horner's rule in ``r``."""
+    U = np.zeros_like(r)
+    for j in range(scaled.shape[1] - 1, -1, -1):
+        U *= r
+        U += np.outer(scaled[:, j], scaled[:, j])
+    return U
+
+
+def centred_test_moments(act, W: np.ndarray, eig: np.ndarray, k: int, a: float, delta: float,
+                         nodes: int = CENTRED_NODES) -> _moments.Moments:
+    """``U = E[phi phi^T]``, ``V = E[phi y^T] S_t^{-1}`` of the centred test features
+    ``phi_i = rho(h_i) - mu0_i(s_i)``, ``y ~ N(0, S_t)``, exactly (up to a bounded Mehler truncation).
+
+    With ``C = W S_t W^T / d`` (covariance of ``h``), ``C_s`` that of ``s`` (also
+    ``Cov(h_i, s_l)``), ``sigma_i^2 = C_ii`` and ``v_i = C_ii - (C_s)_ii``, the Hermite
+    coefficients of ``mu0_i`` at the scale of ``s_i`` are those of ``rho`` at ``sigma_i`` times
+    ``(sd(s_i)/sigma_i)^j``, so every term of Mehler's expansion carries the same
+    ``b_ij = alpha_j(sigma_i) / sqrt(j!)``:
+
+        U_il = sum_j b_ij b_lj (R^j - R_s^j),  R = C / (sigma sigma^T),  R_s = C_s / (sigma sigma^T)  (i != l),
+        U_ii = E rho(h_i)^2 - E mu0_i(s_i)^2   (the second term by a ``nodes``-point Gauss--Hermite rule),
+        V_i  = E[rho'(h_i)] (W_i o c) / sqrt(d),  c_j = Delta / (a^2 lambda_j + Delta) on the spikes, 1 elsewhere
+
+    (Stein's lemma; ``E mu0_i'(s_i) = E rho'(h_i)``)."""
+    p, d = W.shape
+    C = (W * (a * a * eig + delta)) @ W.T / d
+    Ws = W[:, :k] * (a * np.sqrt(eig[:k]))
+    Cs = Ws @ Ws.T / d
+    sigma = np.sqrt(np.diag(C))
+    tau = np.sqrt(np.diag(Cs))
+    v_sd = np.sqrt(np.diag(C) - tau**2)
+    norm = np.outer(sigma, sigma)
+    R, Rs = C / norm, Cs / norm
+    del C, Cs, norm
+    np.fill_diagonal(R, 0.0)
+    np.fill_diagonal(Rs, 0.0)
+    r_max = float(max(np.max(np.abs(R)), np.max(np.abs(Rs)))) if p > 1 else 0.0
+    order = _moments.mehler_order(r_max)
+    alpha = act.gaussian_moments(np.zeros(p), sigma, order)
+    scaled = alpha / np.sqrt(_moments._factorials(order))
+    U = _horner(scaled, R)
+    del R
+    U -= _horner(scaled, Rs)
+    del Rs
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)
+    mu0 = act.gaussian_moments(tau[:, None] * x[None, :], v_sd[:, None], 0)[..., 0]  # (p, nodes)
+    second = act.gaussian_second_moment(np.zeros(p), sigma)
+    U[np.diag_indices(p)] = second - (mu0 * mu0) @ (w / math.sqrt(2.0 * math.pi))
+    bound = 2.0 * _moments._bound(r_max, order, second - np.sum(scaled**2, axis=1))
+    _moments._warn_if_loose(bound, float(np.max(second)), order)
+    c = np.ones(d)
+    c[:k] = delta / (a * a * eig[:k] + delta)
+    V = (alpha[:, 1] / sigma)[:, None] * (W * c) / math.sqrt(d)
+    return _moments.Moments(U=U, V=V, mehler_order=order, truncation_bound=bound)
+
+
+def centred_instance(act, pr: Problem, cov: Covariance, k: int, seed: int, T):
+    """One centred-features instance (same ``W``, data and noise as ``features="true"``):
+    the fitted score with its exact test error."""
+    rngs = instance_streams(seed, pr.d, pr.n, pr.p)
+    X = cov.sample(rngs[1].standard_normal((pr.n, pr.d)))
+    W = instance_streams(seed, pr.d, pr.n, pr.p)[0].standard_normal((pr.p, pr.d))  # the W _train draws
+    eig = cov.eigenvalues
+    # v_i: Var(h_i - s_i | W) = (sum_{j >= k} (a^2 lambda_j + Delta) W_ij^2 + Delta sum_{j < k} W_ij^2) / d
+    rest = np.r_[np.full(k, pr.delta), pr.a * pr.a * eig[k:] + pr.delta]
+    sd = np.sqrt((W * W) @ rest / pr.d)
+    fitted = _train(act, pr, X, rngs, False, None, T, model=_CentredModel(act, k, pr.a, sd))
+    test = centred_test_moments(act, fitted.W, eig, k, pr.a, pr.delta)
+    trace = cov.inverse_trace(pr.a, pr.delta)
+    fitted.test_error = _quadratic_error(fitted.Bt, test.U, test.V, math.sqrt(pr.delta), pr.d, pr.delta * trace)
+    fitted.mehler_order, fitted.truncation_bound = test.mehler_order, test.truncation_bound
+    return fitted
+
+
 def conditional_instance(act, pr: Problem, cov: Covariance, k: int, tau_b: float, seed: int, T, nodes: int):
     """One conditional-surrogate instance: ``(fitted score, splines, test error, DSM offset)``."""
     rngs = instance_streams(seed, pr.d, pr.n, pr.p)
@@ -198,7 +318,8 @@ def simulate_spiked(activation, *, kappa, bulk, d, psi_n, psi_p, t, lam, m, seed
 
     ``kappa``: spike shares (``k`` of them); ``bulk``: ``nu_b`` as in :func:`spiked_eigenvalues`.
     ``features``: ``"true"`` (``rho``), ``"plain"`` (today's surrogate, constants at
-    ``v_t = a_t^2 tau + Delta_t``) or ``"conditional"`` (the conditional surrogate).
+    ``v_t = a_t^2 tau + Delta_t``), ``"conditional"`` (the conditional surrogate) or
+    ``"centred"`` (``rho`` minus its conditional mean given the spike part).
     ``nodes``: Gauss--Hermite nodes per spike of the conditional test moments (default
     ``48, 24, 12`` for ``k = 1, 2, >= 3``).  The result is a :class:`SimulationResult`
     (``surrogate`` is ``True`` for both surrogates; ``form`` says which).
@@ -214,7 +335,7 @@ def simulate_spiked(activation, *, kappa, bulk, d, psi_n, psi_p, t, lam, m, seed
         raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     eig = spiked_eigenvalues(kappa, bulk, d)
     k = np.atleast_1d(kappa).size
-    if features != "conditional":
+    if features not in ("conditional", "centred"):
         from .driver import simulate
 
         r = simulate(activation, d=d, psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m, seeds=seeds,
@@ -235,10 +356,14 @@ def simulate_spiked(activation, *, kappa, bulk, d, psi_n, psi_p, t, lam, m, seed
     start = time.perf_counter()
     tests, trains, offset = [], [], None
     for seed in seed_list:
-        fitted, _, te, offset = conditional_instance(act, pr, cov, k, tau_b, seed, T, nodes)
+        if features == "centred":
+            fitted = centred_instance(act, pr, cov, k, seed, T)
+            te, offset = fitted.test_error, 1.0 - pr.delta * cov.inverse_trace(pr.a, pr.delta)
+        else:
+            fitted, _, te, offset = conditional_instance(act, pr, cov, k, tau_b, seed, T, nodes)
         tests.append(te)
         trains.append(fitted.train_error)
-    return SimulationResult(problem=pr, activation=act.name, surrogate=True, seeds=seed_list,
-                            test_values=np.array(tests), train_values=np.array(trains), form="conditional",
+    return SimulationResult(problem=pr, activation=act.name, surrogate=features == "conditional", seeds=seed_list,
+                            test_values=np.array(tests), train_values=np.array(trains), form=features,
                             seconds=time.perf_counter() - start, dsm_offset=offset, train_time=T, tau=cov.tau,
                             isotropic=False, spectrum=cov.eigenvalues)

@@ -371,9 +371,9 @@ def _train(act, pr: Problem, X: np.ndarray, rngs, surrogate: bool, coef, T: floa
            progress=None, model=None) -> FittedScore:
     """Draw ``W`` (and the noise) from ``rngs`` and train ``B`` on ``X``; no test error.
 
-    ``model`` (with ``surrogate``): another surrogate's features, an object with
-    ``features(H, X_rows, W, Xi_rows, fresh, m)`` and ``moments_inf(W, X, Xi, delta)``
-    (the conditional surrogate of :mod:`validation.simulation.spiked`)."""
+    ``model``: other features, an object with ``features(H, X_rows, W, Xi_rows, fresh, m)`` and
+    ``moments_inf(W, X, Xi, delta)`` (the conditional surrogate and the centred true features of
+    :mod:`validation.simulation.spiked`); ``Xi_rows`` and ``fresh`` are ``None`` unless ``surrogate``."""
     rng_w, _, rng_z, rng_xi, rng_xi2 = rngs
     W = rng_w.standard_normal((pr.p, pr.d))
     C = W @ W.T / pr.d
@@ -406,7 +406,8 @@ def _train(act, pr: Problem, X: np.ndarray, rngs, surrogate: bool, coef, T: floa
                 Y = pr.a * np.repeat(X[start:stop], m, axis=0) + math.sqrt(pr.delta) * Z
                 H = Y @ W.T / math.sqrt(pr.d)
                 if model is not None:
-                    Phi = model.features(H, X[start:stop], W, Xi[start:stop], rng_xi2.standard_normal(H.shape), m)
+                    Phi = model.features(H, X[start:stop], W, None if Xi is None else Xi[start:stop],
+                                         rng_xi2.standard_normal(H.shape) if surrogate else None, m)
                 elif surrogate:
                     fresh = rng_xi2.standard_normal(H.shape)
                     Phi = (coef.mu0 + coef.mu1 * H + coef.mu_s * np.repeat(Xi[start:stop], m, axis=0)
