@@ -77,6 +77,17 @@ def mehler_order(r_max: float, tol: float = MEHLER_TOL) -> int:
     return int(min(max(order, 2), MEHLER_MAX_ORDER))
 
 
+def mehler_sum(scaled: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``sum_j r^j o (b_j b_j^T)`` with ``b_j = scaled[:, j]``: Mehler's series of ``E[f_k g_l]``
+    truncated at ``scaled.shape[1] - 1``, by Horner's rule in ``r`` in place
+    (``U = b_0 b_0^T + r o (b_1 b_1^T + r o (...))``)."""
+    U = np.zeros_like(r, dtype=float)
+    for j in range(scaled.shape[1] - 1, -1, -1):
+        U *= r
+        U += np.outer(scaled[:, j], scaled[:, j])
+    return U
+
+
 def _correlations(C: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     sigma = np.sqrt(np.diag(C))
     r = C / np.outer(sigma, sigma)
@@ -114,11 +125,7 @@ def true_test_moments(act, W: np.ndarray, C: np.ndarray | None = None) -> Moment
     order = mehler_order(r_max)
     alpha = act.gaussian_moments(np.zeros(p), sigma, order)  # (p, order+1)
     scaled = alpha / np.sqrt(_factorials(order))
-    # Horner in r: U = b_0 b_0^T + r o (b_1 b_1^T + r o (...)), in place.
-    U = np.zeros((p, p))
-    for j in range(order, -1, -1):
-        U *= r
-        U += np.outer(scaled[:, j], scaled[:, j])
+    U = mehler_sum(scaled, r)
     second = act.gaussian_second_moment(np.zeros(p), sigma)
     U[np.diag_indices(p)] = second
     tails = second - np.sum(scaled**2, axis=1)

@@ -131,6 +131,11 @@ class ConditionalCoefficients:
         return {name: CubicSpline(grid, v) for name, v in vals.items()}
 
 
+def _spike_part(X, W, k: int, a: float) -> np.ndarray:
+    """``s = a X_sp W_sp^T / sqrt(d)``: the spike part of the pre-activations of the rows of ``X``."""
+    return a * (X[:, :k] @ W[:, :k].T) / math.sqrt(W.shape[1])
+
+
 class _ConditionalModel:
     """The conditional surrogate's training features for :func:`validation.simulation.training._train`
     (``fn``: the splines of :meth:`ConditionalCoefficients.table`)."""
@@ -138,20 +143,16 @@ class _ConditionalModel:
     def __init__(self, fn: dict, k: int, a: float):
         self.fn, self.k, self.a = fn, k, a
 
-    def _spike_part(self, X, W):
-        d = W.shape[1]
-        return self.a * (X[:, :self.k] @ W[:, :self.k].T) / math.sqrt(d)
-
     def features(self, H, X_rows, W, Xi_rows, fresh, m):
         """``mu0(s) + mu1(s)(h - s) + mu_s(s) xi_i + mu_f(s) xi_ij`` for rows ``i*m + j``."""
-        S = np.repeat(self._spike_part(X_rows, W), m, axis=0)
+        S = np.repeat(_spike_part(X_rows, W, self.k, self.a), m, axis=0)
         f = self.fn
         return f["mu0"](S) + f["mu1"](S) * (H - S) + f["mu_s"](S) * np.repeat(Xi_rows, m, axis=0) + f["mu_f"](S) * fresh
 
     def moments_inf(self, W, X, Xi, delta):
         """Exact noise average (``m = inf``): given ``x_i``, ``h - s = a h_b(x_i) + sqrt(Delta) W z / sqrt(d)``."""
         p, d = W.shape
-        S = self._spike_part(X, W)
+        S = _spike_part(X, W, self.k, self.a)
         f = self.fn
         M1 = f["mu1"](S)
         mean = f["mu0"](S) + M1 * (self.a * (X[:, self.k:] @ W[:, self.k:].T) / math.sqrt(d)) + f["mu_s"](S) * Xi
@@ -187,11 +188,6 @@ def conditional_test_moments(fn: dict, W: np.ndarray, eig: np.ndarray, k: int, a
     return _moments.Moments(U=U, V=V)
 
 
-def _spike_part(X, W, k: int, a: float) -> np.ndarray:
-    """``s = a X_sp W_sp^T / sqrt(d)``: the spike part of the pre-activations of the rows of ``X``."""
-    return a * (X[:, :k] @ W[:, :k].T) / math.sqrt(W.shape[1])
-
-
 class _CentredModel:
     """``rho(h) - mu0_i(s)``, the training features of ``features="centred"`` (module docstring);
     ``sd[i] = sqrt(v_i)``."""
@@ -217,15 +213,6 @@ class _CentredModel:
         cross = A.T @ M0
         U = true.U - (cross + cross.T) / n + M0.T @ M0 / n
         return _moments.Moments(U=U, V=true.V, mehler_order=true.mehler_order, truncation_bound=true.truncation_bound)
-
-
-def _horner(scaled: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """``sum_j r^j o (b_j b_j^T)``, ``b_j = scaled[:, j]``, by Horner's rule in ``r``."""
-    U = np.zeros_like(r)
-    for j in range(scaled.shape[1] - 1, -1, -1):
-        U *= r
-        U += np.outer(scaled[:, j], scaled[:, j])
-    return U
 
 
 def centred_test_moments(act, W: np.ndarray, eig: np.ndarray, k: int, a: float, delta: float,
@@ -260,9 +247,9 @@ def centred_test_moments(act, W: np.ndarray, eig: np.ndarray, k: int, a: float, 
     order = _moments.mehler_order(r_max)
     alpha = act.gaussian_moments(np.zeros(p), sigma, order)
     scaled = alpha / np.sqrt(_moments._factorials(order))
-    U = _horner(scaled, R)
+    U = _moments.mehler_sum(scaled, R)
     del R
-    U -= _horner(scaled, Rs)
+    U -= _moments.mehler_sum(scaled, Rs)
     del Rs
     x, w = np.polynomial.hermite_e.hermegauss(nodes)
     mu0 = act.gaussian_moments(tau[:, None] * x[None, :], v_sd[:, None], 0)[..., 0]  # (p, nodes)
@@ -276,12 +263,18 @@ def centred_test_moments(act, W: np.ndarray, eig: np.ndarray, k: int, a: float, 
     return _moments.Moments(U=U, V=V, mehler_order=order, truncation_bound=bound)
 
 
+def _instance_draws(pr: Problem, cov: Covariance, seed: int):
+    """The streams of one instance, its data ``X`` and the ``W`` that :func:`_train` will draw from them
+    (known before training: the models need it)."""
+    rngs = instance_streams(seed, pr.d, pr.n, pr.p)
+    X = cov.sample(rngs[1].standard_normal((pr.n, pr.d)))
+    return rngs, X, instance_streams(seed, pr.d, pr.n, pr.p)[0].standard_normal((pr.p, pr.d))
+
+
 def centred_instance(act, pr: Problem, cov: Covariance, k: int, seed: int, T):
     """One centred-features instance (same ``W``, data and noise as ``features="true"``):
     the fitted score with its exact test error."""
-    rngs = instance_streams(seed, pr.d, pr.n, pr.p)
-    X = cov.sample(rngs[1].standard_normal((pr.n, pr.d)))
-    W = instance_streams(seed, pr.d, pr.n, pr.p)[0].standard_normal((pr.p, pr.d))  # the W _train draws
+    rngs, X, W = _instance_draws(pr, cov, seed)
     eig = cov.eigenvalues
     # v_i: Var(h_i - s_i | W) = (sum_{j >= k} (a^2 lambda_j + Delta) W_ij^2 + Delta sum_{j < k} W_ij^2) / d
     rest = np.r_[np.full(k, pr.delta), pr.a * pr.a * eig[k:] + pr.delta]
@@ -296,9 +289,7 @@ def centred_instance(act, pr: Problem, cov: Covariance, k: int, seed: int, T):
 
 def conditional_instance(act, pr: Problem, cov: Covariance, k: int, tau_b: float, seed: int, T, nodes: int):
     """One conditional-surrogate instance: ``(fitted score, splines, test error, DSM offset)``."""
-    rngs = instance_streams(seed, pr.d, pr.n, pr.p)
-    X = cov.sample(rngs[1].standard_normal((pr.n, pr.d)))
-    W = instance_streams(seed, pr.d, pr.n, pr.p)[0].standard_normal((pr.p, pr.d))  # the W _train draws
+    rngs, X, W = _instance_draws(pr, cov, seed)
     eig = cov.eigenvalues
     # the spike parts s met in training and at the test quadrature's outermost nodes
     s_train = float(np.max(np.abs(pr.a * X[:, :k] @ W[:, :k].T))) / math.sqrt(pr.d)
