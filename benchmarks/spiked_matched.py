@@ -136,6 +136,18 @@ def exact(args) -> None:
                   + " train " + " ".join(f"{x:+.2%}" for x in (e.train - ref.train) / ref.train), flush=True)
 
 
+def _family(path: str):
+    """An image pool's spectrum (descending), its directions (``kappa``, by the rule of
+    ``spikes="matched"``) and the bulk below them: the spiked family of ``image`` and ``limits``."""
+    from derivations.spikes import matched_spikes
+    from validation.images import data
+    from validation.images.experiments import Pool, dataset_name
+
+    eigs = np.sort(Pool(dataset_name(path), data.load_dataset(path)).eigs)[::-1]
+    kappa = matched_spikes(eigs).shares.tolist()
+    return eigs, kappa, eigs[len(kappa):]
+
+
 def _through_last_two(results, name: str) -> float:
     """``c0`` of ``c0 + c1/d`` through the last two dimensions (the steps of the centred features
     halve with each doubling of ``d``, docs/spiked.md section 13)."""
@@ -151,13 +163,8 @@ def image(args) -> None:
     image's own ``d``), two spikes and today's theory (on the family at ``d = 100000``)."""
     import pencils
     import validation.simulation.spiked as sp
-    from derivations.spikes import matched_spikes
-    from validation.images import data
-    from validation.images.experiments import Pool, dataset_name
 
-    eigs = np.sort(Pool(dataset_name(args.data), data.load_dataset(args.data)).eigs)[::-1]  # the pool's spectrum
-    kappa = matched_spikes(eigs).shares.tolist()   # the directions, by the rule of spikes="matched"
-    bulk = eigs[len(kappa):]
+    eigs, kappa, bulk = _family(args.data)
     far = sp.spiked_eigenvalues(kappa, bulk, 100000)
     m = math.inf if args.m == "inf" else int(args.m)
     print(f"{args.data}: {len(kappa)} directions, p2 = {np.sum(np.square(kappa)):.4f}; m = {args.m}", flush=True)
@@ -200,13 +207,8 @@ def limits(args) -> None:
     ``lambda = 1e-2``).  What the image tables compare at ``d = 784`` minus what is finite-size."""
     import pencils
     import validation.simulation.spiked as sp
-    from derivations.spikes import matched_spikes
-    from validation.images import data
-    from validation.images.experiments import Pool, dataset_name
 
-    eigs = np.sort(Pool(dataset_name(args.data), data.load_dataset(args.data)).eigs)[::-1]
-    ms = matched_spikes(eigs)
-    kappa, bulk = ms.shares.tolist(), eigs[ms.shares.size:]
+    eigs, kappa, bulk = _family(args.data)
     m = math.inf if args.m == "inf" else int(args.m)
     th = pencils.build("relu", covariance=eigs, spikes="matched")
     print(f"{args.data}: {len(kappa)} directions; m = {args.m}; centred features at d = {args.d}", flush=True)
