@@ -157,7 +157,7 @@ def _through_last_two(results, name: str) -> float:
 
 def image(args) -> None:
     """The directions (``lambda_j >= 10 tr Sigma / d``) and bulk of an image spectrum as a spiked
-    family: Monte Carlo at ``--d`` (relu, ``t = 0.1``, ``psi_p = 4, 2``, ``--m 1`` or ``inf``) with
+    family: Monte Carlo at ``--d`` (relu, ``--t`` 0.1, ``psi_p = 4, 2``, ``--m 1`` or ``inf``) with
     the true features and with the features centred on the spike part (``features="centred"``,
     which converge like ``1/d``), against ``spikes="matched"`` (the family's limit; read at the
     image's own ``d``), two spikes and today's theory (on the family at ``d = 100000``)."""
@@ -169,7 +169,7 @@ def image(args) -> None:
     m = math.inf if args.m == "inf" else int(args.m)
     print(f"{args.data}: {len(kappa)} directions, p2 = {np.sum(np.square(kappa)):.4f}; m = {args.m}", flush=True)
     for psi_p in args.psi_p:
-        kw = dict(psi_n=PSI_N, psi_p=psi_p, t=0.1, lam=LAM, m=m)
+        kw = dict(psi_n=PSI_N, psi_p=psi_p, t=args.t, lam=LAM, m=m)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             th = {"matched": pencils.build("relu", covariance=eigs, spikes="matched").errors(**kw),
@@ -254,6 +254,7 @@ def main(argv=None) -> None:
     e.add_argument("--d", type=int, nargs="+", default=[784, 1568, 3136])
     e.add_argument("--seeds", type=int, nargs="+", default=[2, 2, 2], help="per dimension")
     e.add_argument("--psi-p", type=float, nargs="+", default=[4.0, 2.0])
+    e.add_argument("--t", type=float, default=0.1, help="diffusion time (default 0.1)")
     e.set_defaults(run=image)
     g = sub.add_parser("limits", help="an image spectrum's family: the centred Monte Carlo's limit against matched")
     g.add_argument("--data", required=True, help="image folder (e.g. the MNIST test split)")
