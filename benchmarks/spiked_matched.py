@@ -166,10 +166,9 @@ def image(args) -> None:
 
     eigs, kappa, bulk = _family(args.data)
     far = sp.spiked_eigenvalues(kappa, bulk, 100000)
-    m = math.inf if args.m == "inf" else int(args.m)
     print(f"{args.data}: {len(kappa)} directions, p2 = {np.sum(np.square(kappa)):.4f}; m = {args.m}", flush=True)
     for psi_p in args.psi_p:
-        kw = dict(psi_n=PSI_N, psi_p=psi_p, t=args.t, lam=LAM, m=m)
+        kw = dict(psi_n=PSI_N, psi_p=psi_p, t=args.t, lam=LAM, m=args.m)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             th = {"matched": pencils.build("relu", covariance=eigs, spikes="matched").errors(**kw),
@@ -209,12 +208,11 @@ def limits(args) -> None:
     import validation.simulation.spiked as sp
 
     eigs, kappa, bulk = _family(args.data)
-    m = math.inf if args.m == "inf" else int(args.m)
     th = pencils.build("relu", covariance=eigs, spikes="matched")
     print(f"{args.data}: {len(kappa)} directions; m = {args.m}; centred features at d = {args.d}", flush=True)
     for t in args.t:
         for psi_p in args.psi_p:
-            kw = dict(psi_n=PSI_N, psi_p=psi_p, t=t, lam=LAM, m=m)
+            kw = dict(psi_n=PSI_N, psi_p=psi_p, t=t, lam=LAM, m=args.m)
             t0 = time.time()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -230,6 +228,8 @@ def limits(args) -> None:
 
 
 def main(argv=None) -> None:
+    from validation.simulation.problem import parse_m
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     a = sub.add_parser("mc", help="true features at d = 200 ... 1600")
@@ -249,7 +249,7 @@ def main(argv=None) -> None:
     c.set_defaults(run=exact)
     e = sub.add_parser("image", help="an image spectrum's directions as a spiked family, d = 784 ... 3136")
     e.add_argument("--data", required=True, help="image folder (e.g. the MNIST test split)")
-    e.add_argument("--m", default="1", choices=("1", "inf"), help="noise draws (default 1)")
+    e.add_argument("--m", type=parse_m, default="1", help="noise draws: 1, an integer or inf (default 1)")
     e.add_argument("--features", nargs="+", default=["true", "centred"], choices=("true", "centred"))
     e.add_argument("--d", type=int, nargs="+", default=[784, 1568, 3136])
     e.add_argument("--seeds", type=int, nargs="+", default=[2, 2, 2], help="per dimension")
@@ -258,7 +258,7 @@ def main(argv=None) -> None:
     e.set_defaults(run=image)
     g = sub.add_parser("limits", help="an image spectrum's family: the centred Monte Carlo's limit against matched")
     g.add_argument("--data", required=True, help="image folder (e.g. the MNIST test split)")
-    g.add_argument("--m", default="1", choices=("1", "inf"))
+    g.add_argument("--m", type=parse_m, default="1", help="noise draws: 1, an integer or inf (default 1)")
     g.add_argument("--t", type=float, nargs="+", default=[0.1, 0.3, 1.0])
     g.add_argument("--psi-p", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0, 4.0])
     g.add_argument("--d", type=int, nargs=2, default=[784, 1568])

@@ -131,6 +131,12 @@ class ConditionalCoefficients:
         return {name: CubicSpline(grid, v) for name, v in vals.items()}
 
 
+def _off_spike_variances(eig: np.ndarray, k: int, a: float, delta: float) -> np.ndarray:
+    """Per coordinate, the variance of ``y = a x + sqrt(Delta) z`` outside the spike part ``a x_sp``:
+    ``Delta`` on the ``k`` spike coordinates, ``a^2 lambda_j + Delta`` on the bulk."""
+    return np.r_[np.full(k, delta), a * a * eig[k:] + delta]
+
+
 def _spike_part(X, W, k: int, a: float) -> np.ndarray:
     """``s = a X_sp W_sp^T / sqrt(d)``: the spike part of the pre-activations of the rows of ``X``."""
     return a * (X[:, :k] @ W[:, :k].T) / math.sqrt(W.shape[1])
@@ -180,8 +186,7 @@ def conditional_test_moments(fn: dict, W: np.ndarray, eig: np.ndarray, k: int, a
     wt = np.prod(np.meshgrid(*([w] * k), indexing="ij"), axis=0).reshape(-1)
     S = (Z * (a * np.sqrt(eig[:k]))) @ W[:, :k].T / math.sqrt(d)  # (nodes^k, p)
     M0, M1, Mstar = fn["mu0"](S), fn["mu1"](S), fn["mu_star_sq"](S)
-    rest = np.r_[np.full(k, delta), a * a * eig[k:] + delta]
-    Cr = (W * rest) @ W.T / d
+    Cr = (W * _off_spike_variances(eig, k, a, delta)) @ W.T / d
     U = (M0.T * wt) @ M0 + ((M1.T * wt) @ M1) * Cr
     U[np.diag_indices(p)] += wt @ Mstar
     V = (wt @ M1)[:, None] * W / math.sqrt(d)
@@ -273,16 +278,15 @@ def _instance_draws(pr: Problem, cov: Covariance, seed: int):
 
 def centred_instance(act, pr: Problem, cov: Covariance, k: int, seed: int, T):
     """One centred-features instance (same ``W``, data and noise as ``features="true"``):
-    the fitted score with its exact test error."""
+    the fitted score with its exact test error and DSM offset."""
     rngs, X, W = _instance_draws(pr, cov, seed)
     eig = cov.eigenvalues
-    # v_i: Var(h_i - s_i | W) = (sum_{j >= k} (a^2 lambda_j + Delta) W_ij^2 + Delta sum_{j < k} W_ij^2) / d
-    rest = np.r_[np.full(k, pr.delta), pr.a * pr.a * eig[k:] + pr.delta]
-    sd = np.sqrt((W * W) @ rest / pr.d)
+    sd = np.sqrt((W * W) @ _off_spike_variances(eig, k, pr.a, pr.delta) / pr.d)  # sqrt Var(h_i - s_i | W)
     fitted = _train(act, pr, X, rngs, False, None, T, model=_CentredModel(act, k, pr.a, sd))
     test = centred_test_moments(act, fitted.W, eig, k, pr.a, pr.delta)
     trace = cov.inverse_trace(pr.a, pr.delta)
     fitted.test_error = _quadratic_error(fitted.Bt, test.U, test.V, math.sqrt(pr.delta), pr.d, pr.delta * trace)
+    fitted.dsm_offset = 1.0 - pr.delta * trace
     fitted.mehler_order, fitted.truncation_bound = test.mehler_order, test.truncation_bound
     return fitted
 
@@ -349,7 +353,7 @@ def simulate_spiked(activation, *, kappa, bulk, d, psi_n, psi_p, t, lam, m, seed
     for seed in seed_list:
         if features == "centred":
             fitted = centred_instance(act, pr, cov, k, seed, T)
-            te, offset = fitted.test_error, 1.0 - pr.delta * cov.inverse_trace(pr.a, pr.delta)
+            te, offset = fitted.test_error, fitted.dsm_offset
         else:
             fitted, _, te, offset = conditional_instance(act, pr, cov, k, tau_b, seed, T, nodes)
         tests.append(te)
