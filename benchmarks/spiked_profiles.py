@@ -4,6 +4,7 @@ against Monte Carlo of the spiked Gaussian family (not a test; one core).
     python3 benchmarks/spiked_profiles.py theory     # ranks 1, 2 and the default at every point
     python3 benchmarks/spiked_profiles.py mc         # true features at d = 200, 400, 800, d -> inf fit
     python3 benchmarks/spiked_profiles.py noise      # m = 4 and m = inf at S1: theory and Monte Carlo
+    python3 benchmarks/spiked_profiles.py noise "P4 m=4 p<nm" "P4 m=4 p>nm"   # two spikes at m = 4
     python3 benchmarks/spiked_profiles.py k0         # finite m, k = 0: conditional model = structured theory
     python3 benchmarks/spiked_profiles.py k3         # three spikes (m = 1): theory and true features to d = 1600
     python3 benchmarks/spiked_profiles.py speed 1 2  # cost of a point and of a 200-point curve, k = 1, 2
@@ -77,32 +78,35 @@ def mc(ds=(200, 400, 800), seeds=4):
               flush=True)
 
 
-#: S1 with noise draws: the interpolation thresholds p = n (m = inf: none) and p = n m on both sides.
-NOISE_POINTS = {"S1 m=inf p<n": ("inf", 0.5), "S1 m=inf": ("inf", 2.0), "S1 m=4 p<nm": (4, 2.0),
-                "S1 m=4 p>nm": (4, 6.0)}
+#: Noise draws: ``name -> (base point, m, psi_p)``; the interpolation thresholds p = n (m = inf: none)
+#: and p = n m on both sides.  S1 (one spike) at m = inf and 4; P4 (two spikes) at m = 4.
+NOISE_POINTS = {"S1 m=inf p<n": ("S1 relu k=1", "inf", 0.5), "S1 m=inf": ("S1 relu k=1", "inf", 2.0),
+                "S1 m=4 p<nm": ("S1 relu k=1", 4, 2.0), "S1 m=4 p>nm": ("S1 relu k=1", 4, 6.0),
+                "P4 m=4 p<nm": ("P4 relu k=2", 4, 2.0), "P4 m=4 p>nm": ("P4 relu k=2", 4, 6.0)}
 
 
-def noise(ds=(200, 400, 800, 1600), seeds=8, kinds=("inf", 4)):
-    """The S1 spike (relu, kappa = 0.2, t = 0.1, psi_n = 1, lam = 1e-2) at m = 4 and inf: the
-    rank-2 theory (through pencils.build(..., spikes=1)) against true features to d = 1600."""
-    kw = POINTS["S1 relu k=1"]
+def noise(ds=(200, 400, 800, 1600), seeds=8, names=None):
+    """The points of :data:`NOISE_POINTS` (``names``: a subset; default the S1 ones): the spiked
+    theory at its default ranks (``pencils.build(..., spikes=k)``) against true features to
+    ``d = 1600``."""
+    names = names or [n for n in NOISE_POINTS if n.startswith("S1")]
     d_eig = 100000
-    eig = sp.spiked_eigenvalues(kw["kappa"], kw["bulk"], d_eig)
-    spiked = pencils.build("relu", covariance=eig, spikes=1)
-    today = pencils.build("relu", covariance=eig)
-    for name, (m, psi_p) in NOISE_POINTS.items():
-        if m not in kinds:
-            continue
+    for name in names:
+        base, m, psi_p = NOISE_POINTS[name]
+        kw = POINTS[base]
+        eig = sp.spiked_eigenvalues(kw["kappa"], kw["bulk"], d_eig)
+        spiked = pencils.build(kw["activation"], covariance=eig, spikes=len(kw["kappa"]))
+        today = pencils.build(kw["activation"], covariance=eig)
         args = dict(psi_n=kw["psi_n"], psi_p=psi_p, t=kw["t"], lam=kw["lam"], m=m)
         t0 = time.time()
         th = spiked.errors(**args)
         old = today.errors(**args)
-        print(f"{name} | theory R=2 test {float(th.test):.6f} train {float(th.train):.7f} | model_error "
+        print(f"{name} | theory test {float(th.test):.6f} train {float(th.train):.7f} | model_error "
               f"{float(th.model_error):.1e} | today test {float(old.test):.6f} train {float(old.train):.7f} | "
               f"{time.time() - t0:.0f} s", flush=True)
         runs = {}
         for d in ds:
-            runs[d] = sp.simulate_spiked("relu", d=d, seeds=seeds, features="true", progress=False,
+            runs[d] = sp.simulate_spiked(kw["activation"], d=d, seeds=seeds, features="true", progress=False,
                                          kappa=kw["kappa"], bulk=kw["bulk"], **args)
         _against_limit(name, runs, th, old)
 
@@ -260,5 +264,7 @@ if __name__ == "__main__":
         speed(tuple(int(k) for k in sys.argv[2:]) or (1,))
     elif command == "derive":
         derive(tuple(int(k) for k in sys.argv[2:]))
+    elif command == "noise":  # noise [names...]: e.g. noise "P4 m=4 p<nm" "P4 m=4 p>nm"
+        noise(names=sys.argv[2:] or None)
     else:
-        {"theory": theory, "mc": mc, "noise": noise, "k0": k0, "k3": k3}[command]()
+        {"theory": theory, "mc": mc, "k0": k0, "k3": k3}[command]()

@@ -195,11 +195,6 @@ def matched_grid(activation, matched, psi_n, psi_p, t, lam, m, *, rank=None, nod
     eigenvalues below the directions.  (Their maximum, used before, was below the misses measured
     against the family's limit on MNIST's directions: ``docs/spiked.md`` section 13.)  One
     :class:`SpikeWarning` names the points above ``spike_rtol``."""
-    m = np.asarray(m, dtype=float)
-    if matched.two is not None and np.any(np.isfinite(m) & (m != 1)):
-        raise NotImplementedError("spikes='matched' at a finite m > 1 needs the two-spike system of finite m, which "
-                                  "does not derive on this machine yet (docs/spiked.md section 11); m = 1 and "
-                                  "m = inf are available")
     kw = dict(rank=rank, nodes=nodes, spike_rtol=math.inf, throw=throw, **solve_options)
     one = spiked_grid(activation, matched.one, psi_n, psi_p, t, lam, m, **kw)
     if matched.two is None:  # a single direction: the one-spike reading is the theory

@@ -149,7 +149,7 @@ class ReducedSolver:
 
     @property
     def segments(self) -> tuple:
-        """The program's segments by name: ``("let",)`` or ``("core", unknowns, eliminated)``."""
+        """The program's segments by name: ``("let",)`` or ``("core", unknowns, eliminated, linear)``."""
         if "segments" not in self._layout:
             self._layout = solver_layout(self.reduced)
         return self._layout["segments"]
@@ -410,7 +410,7 @@ class ReducedSolver:
                 if kind == "let":
                     fns[f"seg_{k}"](E)
                     continue
-                unknowns, eliminated = names
+                unknowns, eliminated, _linear = names  # (the mpmath stage takes Newton steps only)
                 K = len(unknowns)
                 start = [mpmath.mpmathify(x) for x in init[offset:offset + K]] if init is not None else \
                     list(fns[f"map_{k}"](E, [mpmath.mpf(0)] * K))
@@ -442,7 +442,8 @@ def solver_layout(reduced) -> dict:
     from .codegen.measures import system_layout
 
     segments = tuple(("let",) if kind == "let" else
-                     ("core", tuple(u.name for u in body.unknowns), tuple(e.name for e in body.eliminated))
+                     ("core", tuple(u.name for u in body.unknowns), tuple(e.name for e in body.eliminated),
+                      bool(getattr(body, "linear", False)))
                      for kind, body in reduced.segments)
     return dict(params=tuple(p.name for p in reduced.params), outputs=tuple(reduced.outputs),
                 n_core=len(reduced.core_unknowns), segments=segments, measures=system_layout(reduced))

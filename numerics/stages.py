@@ -245,7 +245,9 @@ def run_program(fns, segments, E: dict, size: int, init, opts, *, attract: bool 
     """The whole program on the numpy batch ``E`` (parameters, spectral measure): every
     ``let`` run, every core stage (solved, checked for attractivity when ``attract``,
     re-solved by continuation where that fails), the outputs.  ``segments``: the layout's
-    ``("let",)`` / ``("core", unknowns, eliminated)``.  Returns ``values, core, res, its``."""
+    ``("let",)`` / ``("core", unknowns, eliminated, linear)``; a linear stage (affine,
+    ``pencils.reduce.LINEAR_STAGE_MIN``) takes Newton steps from ``f(0)`` only: the first is the
+    exact solve, and there is no branch to select.  Returns ``values, core, res, its``."""
     dtype = dtype_of(E)
     cores, res_all = [], np.zeros(size)
     its = np.zeros(size, dtype=int)
@@ -257,17 +259,18 @@ def run_program(fns, segments, E: dict, size: int, init, opts, *, attract: bool 
             with np.errstate(all="ignore"):
                 fns[f"seg_{k}"](E)
             continue
-        unknowns, eliminated = names
+        unknowns, eliminated, linear = names
         K = len(unknowns)
         with np.errstate(all="ignore"):
             if init is not None:
                 u = np.array(init[offset:offset + K], dtype=dtype).reshape(K, size)
             else:
                 u = stack(fns[f"map_{k}"](E, np.zeros((K, size))), K, size, dtype)
-            u, res = iterate(NUMPY, fns[f"map_{k}"], fns[f"jac_{k}"], E, u, opts, its, polish)
-        stable = attracting(fns, k, E, u, K) if attract else np.ones(size, bool)
+            u, res = iterate(NUMPY, fns[f"map_{k}"], fns[f"jac_{k}"], E, u,
+                             opts.replace(fp_maxiter=0) if linear else opts, its, polish)
+        stable = attracting(fns, k, E, u, K) if attract and not linear else np.ones(size, bool)
         bad = ~(res <= opts.tol) | ~stable
-        if bad.any() and name is not None and name in E and not np.any(np.imag(E[name])):
+        if bad.any() and not linear and name is not None and name in E and not np.any(np.imag(E[name])):
             idx = np.nonzero(bad)[0]
             Ei = take(E, idx)
             u_c, res_c = continuation(fns, segments, k, Ei, K, opts, its, idx)
@@ -307,7 +310,7 @@ def _readouts(fns, segments, L: dict, core, size: int, ctype):
         if kind == "let":
             fns[f"seg_{k}"](L)
             continue
-        unknowns, eliminated = names
+        unknowns, eliminated, _linear = names
         K = len(unknowns)
         u = np.asarray(core[offset:offset + K]).astype(ctype).reshape(K, size)
         for j, s in enumerate(unknowns):

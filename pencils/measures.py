@@ -75,7 +75,14 @@ _FREE: dict = {}
 #: then by equality (once per object).
 _PARTIALS: dict = {}
 _PARTIALS_BY_ID: dict = {}
+#: ``expression -> itself``: every node :func:`replace_exact` has rebuilt, so that the same node
+#: rebuilt again (a definition substituted anew in each component of a reduction) is the same
+#: object.  sympy compares equal objects node by node wherever it meets them (its construction
+#: cache, ``Add`` and ``Mul`` collecting terms, the memos here); two twins made of the same children
+#: compare in one step, two independent rebuilds through their whole depth.
+_REBUILT: dict = {}
 _SYMBOLS_MAX = 200_000
+_REBUILT_MAX = 2_000_000
 
 
 def partial(e, x) -> sympy.Expr:
@@ -169,7 +176,13 @@ def replace_exact(e, rule: dict) -> sympy.Expr:
             out = node
         else:
             args = tuple(walk(a) for a in node.args)
-            out = node.func(*args) if any(a is not b for a, b in zip(args, node.args)) else node
+            if any(a is not b for a, b in zip(args, node.args)):
+                out = node.func(*args)
+                if len(_REBUILT) >= _REBUILT_MAX:
+                    _REBUILT.clear()
+                out = _REBUILT.setdefault(out, out)
+            else:
+                out = node
         memo[id(node)] = out
         return out
 

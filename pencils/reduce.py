@@ -67,12 +67,21 @@ __all__ = ["ReducedSystem", "CoreStage", "reduce_systems"]
 FINGERPRINT_POINTS = 2
 #: Core stages up to this size are compared with earlier ones under every permutation of the unknowns.
 MAX_PERMUTED_CORE = 6
+#: Affine components with more unknowns than this become *linear core stages* (solved numerically:
+#: one Newton step is the exact solve) instead of being eliminated symbolically.  The elimination
+#: emits about ``k^3/3`` steps for the nearly dense matrices of the profile pencils: 165 000 at
+#: ``k = 132`` (finite ``m``, two spikes, :mod:`derivations.conditional`), more than a compiled
+#: kernel can hold; a fill-reducing pivot order does not help (28 500 against 29 300 steps at
+#: ``k = 62``, measured).  Every smaller system keeps its explicit program.
+LINEAR_STAGE_MIN = 100
 @dataclass(frozen=True)
 class CoreStage:
     """Nonlinear unknowns ``u`` solving ``u = f(u; params, earlier symbols)``.
 
     ``meaning[k]`` says which normalised trace ``u_k`` is (the linear form of ``G``).
-    ``positive[k]``: ``u_k`` is a trace of a positive resolvent at real arguments.
+    ``linear``: an affine component too large to eliminate (:data:`LINEAR_STAGE_MIN`): the
+    solvers start from ``f(0) = b`` and take Newton steps only (the first is exact), with no
+    damped iteration, attractivity test or continuation.
     """
 
     unknowns: tuple
@@ -82,6 +91,7 @@ class CoreStage:
     jacobian: tuple  # d f_i / d u_j, row-major, in the symbols above
     meaning: tuple
     eliminated: tuple = ()  # unknowns made explicit: steps of ``program``
+    linear: bool = False  # u = A u + b (``maps`` affine, ``jacobian`` = A): no branch to select
 
     def explicit_maps(self) -> tuple:
         """``f_i`` with the local steps substituted: rational in the unknowns."""
@@ -463,6 +473,8 @@ class _Reducer:
             A.append([sympy.Add(partial(fs, t), *(partial(fs, g) * dg[(g, k)] for g in free if (g, k) in dg))
                       for k, t in enumerate(own)])
             A[-1] = [replace_exact(a, {**zero, **g0}) for a in A[-1]]
+        if len(own) > LINEAR_STAGE_MIN:
+            return self._linear_stage(S, comp, A, b)
         if len(own) == 1:
             sols = [b[0] / (1 - A[0][0])]
         else:
@@ -477,6 +489,27 @@ class _Reducer:
             reps.append(rep)
         return reps
 
+
+    def _linear_stage(self, S, comp, A, b) -> list:
+        """``tau = A tau + b`` as a linear core stage (:data:`LINEAR_STAGE_MIN`): the entries of
+        ``A`` and ``b`` are steps of the program, the stage's maps ``b_i + sum_j A_ij u_j``.  The
+        fingerprints of the unknowns are the solution's values (as the explicit read-outs' would
+        be), so later copies and zeros are found as before."""
+        us = [self._new("u") for _ in comp]
+        Am = [[self._let("w", a) for a in row] for row in A]
+        bm = [self._let("w", x) for x in b]
+        maps = tuple(sympy.Add(bi, *(a * u for a, u in zip(row, us) if a != 0)) for bi, row in zip(bm, Am))
+        meaning = dict(zip(us, (_meaning(S, q, self.label) for q in comp)))
+        self.steps.append(("core", CoreStage(tuple(us), (), maps, (), tuple(a for row in Am for a in row),
+                                             tuple(meaning[u] for u in us), linear=True)))
+        self.meanings.update(meaning)
+        with mpmath.workdps(FINGERPRINT_DPS):
+            for k in range(FINGERPRINT_POINTS):
+                M = mpmath.matrix([[int(i == j) - self._value(a, k) for j, a in enumerate(row)]
+                                   for i, row in enumerate(Am)])
+                x = mpmath.lu_solve(M, mpmath.matrix([self._value(v, k) for v in bm]))
+                self.point[k].update(zip(us, x))
+        return us
 
     def _solve_linear(self, M, b) -> list:
         """``M^{-1} b`` by Gauss elimination in the natural pivot order, every new entry a step of

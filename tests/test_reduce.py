@@ -89,6 +89,38 @@ def test_dsm_reduced_agrees_with_the_raw_engine(relu, kind, m):
         assert np.all(new.error[q] < 1e-10)
 
 
+@pytest.mark.parametrize("kind,m", [("finite", 3), ("inf", math.inf)])
+def test_a_linear_stage_is_the_explicit_solve(relu, kind, m, monkeypatch):
+    """Affine components solved numerically (linear core stages, ``LINEAR_STAGE_MIN``; the
+    finite-m two-spike system needs them) give the explicitly eliminated program's values in
+    numpy, the compiled kernel and mpmath, where no damped iteration or branch test applies."""
+    import pencils.reduce as pr
+    from derivations.dsm import dsm_traces
+    from numerics.kernel import kernel_enabled
+    from pencils.freeprob import equations
+
+    ref = reduced_solver(kind)
+    pts = _random_dsm_points(np.random.default_rng(5), 40, lam_range=(-1.5, 0))  # well conditioned: both accurate
+    params = {k: v for k, v in relu.solver_params(*pts, m).items() if k in ref.param_names}
+    want = ref.solve(params, backend="numpy")  # (derived before the patch: the cached system is the explicit one)
+    one = {k: (v[7] if np.ndim(v) else v) for k, v in params.items()}
+    want_mp = ref.solve_mp(one, dps=30)
+    monkeypatch.setattr(pr, "LINEAR_STAGE_MIN", 3)  # the DSM systems' affine blocks of 4 and 6
+    R = reduce_systems({n: equations(t) for n, t in dsm_traces(kind, False).items()}, cache=False)
+    linear = [body for kind_, body in R.segments if kind_ == "core" and body.linear]
+    assert linear and all(len(b.unknowns) > 3 and not b.program for b in linear)
+    assert R.sizes["core"] > ref.reduced.sizes["core"]
+    new = compile_reduced(R)
+    for backend in ("numpy",) + (("kernel",) if kernel_enabled() else ()):
+        got = new.solve(params, backend=backend)
+        assert got.converged.all()
+        for q in QUANTITIES:
+            np.testing.assert_allclose(got.values[q], want.values[q], rtol=1e-11, atol=1e-13)
+    got_mp = new.solve_mp(one, dps=30)
+    for q in QUANTITIES:
+        assert abs(got_mp.values[q] - want_mp.values[q]) < mpmath.mpf(10) ** -25
+
+
 def test_latex_of_the_reduced_system_fits_on_a_page(relu):
     for m in (1, "inf"):
         tex = relu.equations(m).latex()

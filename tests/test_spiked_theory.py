@@ -244,9 +244,10 @@ def test_p3_extrapolation_is_exact_to_third_order():
     assert err > 0.3 * abs(value - truth) > 0
 
 
-def test_matched_errors_with_one_direction_are_the_one_spike_theory():
+@pytest.mark.parametrize("m", [1, 4])
+def test_matched_errors_with_one_direction_are_the_one_spike_theory(m):
     eigs = _spectrum([0.2], 1000)
-    args = dict(psi_n=1.0, psi_p=np.array([0.5, 2.0]), t=0.1, lam=1e-2, m=1)
+    args = dict(psi_n=1.0, psi_p=np.array([0.5, 2.0]), t=0.1, lam=1e-2, m=m)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SpikeWarning)  # rank 1: not estimated, flagged by both
         a = pencils.build("relu", covariance=eigs, spikes="matched", spike_rank=1).errors(**args)
@@ -256,8 +257,11 @@ def test_matched_errors_with_one_direction_are_the_one_spike_theory():
     assert np.isnan(a.model_error).all()   # rank 1 has no truncation estimate: NaN, not 0
     many = pencils.build("relu", covariance=_spectrum([0.12, 0.08, 0.05], 1000), spikes="matched", spike_rank=1)
     assert "3 directions of order d" in repr(many)
-    with pytest.raises(NotImplementedError, match="finite m"):
-        many.errors(psi_n=1.0, psi_p=2.0, t=0.1, lam=1e-2, m=4)
+    if m != 1:  # finite m: the two-spike reading exists (linear core stages, docs/spiked.md section 14)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SpikeWarning)
+            e = many.errors(psi_n=1.0, psi_p=np.array([0.5, 2.0]), t=0.1, lam=1e-2, m=m)
+        assert np.all(e.converged) and np.all(np.isfinite(e.test)) and np.all(np.isfinite(e.train))
 
 
 def test_variance_at_infinity_is_a_far_direction():

@@ -83,3 +83,22 @@ def test_replace_exact_enters_a_mean_through_its_free_symbols_only():
     m = _mean(X[0] * X[2], [X[1] + C, X[0] * X[3]])
     assert replace_exact(m, {X[0]: X[1] ** 2}) == m.xreplace({X[0]: X[1] ** 2})
     assert replace_exact(m, {X[3]: 5}) is m  # x3 is replaced by a bound symbol inside the mean
+
+
+
+def test_replace_exact_rebuilds_an_expression_once():
+    """A definition substituted again (another component of a reduction) comes back as the same
+    objects, its inner nodes included, even after sympy's own construction cache has dropped them
+    (1000 entries; a reduction builds millions): sympy compares two independent rebuilds node by
+    node wherever it meets them, which was most of the time of the m = 4 two-spike reduction."""
+    from sympy.core.cache import clear_cache
+
+    y = sympy.Symbol("y_rebuilt")
+    inner = [(X[0] * X[k] + 1) ** -1 * (X[1] + X[k]) ** sympy.Rational(1, 2) for k in range(1, 4)]
+    e = sympy.Add(*inner)
+    first = replace_exact(e, {X[0]: y})
+    assert first == e.xreplace({X[0]: y})
+    clear_cache()
+    assert replace_exact(e, {X[0]: y}) is first
+    clear_cache()
+    assert any(replace_exact(inner[1], {X[0]: y}) is a for a in first.args)

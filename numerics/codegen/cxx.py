@@ -225,8 +225,11 @@ def _let(k: int, seg, w: Writer) -> list:
 
 def _core(k: int, st, w: Writer, segments) -> list:
     K = len(st.unknowns)
-    if K > KMAX_LIMIT:  # the attractivity test's buffers, on the stack of the solving thread
-        raise NotImplementedError(f"a core stage of {K} unknowns (the kernel takes up to {KMAX_LIMIT})")
+    linear = bool(getattr(st, "linear", False))
+    limit = LINEAR_KMAX_LIMIT if linear else KMAX_LIMIT
+    if K > limit:  # the Newton (and attractivity) buffers, on the stack of the solving thread
+        raise NotImplementedError(f"a {'linear ' if linear else ''}core stage of {K} unknowns "
+                                  f"(the kernel takes up to {limit})")
     unknowns = [s.name for s in st.unknowns]
     prog, jprog = list(st.program), list(st.jac_program)
     local = set(unknowns) | {s.name for s, _ in prog + jprog}
@@ -258,7 +261,7 @@ def _core(k: int, st, w: Writer, segments) -> list:
     out += [f"template <typename T> static void prefix_{k}({_ARGS}) {{"] + lets + ["}", ""]
     # the stage as stage.hpp's solver sees it
     out += [f"struct stage_{k} {{",
-            f"    enum {{ K = {K} }};",
+            f"    enum {{ K = {K}, LINEAR = {int(linear)} }};",
             f"    template <typename T> static void map(const {_ARGS}, const T *u, T *f) {{ map_{k}<T>(_e, _s, _w, _ns, u, f); }}",
             f"    template <typename T> static void jac(const {_ARGS}, const T *u, T *f, T *j) {{ jac_{k}<T>(_e, _s, _w, _ns, u, f, j); }}",
             f"    template <typename T> static void prefix({_ARGS}) {{ prefix_{k}<T>(_e, _s, _w, _ns); }}",
@@ -312,6 +315,9 @@ def kernel_source(R, continuation: str | None = None) -> str:
 #: Largest core stage of a kernel: the attractivity test's two ``K x K`` buffers stay under
 #: 300 kB of stack (complex) in the solving thread.
 KMAX_LIMIT = 96
+#: Largest linear core stage (``pencils.reduce.LINEAR_STAGE_MIN``): no attractivity test, and
+#: Newton's two ``K x K`` buffers stay under 1.3 MB of stack (double-double or complex).
+LINEAR_KMAX_LIMIT = 200
 _KMAX_LINE = f"static const int KSMALL = 8, KMAX = {KMAX};"
 
 
@@ -320,7 +326,8 @@ def _runtime(segments) -> str:
     (the two-spike systems at rank 4: 49 unknowns).  The source of every smaller system is
     the runtime as it is, so their kernels are not rebuilt."""
     text = runtime_text("runtime.h")
-    K = max((len(seg.unknowns) for kind, seg in segments if kind != "let"), default=0)
+    K = max((len(seg.unknowns) for kind, seg in segments
+             if kind != "let" and not getattr(seg, "linear", False)), default=0)  # (linear: not tested)
     if K <= KMAX:
         return text
     if text.count(_KMAX_LINE) != 1:

@@ -20,11 +20,12 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import MpmathPrinter
 
 from pencils.cache import cached
-from pencils.expr import SpectralMean, measure_of
+from pencils.expr import measure_of
 from pencils.freeprob import FixedPointSystem
 from pencils.linearize import describe
 
 from ..measures import atoms_key, weights_key
+from .measures import means_in
 
 __all__ = ["Layout", "layout", "generate_source", "build_function", "reduced_source", "FunctionWriter",
            "printer", "reads"]
@@ -63,7 +64,9 @@ class FunctionWriter:
         out = []
         for e in exprs:
             rep = {}
-            for m in sorted(sympy.sympify(e).atoms(SpectralMean), key=sympy.default_sort_key):
+            # (means_in, not atoms: atoms walks every mean's per-atom program, the whole of a large
+            # program's code generation, and hoists means nested there that nothing reads)
+            for m in sorted(means_in(e), key=sympy.default_sort_key):
                 sym = next(self.means)
                 coords = sorted(c.name for c in m.coordinates)
                 self.lines.append(f"    def _f_{sym.name}({', '.join(coords)}):")

@@ -59,7 +59,7 @@ template <typename T, typename S> static bool attracting(T *_e, const double *_s
     return attracts<T>(J, K);
 }
 
-// solve, check the root attracts, else (when cfg[5] > 0) continue in the parameter of slot
+// solve (a linear stage: Newton only), check the root attracts, else (when cfg[5] > 0) continue in the parameter of slot
 // CONT (cold solves, from max(p, 1) down to p); a repelling root gives an infinite residual.
 // CONT is a constant of the generated source (-1: none), so a kernel without continuation
 // compiles without it: the inlining, and with it the complex arithmetic, stay as they were.
@@ -71,7 +71,8 @@ template <typename T, typename S> static double solve_stage(T *_e, const double 
         for (int i = 0; i < K; i++) zero[i] = T(0.0);
         S::template map<T>(_e, _s, _w, _ns, zero, u);
     }
-    double res = iterate<T, S>(_e, _s, _w, _ns, u, cfg, !warm, its);
+    double res = iterate<T, S>(_e, _s, _w, _ns, u, cfg, !warm && !S::LINEAR, its);
+    if (S::LINEAR) return res;  // affine: Newton from f(0) is the exact solve; no branch to select
     bool stable = cfg[8] > 0 ? attracting<T, S>(_e, _s, _w, _ns, u) : true;
     if ((!(res <= cfg[0]) || !stable) && !warm && cfg[5] > 0 && CONT >= 0) {
         double target = re(_e[CONT]), start = target > 1.0 ? target : 1.0;

@@ -177,7 +177,7 @@ def add_spiked(rows: list[CurvePoint], theory, eigs, log=None) -> int:
             try:
                 e = theory.errors(psi_n=np.array([g[0] for g in grid]), psi_p=np.array([g[1] for g in grid]),
                                   t=t, lam=lam, m=mm)
-            except NotImplementedError as exc:  # spikes="matched" at a finite m > 1: those rows stay empty
+            except NotImplementedError as exc:  # a theory without this m: those rows stay empty
                 if log is not None:
                     log(f"spiked theory, m = {m}, t = {t:g}: not available ({exc})")
                 continue
