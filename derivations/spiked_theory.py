@@ -15,6 +15,8 @@ error of its two approximations, estimated at every point and returned as
 * the rank of the linear kernel's separable expansion (the change from one rank less, scaled
   by the decay of the singular values, :func:`derivations.overlaps.spiked_errors`; at rank 1
   there is no estimate and ``model_error`` is NaN);
+* the rank of the noise kernels (``noise_error``: the share of their norm the expansion leaves
+  out, ``tail^2``; a scale measured against the full kernels, :mod:`derivations.overlaps`);
 * the eigenvalues left in the bulk (``bulk_spike_error``): each is a spike the theory does not
   resolve, whose effect on the curves is of order ``kappa^2``.  Estimated as
   :data:`BULK_SPIKE_COEFF` ``* sum_{j > k} (a^2 kappa_j / (a^2 tau_b + Delta))^2``
@@ -87,7 +89,7 @@ def spiked_grid(activation, split, psi_n, psi_p, t, lam, m, *, rank=None, nodes:
                 spike_rtol: float = SPIKE_RTOL, throw: bool = True, **solve_options) -> dict:
     """Test, train error and DSM loss of the spiked theory at flattened points (1-D arrays of
     equal length; ``m`` as floats, ``inf`` allowed), with ``quadrature_error``,
-    ``truncation_error``, ``bulk_spike_error``, ``model_error`` (their maximum), the solver's ``residual``,
+    ``truncation_error``, ``noise_error``, ``bulk_spike_error``, ``model_error`` (their maximum), the solver's ``residual``,
     ``rounding_error`` and ``iterations``, and ``converged`` per point.
     ``split``: a :class:`derivations.spikes.SpikeSplit`; ``rank``: :func:`check_rank` (the
     truncation estimate needs the linear kernel at rank 2 or more); ``nodes``: Gauss--Hermite nodes per spike (default
@@ -100,8 +102,8 @@ def spiked_grid(activation, split, psi_n, psi_p, t, lam, m, *, rank=None, nodes:
         raise ValueError(f"nodes = {q0} per spike gives {(q0 + q0 // 2) ** k} atoms with k = {k} spikes; "
                          f"use 2 <= nodes with (nodes * 3/2)^k <= {MAX_ATOMS}")
     size = len(t)
-    names = ("test", "train", "dsm_test_loss", "quadrature_error", "truncation_error", "residual", "rounding_error",
-             "iterations")
+    names = ("test", "train", "dsm_test_loss", "quadrature_error", "truncation_error", "noise_error", "residual",
+             "rounding_error", "iterations")
     out_bulk = np.full(size, np.nan)
     out = {q: np.full(size, np.nan) for q in names}
     converged = np.zeros(size, dtype=bool)
@@ -124,8 +126,9 @@ def spiked_grid(activation, split, psi_n, psi_p, t, lam, m, *, rank=None, nodes:
         converged[idx] = e["converged"]
         out_bulk[idx] = _bulk_spike_error(tt, split.tau_b, split.residual)
     out["bulk_spike_error"] = out_bulk
-    out["model_error"] = np.maximum(np.maximum(out["quadrature_error"], out["truncation_error"]),
-                                    out_bulk)  # NaN: not estimated
+    # NaN (not estimated) stays NaN: maximum propagates it
+    out["model_error"] = np.maximum.reduce([out["quadrature_error"], out["truncation_error"], out["noise_error"],
+                                            out_bulk])
     out["converged"] = converged
     out["iterations"] = np.nan_to_num(out["iterations"]).astype(int)
     if np.isnan(out["truncation_error"][converged]).any():
@@ -189,7 +192,7 @@ def matched_grid(activation, matched, psi_n, psi_p, t, lam, m, *, rank=None, nod
     both equal-spike readings solved, extrapolated in ``p3`` (:func:`p3_extrapolation`).
 
     ``model_error`` adds the estimates of three independent sources: the readings' own
-    (quadrature and rank truncation, each the larger of the two; carried through the
+    (quadrature, rank truncation and noise rank, each the larger of the two; carried through the
     extrapolation, ``|w| e_one + |1 - w| e_two``), the extrapolation's (``extrapolation_error``,
     relative, the larger over the test and train errors) and ``bulk_spike_error`` of the
     eigenvalues below the directions.  (Their maximum, used before, was below the misses measured
@@ -211,12 +214,13 @@ def matched_grid(activation, matched, psi_n, psi_p, t, lam, m, *, rank=None, nod
         ext = np.maximum(*rel)
     out["bulk_spike_error"] = _bulk_spike_error(np.asarray(t, dtype=float), matched.one.tau_b, matched.residual)
     out["extrapolation_error"] = ext
-    for name in ("quadrature_error", "truncation_error", "residual", "rounding_error"):
+    own_names = ("quadrature_error", "truncation_error", "noise_error")
+    for name in (*own_names, "residual", "rounding_error"):
         out[name] = np.fmax(one[name], two[name])
     out["converged"] = one["converged"] & two["converged"]
     w = p3_weight(matched.p2, matched.p3) if matched.two is not None else 1.0
     # np.maximum keeps a NaN truncation estimate (rank 1: not estimated) NaN
-    own = {name: np.maximum(r["quadrature_error"], r["truncation_error"]) for name, r in (("one", one), ("two", two))}
+    own = {name: np.maximum.reduce([r[q] for q in own_names]) for name, r in (("one", one), ("two", two))}
     carried = abs(w) * own["one"] + abs(1.0 - w) * own["two"] if matched.two is not None else own["one"]
     out["model_error"] = carried + ext + out["bulk_spike_error"]
     if np.isnan(out["model_error"][out["converged"]]).any():
@@ -228,7 +232,7 @@ def matched_grid(activation, matched, psi_n, psi_p, t, lam, m, *, rank=None, nod
     if bad.any():
         warnings.warn(f"{int(bad.sum())} of {len(t)} matched-spike values have an estimated error above spike_rtol = "
                       f"{spike_rtol:g} (largest {np.nanmax(out['model_error'][bad]):.1e}: quadrature/rank "
-                      f"{np.nanmax(np.fmax(out['quadrature_error'], out['truncation_error'])[bad]):.1e}, extrapolation "
+                      f"{np.nanmax(np.fmax.reduce([out[q] for q in own_names])[bad]):.1e}, extrapolation "
                       f"in p3 {np.nanmax(ext[bad]):.1e}; Errors.model_error, docs/spiked.md section 12)", SpikeWarning,
                       stacklevel=4)
     return out

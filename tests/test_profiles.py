@@ -169,6 +169,53 @@ def test_separable_expansion_of_the_kernels():
     assert max(flat.tail.values()) < 1e-8
 
 
+@pytest.mark.parametrize("kind, ranks", [("1", {"mu1": 2, "star": 1}), ("finite", {"mu1": 2, "s": 1, "f": 1})])
+def test_rank_one_noise_kernels_are_read_from_their_variance(kind, ranks):
+    """A rank-one noise term ``g(c) Xi f(omega)`` has the variance profile ``g^2 f^2``: the default
+    reading makes it the best rank-one approximation of the variance kernel ``mu^2(s)``; the
+    square of the kernel's own first singular pair (``noise="std"``, orthonormal ``g``) misses
+    the total noise variance by the discarded share, the variance reading by far less."""
+    from derivations import overlaps as ov
+    from derivations.conditional import profile_names
+
+    act, q = pencils.activation("relu"), 24
+    var = ov.overlap_measures(act, 0.2, 0.8, 0.1, kind, ranks, q)
+    std = ov.overlap_measures(act, 0.2, 0.8, 0.1, kind, ranks, q, noise="std")
+    x, w = ov.hermite_atoms(1, q)
+    coef = ov.conditional_coefficients(act, 0.1, 0.8, math.exp(-0.1) * math.sqrt(0.2) * x @ x.T)
+    names = profile_names(kind, ranks)
+    sw = np.sqrt(w)
+
+    def l2(A):
+        return math.sqrt(w @ (A * A) @ w)
+
+    for name in ranks:
+        if name == "mu1":
+            continue
+        V = coef[{"star": "mu_star_sq", "s": "mu_s_sq", "f": "mu_f_sq"}[name]]
+        sig = np.linalg.svd(sw[:, None] * V * sw[None, :], compute_uv=False)
+        cols = {}
+        for label, om in (("variance", var), ("std", std)):
+            (G, _), (F, _) = om.samples, om.features
+            cols[label] = (F[:, names["w"].index((name, 0))], G[:, names["c"].index((name, 0))])
+        f, g = cols["variance"]
+        assert np.all(f >= 0) and np.all(g >= 0)
+        # the residual of the best rank-one approximation is the discarded singular values' norm
+        assert l2(V - np.outer(f**2, g**2)) == pytest.approx(math.sqrt(np.sum(sig[1:] ** 2)), rel=1e-8)
+        fs, gs = cols["std"]
+        # the std reading loses the discarded singular values' share of the total variance
+        # (here about tail^2 = 0.6 %); the variance reading keeps it within a fifth of that
+        sk = np.linalg.svd(sw[:, None] * np.sqrt(V) * sw[None, :], compute_uv=False)
+        mass = w @ V @ w
+        assert mass - w @ np.outer(fs**2, gs**2) @ w == pytest.approx(np.sum(sk[1:] ** 2), rel=1e-8)
+        assert abs(w @ np.outer(f**2, g**2) @ w - mass) < 0.2 * np.sum(sk[1:] ** 2)
+        assert w @ gs**2 == pytest.approx(1.0, rel=1e-12)
+        # tail and singular describe the kernel itself, whichever the reading
+        assert var.tail[name] == std.tail[name] and 0.03 < var.tail[name] < 0.2
+    # the linear kernel is read the same way by both
+    np.testing.assert_array_equal(var.samples[0][:, :2], std.samples[0][:, :2])
+
+
 def test_the_shared_noise_variance_is_the_same_in_blocks(monkeypatch):
     """mu_s^2(s) is a Gauss--Hermite mean over a shared draw, computed in blocks of s (three
     spikes have millions of (feature, sample) atom pairs): blocks of any size give the same

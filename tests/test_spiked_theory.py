@@ -283,3 +283,16 @@ def test_variance_at_infinity_is_a_far_direction():
     for q in ("test", "train"):
         assert np.allclose(out[0.1][q], ref[q], rtol=1e-4)
         assert np.max(np.abs(out[0.0][q] / ref[q] - 1)) > 0.01
+
+
+def test_the_first_call_says_what_it_costs():
+    """One spike's default ranks take minutes; two spikes' (rank 3 for mu1) or a noise kernel
+    above rank 1 an hour at most, as measured (the line printed before a first derivation)."""
+    from derivations.overlaps import default_ranks, first_call_cost
+
+    for kind in ("1", "finite", "inf"):
+        assert first_call_cost(kind, default_ranks(kind, 1)).startswith("a few minutes")
+        assert "60 minutes" in first_call_cost(kind, default_ranks(kind, 2))
+    assert "60 minutes" in first_call_cost("1", {"mu1": 2, "star": 2})
+    with pytest.raises(ValueError, match="expansion rank"):
+        first_call_cost("finite", {"mu1": 2})

@@ -52,7 +52,7 @@ from .driver import SimulationResult, _seed_list
 from .problem import Covariance, Problem, instance_streams, make_problem
 from .training import _check_memory, _check_train_time, _quadratic_error, _train, memory_estimate
 
-__all__ = ["FEATURES", "ConditionalCoefficients", "centred_test_moments", "conditional_instance",
+__all__ = ["FEATURES", "ConditionalCoefficients", "ConditionalModel", "centred_test_moments", "conditional_instance",
            "conditional_test_moments", "simulate_spiked", "spiked_eigenvalues"]
 
 #: feature models of :func:`simulate_spiked`
@@ -142,18 +142,30 @@ def _spike_part(X, W, k: int, a: float) -> np.ndarray:
     return a * (X[:, :k] @ W[:, :k].T) / math.sqrt(W.shape[1])
 
 
-class _ConditionalModel:
+class ConditionalModel:
     """The conditional surrogate's training features for :func:`validation.simulation.training._train`
-    (``fn``: the splines of :meth:`ConditionalCoefficients.table`)."""
+    (``fn``: the splines of :meth:`ConditionalCoefficients.table`).  :meth:`noise` gives the two
+    noise scales; a subclass may read them otherwise (``benchmarks/spiked_noise_rank.py`` puts
+    the theory's rank-one readings there)."""
 
     def __init__(self, fn: dict, k: int, a: float):
         self.fn, self.k, self.a = fn, k, a
 
+    def noise(self, S, X, W) -> tuple:
+        """``(mu_s, mu_f)`` of the pairs ``(x_i, w_j)`` (``n x p``; ``S`` their spike parts)."""
+        return self.fn["mu_s"](S), self.fn["mu_f"](S)
+
+    def fresh_variance(self, S, X, W):
+        """``mu_f^2`` of those pairs (its own spline: ``m = inf`` averages the fresh part)."""
+        return self.fn["mu_f_sq"](S)
+
     def features(self, H, X_rows, W, Xi_rows, fresh, m):
         """``mu0(s) + mu1(s)(h - s) + mu_s(s) xi_i + mu_f(s) xi_ij`` for rows ``i*m + j``."""
-        S = np.repeat(_spike_part(X_rows, W, self.k, self.a), m, axis=0)
+        S = _spike_part(X_rows, W, self.k, self.a)
+        mu_s, mu_f = (np.repeat(v, m, axis=0) for v in self.noise(S, X_rows, W))
+        S = np.repeat(S, m, axis=0)
         f = self.fn
-        return f["mu0"](S) + f["mu1"](S) * (H - S) + f["mu_s"](S) * np.repeat(Xi_rows, m, axis=0) + f["mu_f"](S) * fresh
+        return f["mu0"](S) + f["mu1"](S) * (H - S) + mu_s * np.repeat(Xi_rows, m, axis=0) + mu_f * fresh
 
     def moments_inf(self, W, X, Xi, delta):
         """Exact noise average (``m = inf``): given ``x_i``, ``h - s = a h_b(x_i) + sqrt(Delta) W z / sqrt(d)``."""
@@ -161,10 +173,11 @@ class _ConditionalModel:
         S = _spike_part(X, W, self.k, self.a)
         f = self.fn
         M1 = f["mu1"](S)
-        mean = f["mu0"](S) + M1 * (self.a * (X[:, self.k:] @ W[:, self.k:].T) / math.sqrt(d)) + f["mu_s"](S) * Xi
+        mean = f["mu0"](S) + M1 * (self.a * (X[:, self.k:] @ W[:, self.k:].T) / math.sqrt(d)) \
+            + self.noise(S, X, W)[0] * Xi
         n = X.shape[0]
         U = mean.T @ mean / n + (M1.T @ M1 / n) * (delta * (W @ W.T) / d)
-        U[np.diag_indices(p)] += np.mean(f["mu_f_sq"](S), axis=0)
+        U[np.diag_indices(p)] += np.mean(self.fresh_variance(S, X, W), axis=0)
         V = math.sqrt(delta) * np.mean(M1, axis=0)[:, None] * W / math.sqrt(d)
         return _moments.Moments(U=U, V=V)
 
@@ -291,8 +304,10 @@ def centred_instance(act, pr: Problem, cov: Covariance, k: int, seed: int, T):
     return fitted
 
 
-def conditional_instance(act, pr: Problem, cov: Covariance, k: int, tau_b: float, seed: int, T, nodes: int):
-    """One conditional-surrogate instance: ``(fitted score, splines, test error, DSM offset)``."""
+def conditional_instance(act, pr: Problem, cov: Covariance, k: int, tau_b: float, seed: int, T, nodes: int,
+                         model=ConditionalModel):
+    """One conditional-surrogate instance: ``(fitted score, splines, test error, DSM offset)``;
+    ``model(fn, k, a)``: the training features (:class:`ConditionalModel` or a subclass)."""
     rngs, X, W = _instance_draws(pr, cov, seed)
     eig = cov.eigenvalues
     # the spike parts s met in training and at the test quadrature's outermost nodes
@@ -300,7 +315,7 @@ def conditional_instance(act, pr: Problem, cov: Covariance, k: int, tau_b: float
     reach = abs(np.polynomial.hermite_e.hermegauss(nodes)[0][0])
     s_test = reach * pr.a * float(np.max(np.abs(W[:, :k]) @ np.sqrt(eig[:k]))) / math.sqrt(pr.d)
     fn = ConditionalCoefficients(act, pr.t, tau_b).table(1.01 * max(s_train, s_test))
-    fitted = _train(act, pr, X, rngs, True, None, T, model=_ConditionalModel(fn, k, pr.a))
+    fitted = _train(act, pr, X, rngs, True, None, T, model=model(fn, k, pr.a))
     test = conditional_test_moments(fn, fitted.W, eig, k, pr.a, pr.delta, nodes)
     trace = cov.inverse_trace(pr.a, pr.delta)
     err = _quadratic_error(fitted.Bt, test.U, test.V, math.sqrt(pr.delta), pr.d, pr.delta * trace)
