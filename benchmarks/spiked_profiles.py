@@ -183,8 +183,9 @@ def k0(kinds=("finite",)):
 
 def speed(ks=(1,), repeat=5):
     """Seconds per point of the default-rank kernel (one solve; and ``errors()`` with its two
-    estimates, three solves) for ``k`` spikes, against today's structured theory; 200-point curves.
-    Each ``k`` derives its own system on first use (minutes)."""
+    estimates, three solves, :func:`derivations.overlaps.spiked_errors`) for ``k`` spikes,
+    against today's structured theory; 200-point curves.  Each ``k`` derives its own system on
+    first use (minutes)."""
     import warnings
 
     from derivations.overlaps import DEFAULT_BULK_NODES, DEFAULT_NODES, default_ranks, overlap_measures, spiked_model
@@ -220,8 +221,9 @@ def speed(ks=(1,), repeat=5):
         for label, nu, check in (("all bulk atoms", bulk, True), ("bulk Gauss rule", rule, True),
                                  ("bulk Gauss rule, no rounding check", rule, False)):
             spec = {"nu": nu, **spikes}
+            # errors()' tolerances (atol 1e-10: DerivedModel.solve's 1e-12 refines 35 of these points)
             kw = {"psi_n": 1.0, "psi_p": psi_p, "lam": 1e-2, "a": a, "Delta": delta, "spectrum": spec,
-                  "check_rounding": check}
+                  "check_rounding": check, "rtol": 1e-8, "atol": 1e-10}
             model.solve(**kw)
             t0 = time.perf_counter()
             for _ in range(repeat):
@@ -236,7 +238,9 @@ def speed(ks=(1,), repeat=5):
         solves = "; ".join(f"{v * 1e6:.0f} us per point on the {label} ({v / ref:.1f} x structured)"
                            for label, v in one.items())
         print(f"k = {k}, ranks {ranks} ({q}^{k} = {q ** k} atoms per measure): one solve {solves}; errors() with "
-              f"its estimates (3 solves): 200-point curve {curve:.2f} s ({curve / (ref * psi_p.size):.1f} x)",
+              f"its estimates (the values' solve checked, two estimate solves unchecked where it needed no refinement): "
+              f"200-point curve {curve:.2f} s ({curve / (ref * psi_p.size):.1f} x structured; the cost of "
+              f"{curve / psi_p.size / one['bulk Gauss rule']:.2f} checked solves per point)",
               flush=True)
 
 

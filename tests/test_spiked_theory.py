@@ -296,3 +296,44 @@ def test_the_first_call_says_what_it_costs():
     assert "60 minutes" in first_call_cost("1", {"mu1": 2, "star": 2})
     with pytest.raises(ValueError, match="expansion rank"):
         first_call_cost("finite", {"mu1": 2})
+
+
+def test_estimate_solves_check_their_rounding_where_the_value_needed_more(monkeypatch):
+    """``spiked_errors`` checks the rounding of the value's own solve at every point, but that of
+    the solve serving the quadrature estimate only where the value's solve was refined above
+    double precision (near the interpolation peak at small ``lam``); the estimates are those of
+    solves checked everywhere, to the bit (a check that passes returns the double values)."""
+    from derivations.derived import DerivedModel
+    from derivations.overlaps import spiked_errors
+
+    solve, calls = DerivedModel.solve, []
+
+    def spy(self, *, force=False, **kw):
+        if force:
+            kw["check_rounding"] = True
+        sol = solve(self, **kw)
+        calls.append((kw.get("check_rounding", True), np.size(kw["psi_p"]), np.asarray(sol.refined)))
+        return sol
+
+    args = {"psi_n": 1.0, "psi_p": np.array([0.5, 1.0, 2.0]), "t": 0.1, "lam": 1e-6, "m": 1, "R": 1, "Q": 8}
+    act, bulk = pencils.activation("relu"), (np.array([0.8]), np.array([1.0]))
+    monkeypatch.setattr(DerivedModel, "solve", spy)
+    cheap = spiked_errors(act, [0.2], bulk, **args)
+    (value_checked, n_value, refined), (est_checked, n_est, _), *redo = calls
+    assert value_checked and n_value == 3 and not est_checked and n_est == 3
+    assert 0 < refined.sum() < 3  # the peak's points need more than double precision, p = 2n does not
+    assert len(redo) == 1 and redo[0][0] and redo[0][1] == refined.sum()
+
+    calls.clear()
+    monkeypatch.setattr(DerivedModel, "solve", lambda self, **kw: spy(self, force=True, **kw))
+    checked = spiked_errors(act, [0.2], bulk, **args)
+    assert all(c[0] for c in calls)
+    for q in ("test", "train", "rounding_error"):
+        np.testing.assert_array_equal(cheap[q], checked[q])
+    assert np.all(cheap["quadrature_error"] > 1e-6)
+    np.testing.assert_array_equal(cheap["quadrature_error"], checked["quadrature_error"])
+    # without the ladder (check_rounding=False) no solve is checked
+    calls.clear()
+    monkeypatch.setattr(DerivedModel, "solve", spy)
+    spiked_errors(act, [0.2], bulk, check_rounding=False, **args)
+    assert [c[0] for c in calls] == [False, False]
