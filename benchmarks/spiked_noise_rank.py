@@ -125,8 +125,8 @@ def mc(args) -> None:
 #: The validation table's points (``docs/spiked.md`` sections 5-14): the arguments and the
 #: Monte Carlo limits of the true features (test, its standard error, train, its standard error).
 #: S1 at m = 1 is section 3's fit, as in section 15's table; the text there revises it with
-#: d = 3200 and 6400 (test 1.07727 +- 0.00018 over six d); P5 likewise in section 16 (centred
-#: features' plateau at d = 3200, 6400: test 1.03561 +- 0.00012, train 0.005067 +- 0.000007).
+#: d = 3200 and 6400 (test 1.07727 +- 0.00018 over six d); P2, P4, P5 and P6 likewise in
+#: section 16 (true and centred features to d = 3200-6400).
 TABLE = {
     "S1 m=1": ("relu", [0.2], 0.8, 1, 2, 0.1, 1e-2, 1, 1.07935, 0.00061, 0.004480, 0.000014),
     "P2": ("tanh", [0.34], 0.66, 1, 0.5, 0.3, 1e-2, 1, 0.87970, 0.00116, 0.38704, 0.00104),
