@@ -46,6 +46,9 @@ __all__ = ["SPIKE_RTOL", "MAX_ATOMS", "BULK_SPIKE_COEFF", "SpikeWarning", "check
 
 #: Default accuracy asked of the spiked expansion (relative): above it a point is flagged.
 SPIKE_RTOL = 1e-2
+#: A reading's own error estimates (:func:`derivations.overlaps.spiked_errors`): quadrature,
+#: rank of the linear kernel, rank of the noise kernels.
+OWN_ERRORS = ("quadrature_error", "truncation_error", "noise_error")
 #: Most quadrature atoms per measure when the nodes are doubled (``Q^k``).
 MAX_ATOMS = 4096
 #: Relative effect on the curves of one unresolved direction of share ``kappa``, per ``kappa^2``:
@@ -102,8 +105,7 @@ def spiked_grid(activation, split, psi_n, psi_p, t, lam, m, *, rank=None, nodes:
         raise ValueError(f"nodes = {q0} per spike gives {(q0 + q0 // 2) ** k} atoms with k = {k} spikes; "
                          f"use 2 <= nodes with (nodes * 3/2)^k <= {MAX_ATOMS}")
     size = len(t)
-    names = ("test", "train", "dsm_test_loss", "quadrature_error", "truncation_error", "noise_error", "residual",
-             "rounding_error", "iterations")
+    names = ("test", "train", "dsm_test_loss", *OWN_ERRORS, "residual", "rounding_error", "iterations")
     out_bulk = np.full(size, np.nan)
     out = {q: np.full(size, np.nan) for q in names}
     converged = np.zeros(size, dtype=bool)
@@ -127,8 +129,7 @@ def spiked_grid(activation, split, psi_n, psi_p, t, lam, m, *, rank=None, nodes:
         out_bulk[idx] = _bulk_spike_error(tt, split.tau_b, split.residual)
     out["bulk_spike_error"] = out_bulk
     # NaN (not estimated) stays NaN: maximum propagates it
-    out["model_error"] = np.maximum.reduce([out["quadrature_error"], out["truncation_error"], out["noise_error"],
-                                            out_bulk])
+    out["model_error"] = np.maximum.reduce([*(out[q] for q in OWN_ERRORS), out_bulk])
     out["converged"] = converged
     out["iterations"] = np.nan_to_num(out["iterations"]).astype(int)
     if np.isnan(out["truncation_error"][converged]).any():
@@ -214,13 +215,12 @@ def matched_grid(activation, matched, psi_n, psi_p, t, lam, m, *, rank=None, nod
         ext = np.maximum(*rel)
     out["bulk_spike_error"] = _bulk_spike_error(np.asarray(t, dtype=float), matched.one.tau_b, matched.residual)
     out["extrapolation_error"] = ext
-    own_names = ("quadrature_error", "truncation_error", "noise_error")
-    for name in (*own_names, "residual", "rounding_error"):
+    for name in (*OWN_ERRORS, "residual", "rounding_error"):
         out[name] = np.fmax(one[name], two[name])
     out["converged"] = one["converged"] & two["converged"]
     w = p3_weight(matched.p2, matched.p3) if matched.two is not None else 1.0
     # np.maximum keeps a NaN truncation estimate (rank 1: not estimated) NaN
-    own = {name: np.maximum.reduce([r[q] for q in own_names]) for name, r in (("one", one), ("two", two))}
+    own = {name: np.maximum.reduce([r[q] for q in OWN_ERRORS]) for name, r in (("one", one), ("two", two))}
     carried = abs(w) * own["one"] + abs(1.0 - w) * own["two"] if matched.two is not None else own["one"]
     out["model_error"] = carried + ext + out["bulk_spike_error"]
     if np.isnan(out["model_error"][out["converged"]]).any():
@@ -232,7 +232,7 @@ def matched_grid(activation, matched, psi_n, psi_p, t, lam, m, *, rank=None, nod
     if bad.any():
         warnings.warn(f"{int(bad.sum())} of {len(t)} matched-spike values have an estimated error above spike_rtol = "
                       f"{spike_rtol:g} (largest {np.nanmax(out['model_error'][bad]):.1e}: quadrature/rank "
-                      f"{np.nanmax(np.fmax.reduce([out[q] for q in own_names])[bad]):.1e}, extrapolation "
+                      f"{np.nanmax(np.fmax.reduce([out[q] for q in OWN_ERRORS])[bad]):.1e}, extrapolation "
                       f"in p3 {np.nanmax(ext[bad]):.1e}; Errors.model_error, docs/spiked.md section 12)", SpikeWarning,
                       stacklevel=4)
     return out
