@@ -20,7 +20,12 @@ the tensor Gauss--Hermite rule with ``Q`` nodes per spike (``Q^k`` atoms).  On t
 decomposition of ``diag(sqrt(w)) K diag(sqrt(v))`` (``w``, ``v`` the weights of the two rules):
 ``K_ab = sum_r f_r(omega_a) g_r(c_b)`` with ``sum_b v_b g_r g_r' = delta_rr'``, truncated at
 rank ``R``.  The discarded singular values bound the error of the truncated kernel in the norm
-of ``L^2(w x v)``: :func:`overlap_measures` reports them (``tail``).
+of ``L^2(w x v)``: :func:`overlap_measures` reports them (``tail``).  The functions are read on
+the atoms through the kernel (Nystrom): ``f_r = K (sqrt(v) v_r)``, ``g_r = K^T (sqrt(w) u_r) /
+sigma_r``, not as ``u_r / sqrt(w)``: the singular vectors carry an absolute rounding of about
+``1e-16``, which the division turns into ``1e-16 / sqrt(w_a)`` at the outermost atoms (weights
+down to ``1e-36`` with 48 nodes per spike: profiles of ``1e2``--``1e10`` where they are ``O(1)``,
+and wrong or NaN solves from 30 nodes per spike with two spikes, 54 with one).
 
 **Noise kernels at rank one** (``mu_*``, ``mu_s``, ``mu_f``; the default).  A noise term
 ``g(c) Xi f(omega)`` of the matrix model has the entry variance ``g^2 f^2``, and its deterministic
@@ -57,6 +62,9 @@ __all__ = ["SHARED_NODES", "conditional_coefficients", "hermite_atoms", "Overlap
 SHARED_NODES = 160
 #: Entries (spike parts x nodes) per block of that quadrature: a few tens of MB per temporary.
 SHARED_BLOCK = 1 << 21
+#: Singular values below this share of the first are rounding, not terms of the expansion: their
+#: functions are zero (:func:`overlap_measures`).
+NEGLIGIBLE_SINGULAR = 1e-13
 
 
 def conditional_coefficients(activation, t: float, tau_b: float, s) -> dict:
@@ -114,11 +122,23 @@ def _variance_profile(V: np.ndarray, sw: np.ndarray, sv: np.ndarray) -> tuple[np
     approximation of the variance kernel ``V_ab >= 0`` in ``L^2(w x v)`` (``sw``, ``sv``: the
     square roots of the weights): ``f = sqrt(sigma_1 u)``, ``g = sqrt(v)``."""
     U, sig, Vt = np.linalg.svd(sw[:, None] * V * sv[None, :])
-    u, v = U[:, 0] / sw, Vt[0] / sv
-    if u.sum() < 0:  # the Perron pair of a non-negative kernel: one sign, fixed here
-        u, v = -u, -v
+    if sig[0] <= 0.0:
+        return np.zeros(len(sw)), np.zeros(len(sv))
+    su, sv0 = _nystrom(V, sw, sv, U[:, 0], sig[0], Vt[0])
+    if su.sum() < 0:  # the Perron pair of a non-negative kernel: one sign, fixed here
+        su, sv0 = -su, -sv0
     # round-off leaves entries like -1e-17 where the kernel vanishes
-    return np.sqrt(sig[0] * np.clip(u, 0.0, None)), np.sqrt(np.clip(v, 0.0, None))
+    return np.sqrt(np.clip(su, 0.0, None)), np.sqrt(np.clip(sv0, 0.0, None))
+
+
+def _nystrom(K: np.ndarray, sw: np.ndarray, sv: np.ndarray, u: np.ndarray, sigma: float,
+             v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(sigma u / sw, v / sv)`` of a singular triple ``(u, sigma, v)`` of
+    ``diag(sw) K diag(sv)``, read through ``K``: ``K (sv v)`` and ``K^T (sw u) / sigma`` (module
+    docstring).  Both are sums over the atoms of smooth functions: their rounding is about
+    ``1e-16`` of the kernel's scale at every atom, where dividing the vectors by ``sw`` or ``sv``
+    costs ``1e-16 / sw`` at atoms of tiny weight."""
+    return K @ (sv * v), (sw * u) @ K / sigma
 
 
 def overlap_measures(activation, kappa, tau_b: float, t: float, kind: str, R, Q: int,
@@ -149,9 +169,9 @@ def overlap_measures(activation, kappa, tau_b: float, t: float, kind: str, R, Q:
             f_cols[(name, 0)], g_cols[(name, 0)] = _variance_profile(kernels[name] ** 2, sw, sv)
         else:
             for r in range(rank):
-                if r < sig.size:
-                    f_cols[(name, r)] = U[:, r] * sig[r] / sw
-                    g_cols[(name, r)] = Vt[r] / sv
+                # a singular value at rounding level is no term (its g_r would be rounding / sigma_r)
+                if r < sig.size and sig[r] > NEGLIGIBLE_SINGULAR * sig[0]:
+                    f_cols[(name, r)], g_cols[(name, r)] = _nystrom(kernels[name], sw, sv, U[:, r], sig[r], Vt[r])
                 else:
                     f_cols[(name, r)] = np.zeros(len(wo))
                     g_cols[(name, r)] = np.zeros(len(wc))

@@ -169,6 +169,42 @@ def test_separable_expansion_of_the_kernels():
     assert max(flat.tail.values()) < 1e-8
 
 
+def test_profiles_hold_at_atoms_of_tiny_weight():
+    """With 72 Gauss--Hermite nodes the outer atoms weigh 1e-56: the singular functions are read
+    through the kernel there (``f_r = K W g_r``, ``g_r = K^T W f_r / sigma_r^2``, the variance
+    profile ``f^2 = V W g^2``), not as singular vectors over ``sqrt(weight)``, which gave
+    profiles of 1e10 and NaN solves; and the solve on that rule is the solve on the default one."""
+    from derivations.conditional import profile_names
+    from derivations.overlaps import conditional_coefficients, default_ranks, overlap_measures, spiked_errors
+
+    act, q, t = pencils.activation("relu"), 72, 0.05
+    ranks = default_ranks("1", 1)
+    om = overlap_measures(act, 0.2, 0.8, t, "1", ranks, q)
+    (G, wc), (F, wo) = om.samples, om.features
+    names = profile_names("1", ranks)
+    x, _ = np.polynomial.hermite_e.hermegauss(q)
+    coef = conditional_coefficients(act, t, 0.8, math.exp(-t) * math.sqrt(0.2) * np.outer(x, x))
+    K, V = coef["mu1"], coef["mu_star_sq"]
+    for r in range(ranks["mu1"]):
+        f, g = F[:, names["w"].index(("mu1", r))], G[:, names["c"].index(("mu1", r))]
+        scale = np.max(np.abs(K)) * (1.0 + np.abs(x))  # mu1 of relu grows at most linearly
+        assert np.all(np.abs(f) < 2 * scale)
+        np.testing.assert_allclose(f, K @ (wc * g), rtol=1e-10, atol=1e-12 * scale.max())
+        sig2 = wo @ f**2
+        np.testing.assert_allclose(g, K.T @ (wo * f) / sig2, rtol=1e-10, atol=1e-10)
+    f, g = F[:, names["w"].index(("star", 0))], G[:, names["c"].index(("star", 0))]
+    np.testing.assert_allclose(f**2, V @ (wc * g**2), rtol=1e-10, atol=1e-14)
+    # the solve on 72 nodes per spike (the adaptive rule's first refinement of 24) is the
+    # default's, within the default's own quadrature estimate
+    bulk = (np.array([0.5, 1.1]), np.array([0.6, 0.4]))
+    kw = dict(psi_n=1.0, psi_p=np.array([0.5, 2.0]), t=t, lam=1e-2, truncation=False)
+    base = spiked_errors(act, [0.2], bulk, **kw)
+    fine = spiked_errors(act, [0.2], bulk, Q=48, **kw)
+    assert fine["Q"] == q and np.all(fine["converged"])
+    for name in ("test", "train"):
+        np.testing.assert_allclose(fine[name], base[name], rtol=max(1e-9, 2 * base["quadrature_error"].max()))
+
+
 @pytest.mark.parametrize("kind, ranks", [("1", {"mu1": 2, "star": 1}), ("finite", {"mu1": 2, "s": 1, "f": 1})])
 def test_rank_one_noise_kernels_are_read_from_their_variance(kind, ranks):
     """A rank-one noise term ``g(c) Xi f(omega)`` has the variance profile ``g^2 f^2``: the default
