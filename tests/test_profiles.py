@@ -175,7 +175,12 @@ def test_profiles_hold_at_atoms_of_tiny_weight():
     profile ``f^2 = V W g^2``), not as singular vectors over ``sqrt(weight)``, which gave
     profiles of 1e10 and NaN solves; and the solve on that rule is the solve on the default one."""
     from derivations.conditional import profile_names
-    from derivations.overlaps import conditional_coefficients, default_ranks, overlap_measures, spiked_errors
+    from derivations.overlaps import (
+        conditional_coefficients,
+        default_ranks,
+        overlap_measures,
+        spiked_errors,
+    )
 
     act, q, t = pencils.activation("relu"), 72, 0.05
     ranks = default_ranks("1", 1)
@@ -197,7 +202,7 @@ def test_profiles_hold_at_atoms_of_tiny_weight():
     # the solve on 72 nodes per spike (the adaptive rule's first refinement of 24) is the
     # default's, within the default's own quadrature estimate
     bulk = (np.array([0.5, 1.1]), np.array([0.6, 0.4]))
-    kw = dict(psi_n=1.0, psi_p=np.array([0.5, 2.0]), t=t, lam=1e-2, truncation=False)
+    kw = {"psi_n": 1.0, "psi_p": np.array([0.5, 2.0]), "t": t, "lam": 1e-2, "truncation": False}
     base = spiked_errors(act, [0.2], bulk, **kw)
     fine = spiked_errors(act, [0.2], bulk, Q=48, **kw)
     assert fine["Q"] == q and np.all(fine["converged"])

@@ -198,6 +198,45 @@ def test_conditional_test_error_matches_fresh_samples():
     assert abs(per.mean() - err) < 4 * se
 
 
+def test_the_linear_coefficient_of_the_surrogate_is_one_hook():
+    """``ConditionalModel.linear`` gives ``mu1`` of the pairs to the training features and to the
+    test moments (``benchmarks/spiked_mu1_rank.py`` puts truncated expansions there): read from the
+    pairs' spike coordinates it is the default surrogate; scaled, both sides move with it."""
+    from validation.simulation.spiked import ConditionalModel, conditional_test_moments
+
+    act, k, d = pencils.activation("tanh"), 2, 60
+    pr = make_problem(d=d, psi_n=1, psi_p=1.5, t=0.2, lam=1e-2, m=2)
+    eig = spiked_eigenvalues([0.25, 0.1], 0.65, d)
+    cov = Covariance.of(eig, d)
+    tau_b = float(np.sum(eig[k:])) / d
+
+    class FromCoordinates(ConditionalModel):  # mu1 of a X_sp W_sp^T / sqrt(d), not of the S given
+        def linear(self, S, X_sp, W_sp):
+            return self.fn["mu1"](self.a * (X_sp @ W_sp.T) / math.sqrt(d))
+
+    base = conditional_instance(act, pr, cov, k, tau_b, 3, None, 12)
+    same = conditional_instance(act, pr, cov, k, tau_b, 3, None, 12, model=FromCoordinates)
+    assert same[2] == pytest.approx(base[2], rel=1e-9)
+    assert same[0].train_error == pytest.approx(base[0].train_error, rel=1e-9)
+    fn, W = base[1], base[0].W
+    plain = conditional_test_moments(fn, W, eig, k, pr.a, pr.delta, 12)
+    scaled = conditional_test_moments(fn, W, eig, k, pr.a, pr.delta, 12, linear=lambda S, X, Ws: 0.9 * fn["mu1"](S))
+    np.testing.assert_allclose(scaled.V, 0.9 * plain.V, rtol=1e-13)
+    assert not np.allclose(scaled.U, plain.U, rtol=1e-3)
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((5, d)) * np.sqrt(eig)
+    H = rng.standard_normal((10, W.shape[0]))
+    Xi, fresh = rng.standard_normal((5, W.shape[0])), rng.standard_normal((10, W.shape[0]))
+
+    class Scaled(ConditionalModel):
+        def linear(self, S, X_sp, W_sp):
+            return 0.9 * super().linear(S, X_sp, W_sp)
+
+    S = np.repeat(pr.a * X[:, :k] @ W[:, :k].T / math.sqrt(d), 2, axis=0)
+    gap = Scaled(fn, k, pr.a).features(H, X, W, Xi, fresh, 2) - ConditionalModel(fn, k, pr.a).features(H, X, W, Xi, fresh, 2)
+    np.testing.assert_allclose(gap, -0.1 * fn["mu1"](S) * (H - S), rtol=1e-10, atol=1e-14)
+
+
 def _centred_features(act, W, eig, k, a, delta, rng, size):
     """Fresh test points ``y`` and their centred features ``rho(h) - mu0_i(s)`` (sampled, for the tests)."""
     d = W.shape[1]

@@ -145,11 +145,18 @@ def _spike_part(X, W, k: int, a: float) -> np.ndarray:
 class ConditionalModel:
     """The conditional surrogate's training features for :func:`validation.simulation.training._train`
     (``fn``: the splines of :meth:`ConditionalCoefficients.table`).  :meth:`noise` gives the two
-    noise scales; a subclass may read them otherwise (``benchmarks/spiked_noise_rank.py`` puts
-    the theory's rank-one readings there)."""
+    noise scales and :meth:`linear` the linear coefficient; a subclass may read them otherwise
+    (``benchmarks/spiked_noise_rank.py`` puts the theory's rank-one noise readings there,
+    ``benchmarks/spiked_mu1_rank.py`` its truncated expansions of ``mu1``)."""
 
     def __init__(self, fn: dict, k: int, a: float):
         self.fn, self.k, self.a = fn, k, a
+
+    def linear(self, S, X_sp, W_sp):
+        """``mu1`` of the pairs (rows of ``X_sp`` x rows of ``W_sp``: their spike coordinates;
+        ``S`` their spike parts): ``mu1(s)``.  Used by the training features and by the test
+        moments (:func:`conditional_test_moments`)."""
+        return self.fn["mu1"](S)
 
     def noise(self, S, X, W) -> tuple:
         """``(mu_s, mu_f)`` of the pairs ``(x_i, w_j)`` (``n x p``; ``S`` their spike parts)."""
@@ -163,16 +170,16 @@ class ConditionalModel:
         """``mu0(s) + mu1(s)(h - s) + mu_s(s) xi_i + mu_f(s) xi_ij`` for rows ``i*m + j``."""
         S = _spike_part(X_rows, W, self.k, self.a)
         mu_s, mu_f = (np.repeat(v, m, axis=0) for v in self.noise(S, X_rows, W))
+        M1 = np.repeat(self.linear(S, X_rows[:, :self.k], W[:, :self.k]), m, axis=0)
         S = np.repeat(S, m, axis=0)
-        f = self.fn
-        return f["mu0"](S) + f["mu1"](S) * (H - S) + mu_s * np.repeat(Xi_rows, m, axis=0) + mu_f * fresh
+        return self.fn["mu0"](S) + M1 * (H - S) + mu_s * np.repeat(Xi_rows, m, axis=0) + mu_f * fresh
 
     def moments_inf(self, W, X, Xi, delta):
         """Exact noise average (``m = inf``): given ``x_i``, ``h - s = a h_b(x_i) + sqrt(Delta) W z / sqrt(d)``."""
         p, d = W.shape
         S = _spike_part(X, W, self.k, self.a)
         f = self.fn
-        M1 = f["mu1"](S)
+        M1 = self.linear(S, X[:, :self.k], W[:, :self.k])
         mean = f["mu0"](S) + M1 * (self.a * (X[:, self.k:] @ W[:, self.k:].T) / math.sqrt(d)) \
             + self.noise(S, X, W)[0] * Xi
         n = X.shape[0]
@@ -183,13 +190,14 @@ class ConditionalModel:
 
 
 def conditional_test_moments(fn: dict, W: np.ndarray, eig: np.ndarray, k: int, a: float, delta: float,
-                             nodes: int) -> _moments.Moments:
+                             nodes: int, linear=None) -> _moments.Moments:
     """``U = E[phi phi^T]``, ``V = E[phi y^T] S_t^{-1}`` of the conditional test features, ``y ~ N(0, S_t)``.
 
     Given the spike coordinates ``x_sp`` of the data (``Var x_j = eig_j``), ``s = a W_sp x_sp / sqrt(d)``
     and ``h - s ~ N(0, C_r)``, ``C_r = W D W^T / d`` with ``D = a^2 eig + Delta`` on the bulk and
     ``Delta`` on the spike coordinates: ``U = E[mu0 mu0^T + (mu1 mu1^T) o C_r + diag(mu_*^2)]`` and
     ``V = E[mu1(s)] W / sqrt(d)``, the average over ``x_sp`` by a ``nodes^k`` tensor Gauss--Hermite rule.
+    ``linear``: ``mu1`` of the pairs, :meth:`ConditionalModel.linear` (default ``fn["mu1"](s)``).
     """
     p, d = W.shape
     x, w = np.polynomial.hermite_e.hermegauss(nodes)
@@ -198,7 +206,8 @@ def conditional_test_moments(fn: dict, W: np.ndarray, eig: np.ndarray, k: int, a
     Z = np.stack([g.reshape(-1) for g in grids], axis=1)  # (nodes^k, k)
     wt = np.prod(np.meshgrid(*([w] * k), indexing="ij"), axis=0).reshape(-1)
     S = (Z * (a * np.sqrt(eig[:k]))) @ W[:, :k].T / math.sqrt(d)  # (nodes^k, p)
-    M0, M1, Mstar = fn["mu0"](S), fn["mu1"](S), fn["mu_star_sq"](S)
+    M0, Mstar = fn["mu0"](S), fn["mu_star_sq"](S)
+    M1 = fn["mu1"](S) if linear is None else linear(S, Z * np.sqrt(eig[:k]), W[:, :k])
     Cr = (W * _off_spike_variances(eig, k, a, delta)) @ W.T / d
     U = (M0.T * wt) @ M0 + ((M1.T * wt) @ M1) * Cr
     U[np.diag_indices(p)] += wt @ Mstar
@@ -315,8 +324,9 @@ def conditional_instance(act, pr: Problem, cov: Covariance, k: int, tau_b: float
     reach = abs(np.polynomial.hermite_e.hermegauss(nodes)[0][0])
     s_test = reach * pr.a * float(np.max(np.abs(W[:, :k]) @ np.sqrt(eig[:k]))) / math.sqrt(pr.d)
     fn = ConditionalCoefficients(act, pr.t, tau_b).table(1.01 * max(s_train, s_test))
-    fitted = _train(act, pr, X, rngs, True, None, T, model=model(fn, k, pr.a))
-    test = conditional_test_moments(fn, fitted.W, eig, k, pr.a, pr.delta, nodes)
+    features = model(fn, k, pr.a)
+    fitted = _train(act, pr, X, rngs, True, None, T, model=features)
+    test = conditional_test_moments(fn, fitted.W, eig, k, pr.a, pr.delta, nodes, linear=features.linear)
     trace = cov.inverse_trace(pr.a, pr.delta)
     err = _quadratic_error(fitted.Bt, test.U, test.V, math.sqrt(pr.delta), pr.d, pr.delta * trace)
     return fitted, fn, err, 1.0 - pr.delta * trace
