@@ -30,12 +30,15 @@ import validation.simulation.spiked as sp
 from derivations.overlaps import DEFAULT_NODES, hermite_atoms
 from validation.simulation.problem import Covariance, make_problem
 
-#: (activation, kappa, bulk, psi_n, psi_p, t, lam): the validation table's points with more than
-#: one spike (benchmarks/spiked_noise_rank.py TABLE), all at m = 1.
+#: (activation, kappa, bulk, psi_n, psi_p, t, lam, m): points of the validation table
+#: (benchmarks/spiked_noise_rank.py TABLE).
 POINTS = {
-    "P4": ("relu", [0.2, 0.1], 0.7, 1, 2, 0.3, 1e-2),
-    "P5": ("relu", [0.2, 0.1, 0.05], 0.65, 1, 2, 0.1, 1e-2),
-    "P6": ("erf", [0.25, 0.12, 0.06], 0.57, 1, 0.5, 0.05, 1e-2),
+    "P4": ("relu", [0.2, 0.1], 0.7, 1, 2, 0.3, 1e-2, 1),
+    "P5": ("relu", [0.2, 0.1, 0.05], 0.65, 1, 2, 0.1, 1e-2, 1),
+    "P6": ("erf", [0.25, 0.12, 0.06], 0.57, 1, 0.5, 0.05, 1e-2, 1),
+    "P4 m=4 p<nm": ("relu", [0.2, 0.1], 0.7, 1, 2, 0.3, 1e-2, 4),
+    "S1 m=4 p<nm": ("relu", [0.2], 0.8, 1, 2, 0.1, 1e-2, 4),
+    "S1 m=inf": ("relu", [0.2], 0.8, 1, 2, 0.1, 1e-2, math.inf),
 }
 
 
@@ -66,10 +69,10 @@ def truncated(kernel, kappa, a: float, eig_sp, R: int, q: int):
 
 
 def run(name: str, d: int, seeds: int, ranks) -> None:
-    act_name, kappa, bulk, psi_n, psi_p, t, lam = POINTS[name]
+    act_name, kappa, bulk, psi_n, psi_p, t, lam, m = POINTS[name]
     k = len(kappa)
     act = pencils.activation(act_name)
-    pr = make_problem(d=d, psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=1)
+    pr = make_problem(d=d, psi_n=psi_n, psi_p=psi_p, t=t, lam=lam, m=m)
     eig = sp.spiked_eigenvalues(kappa, bulk, d)
     cov = Covariance.of(eig, pr.d)
     tau_b = float(np.sum(eig[k:])) / eig.size
