@@ -259,6 +259,27 @@ _VARIANT_FLAGS = {"double": ("-DKERNEL_DOUBLE",), "dd": ("-DKERNEL_DD", "-O1"), 
 #: than the source (8.8 MB: about 55 min at -O2, 32 at -O1), for no run time we could measure
 #: (docs/spiked.md section 10)
 LARGE_SOURCE_BYTES = 2_000_000
+#: sources above this size are built at -O0: the register allocation of -O1 (and -Og) on their
+#: largest function outgrows the memory of a workstation (28.6 MB with a 14 MB Jacobian: past
+#: 18 GB after 9 minutes and still growing; 15.9 MB took 4 GB), where -O0 builds it in 2 minutes
+#: and 5.7 GB and runs 2.9 times slower (docs/spiked.md section 18)
+HUGE_SOURCE_BYTES = 20_000_000
+#: the same for the double-double library, whose inlined arithmetic makes every function
+#: several times larger: 4.4 MB builds in 7.4 minutes at -O1 (45 s at -O0, which runs 10 times
+#: slower), 15.9 MB did not finish in an hour; it refines a few points only
+HUGE_DD_SOURCE_BYTES = 8_000_000
+
+
+def _size_flags(size: int, flags: tuple, variant: str = "double") -> tuple:
+    """The optimisation level a source of ``size`` bytes is built at, appended to ``flags``
+    (the last ``-O`` wins): -O2 (:data:`CXXFLAGS`), -O1 above :data:`LARGE_SOURCE_BYTES`, -O0
+    above :data:`HUGE_SOURCE_BYTES` (:data:`HUGE_DD_SOURCE_BYTES` for ``variant="dd"``).  The
+    values are the same at every level (no fast-math, no contraction), bit for bit."""
+    if size > (HUGE_DD_SOURCE_BYTES if variant == "dd" else HUGE_SOURCE_BYTES):
+        return (*flags, "-O0")
+    if size > LARGE_SOURCE_BYTES and "-O1" not in flags:
+        return (*flags, "-O1")
+    return flags
 
 
 #: The function every library exports: the digest of what it was built from (:func:`build_digest`).
@@ -370,8 +391,7 @@ def _library(folder: Path, name: str, variant: str, flags: tuple):
         raise RuntimeError("no C++ compiler found (set CXX)")
     flags = (*flags, *_VARIANT_FLAGS[variant])
     body = _body((folder / f"{name}.cpp").read_bytes())
-    if len(body) > LARGE_SOURCE_BYTES and "-O1" not in flags:
-        flags = (*flags, "-O1")
+    flags = _size_flags(len(body), flags, variant)
     digest = build_digest(body, cxx, flags)
     stem = f"{name}-{variant}"
     lib_path = folder / f"{stem}-{digest[:16]}.so"

@@ -3,6 +3,7 @@ its attractivity test, the double-double refinement against mpmath, and the fall
 when no compiler is available."""
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import subprocess
@@ -305,3 +306,43 @@ def test_cache_off_builds_in_a_scratch_folder_removed_at_exit():
     assert out.returncode == 0, out.stderr[-2000:]
     folder = Path(out.stdout.strip().splitlines()[-1])
     assert folder.name.startswith("dsm-kernels-") and not folder.exists()
+
+
+def test_huge_sources_build_at_O0_with_the_same_numbers(tmp_path, monkeypatch):
+    """The optimisation level follows the source's size (-O2, -O1 above 2 MB, -O0 above
+    ``HUGE_SOURCE_BYTES``, where -O1 runs out of memory), and a library built at -O0 gives the
+    same values, estimates and iterations as the default one, bit for bit."""
+    from numerics import kernel as K
+
+    base = (*K.CXXFLAGS, "-DKERNEL_DOUBLE")
+    assert K._size_flags(K.LARGE_SOURCE_BYTES, base) == base
+    assert K._size_flags(K.LARGE_SOURCE_BYTES + 1, base)[-1] == "-O1"
+    assert K._size_flags(K.HUGE_SOURCE_BYTES + 1, base)[-1] == "-O0"
+    dd = (*K.CXXFLAGS, "-DKERNEL_DD", "-O1")
+    assert K._size_flags(K.HUGE_DD_SOURCE_BYTES, dd, "dd") == dd
+    assert K._size_flags(K.HUGE_DD_SOURCE_BYTES + 1, dd, "dd")[-1] == "-O0"
+    assert K._size_flags(K.HUGE_DD_SOURCE_BYTES + 1, base, "double")[-1] == "-O1"
+
+    psi_n, psi_p, lam = _random_points(np.random.default_rng(8), 60)
+    solver, params = _params("1", psi_n, psi_p, lam)
+    ref = solver.solve(params, throw=False, estimate_error=True)
+    kernel = solver._kernel(solver.options.continuation)
+    assert kernel is not None and kernel.source.stat().st_size < K.LARGE_SOURCE_BYTES  # built at -O2
+    name = kernel.source.stem
+    (tmp_path / kernel.source.name).write_bytes(kernel.source.read_bytes())
+    flags = (*K.CXXFLAGS, *K._cpu_flags())
+    monkeypatch.setattr(K, "HUGE_SOURCE_BYTES", 0)
+    twin = K.Kernel(kernel.params, kernel.outputs, lambda variant: K._library(tmp_path, name, variant, flags),
+                    tmp_path / kernel.source.name, kernel.n_core)
+    lib = twin.lib("double")
+    body = K._body(kernel.source.read_bytes())
+    digest = getattr(lib, K.DIGEST_SYMBOL)
+    digest.restype = ctypes.c_char_p
+    assert digest().decode() == K.build_digest(body, K.compiler(), (*flags, "-DKERNEL_DOUBLE", "-O0"))
+    monkeypatch.setitem(solver._compiled, solver.options.continuation
+                        if solver.options.continuation in solver.param_names else None, twin)
+    again = solver.solve(params, throw=False, estimate_error=True)
+    for q in QUANTITIES:
+        assert np.array_equal(again.values[q], ref.values[q], equal_nan=True)
+        assert np.array_equal(again.error[q], ref.error[q])
+    assert np.array_equal(again.iterations, ref.iterations)
