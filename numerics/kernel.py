@@ -347,16 +347,24 @@ def _open(path: Path, digest: str):
     return lib
 
 
+def _scratch_prefix(stem: str, digest: str) -> str:
+    """The name prefix of one build's temporary files (the digest stub and the library before
+    its rename): a build killed with its process leaves them, and the next build of the same
+    library, holding its lock, removes them (:func:`_library`)."""
+    return f".{stem}-{digest[:16]}-"
+
+
 def _compile(folder: Path, name: str, flags: tuple, digest: str, stem: str) -> Path:
     """``name.cpp`` (and the one-line definition of the digest function) compiled into a
     fresh temporary file of ``folder``."""
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX)")
-    fd, stub = tempfile.mkstemp(dir=folder, prefix=".digest-", suffix=".cpp")
+    prefix = _scratch_prefix(stem, digest)
+    fd, stub = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".cpp")
     with os.fdopen(fd, "w") as fh:
         fh.write(f'extern "C" const char *{DIGEST_SYMBOL}(void) {{ return "{digest}"; }}\n')
-    fd, tmp_lib = tempfile.mkstemp(dir=folder, prefix=f".{stem}-", suffix=".so")
+    fd, tmp_lib = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".so")
     os.close(fd)
     try:
         proc = subprocess.run([cxx, *flags, "-o", tmp_lib, str(folder / f"{name}.cpp"), stub],
@@ -403,6 +411,9 @@ def _library(folder: Path, name: str, variant: str, flags: tuple):
         lib = _existing(folder, variant, digest, lib_path, rejected)  # built while this process waited
         if lib is not None:
             return lib
+        if fcntl is not None:  # the lock is held: files of this build's prefix are a killed build's
+            for stale in folder.glob(f"{_scratch_prefix(stem, digest)}*"):
+                _discard(stale)
         tmp = _compile(folder, name, flags, digest, stem)
         try:
             lib = _open(tmp, digest)

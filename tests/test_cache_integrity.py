@@ -130,6 +130,25 @@ def test_a_corrupt_library_is_rebuilt_once(folder, damage):
 
 
 @kernel_only
+def test_a_build_killed_with_its_process_leaves_nothing_behind(folder):
+    """A process killed while compiling leaves its digest stub and its unfinished library
+    (tens of MB for the largest kernels).  The next build of that library, holding its lock,
+    removes them; the temporary files of another build (another digest) are left alone."""
+    path, out = folder
+    lib = _library(out, "b")
+    stem, digest16 = lib.stem.rsplit("-", 1)
+    lib.unlink()
+    killed = [lib.parent / f".{stem}-{digest16}-x1y2z3.cpp", lib.parent / f".{stem}-{digest16}-a9b8c7.so"]
+    other = lib.parent / f".{stem}-{'0' * 16}-q1w2e3.so"
+    for f in (*killed, other):
+        f.write_bytes(b"half a build")
+    again = _run(path)
+    assert _correct(again) and again["warnings"] == []
+    assert lib.is_file() and not any(f.exists() for f in killed)
+    assert other.read_bytes() == b"half a build"
+
+
+@kernel_only
 def test_a_source_of_another_kernel_is_regenerated(folder):
     """b's source file replaced by a's: its first line names kernel a, so the source is
     regenerated (and then the library, whose digest no longer matches)."""
