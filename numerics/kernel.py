@@ -28,7 +28,10 @@ names that key; each library by the SHA-256 of the rest of its source, compiler 
 it already has instead of compiling it again), which it also exports (:data:`DIGEST_SYMBOL`), and it carries a seal
 (the hash of its own bytes).  A fresh process reads the source, checks the seal and the
 digest, and loads the library without sympy; a library that is damaged or was built from
-another source is rebuilt once, with a :class:`KernelWarning`, never loaded.  Without a C++ compiler (``$CXX``, else ``c++``, ``g++``
+another source is rebuilt once, with a :class:`KernelWarning`, never loaded.  The optimisation
+level follows the source's size (-O2; -O1 above 2 MB; -O0 above 20 MB, 8 MB for double-double,
+where -O1 runs out of memory), and a build that fails is done again at -O0: every level gives
+the same numbers, bit for bit.  Without a C++ compiler (``$CXX``, else ``c++``, ``g++``
 or ``clang++``) or with ``DSM_KERNEL=numpy``, the numpy solver runs instead.
 
 References: I. Schur (1917), A. Cohn (1922); Householder, *The Theory of Matrices in
@@ -88,6 +91,15 @@ class KernelWarning(UserWarning):
     """The compiled kernel is not available (no compiler, or the build failed): the
     vectorised numpy solver runs instead; or a cached source or library was rejected
     (damaged, or of another kernel) and is being rebuilt."""
+
+
+class BuildFailed(RuntimeError):
+    """The compiler failed on a kernel's source (out of memory, typically, for the largest
+    sources at -O1); ``earlier``: it failed in an earlier process (its ``.failed`` file)."""
+
+    def __init__(self, message: str, earlier: bool = False):
+        super().__init__(message)
+        self.earlier = earlier
 
 
 @functools.lru_cache(maxsize=None)
@@ -376,7 +388,7 @@ def _compile(folder: Path, name: str, flags: tuple, digest: str, stem: str) -> P
         os.unlink(stub)
     if proc.returncode != 0:
         os.unlink(tmp_lib)
-        raise RuntimeError(f"{cxx} failed: {proc.stderr.strip()[-2000:]}")
+        raise BuildFailed(f"{cxx} {_level(flags)} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
     _seal(Path(tmp_lib))
     return Path(tmp_lib)
 
@@ -392,7 +404,9 @@ def _library(folder: Path, name: str, variant: str, flags: tuple):
     before: ``dlopen`` would hand back a library already loaded under the final name),
     and is renamed into place atomically, so concurrent processes never see half a library.
     Builds of one library are serialised across processes (:func:`_build_lock`): a process that
-    finds another one compiling waits and loads its result.
+    finds another one compiling waits and loads its result.  A compile that fails (out of
+    memory, typically) is done again at -O0, once, with a :class:`KernelWarning`: the same
+    numbers, about 3 times slower (:func:`_library_at`).
     """
     cxx = compiler()
     if cxx is None:
@@ -400,21 +414,53 @@ def _library(folder: Path, name: str, variant: str, flags: tuple):
     flags = (*flags, *_VARIANT_FLAGS[variant])
     body = _body((folder / f"{name}.cpp").read_bytes())
     flags = _size_flags(len(body), flags, variant)
+    try:
+        return _library_at(folder, name, variant, flags, body, cxx)
+    except BuildFailed as exc:
+        if _level(flags) == "-O0":
+            raise
+        if not exc.earlier:
+            warnings.warn(f"building kernel {name} ({variant}) at {_level(flags)} failed ({str(exc)[:300]}); "
+                          "building it at -O0 instead (the same numbers, about 3 times slower)", KernelWarning,
+                          stacklevel=6)
+        return _library_at(folder, name, variant, (*flags, "-O0"), body, cxx)
+
+
+def _level(flags: tuple) -> str:
+    """The optimisation level of ``flags`` (the last ``-O``; the compiler's default ``-O0`` without one)."""
+    return next((f for f in reversed(flags) if f.startswith("-O")), "-O0")
+
+
+def _library_at(folder: Path, name: str, variant: str, flags: tuple, body: bytes, cxx: str):
+    """:func:`_library` at the flags ``flags``: the library loaded, or built under its lock.  A
+    failed compile leaves a ``.failed`` file (the compiler's message) beside the lock, so later
+    processes do not run the compiler again at these flags (:class:`BuildFailed`, ``earlier``);
+    delete it to try again."""
     digest = build_digest(body, cxx, flags)
     stem = f"{name}-{variant}"
     lib_path = folder / f"{stem}-{digest[:16]}.so"
+    failed = folder / f"{stem}-{digest[:16]}.failed"
     rejected: set = set()
     lib = _existing(folder, variant, digest, lib_path, rejected)
     if lib is not None:
         return lib
+    if failed.is_file():
+        raise BuildFailed(f"an earlier build failed: {failed} (delete it to try again)", earlier=True)
     with _build_lock(folder / f"{stem}-{digest[:16]}.lock"):
         lib = _existing(folder, variant, digest, lib_path, rejected)  # built while this process waited
         if lib is not None:
             return lib
+        if failed.is_file():  # another process's build failed while this one waited
+            raise BuildFailed(f"an earlier build failed: {failed} (delete it to try again)", earlier=True)
         if fcntl is not None:  # the lock is held: files of this build's prefix are a killed build's
             for stale in folder.glob(f"{_scratch_prefix(stem, digest)}*"):
                 _discard(stale)
-        tmp = _compile(folder, name, flags, digest, stem)
+        try:
+            tmp = _compile(folder, name, flags, digest, stem)
+        except BuildFailed as exc:
+            with contextlib.suppress(OSError):  # a cache that cannot be written only forgets it
+                failed.write_text(f"{exc}\n")
+            raise
         try:
             lib = _open(tmp, digest)
             os.replace(tmp, lib_path)

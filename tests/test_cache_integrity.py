@@ -53,8 +53,8 @@ print(json.dumps(out))
 kernel_only = pytest.mark.skipif(not kernel_enabled(), reason="no C++ compiler, or DSM_KERNEL=numpy")
 
 
-def _run(folder: Path) -> dict:
-    env = dict(os.environ, DSM_CACHE_DIR=str(folder), PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+def _run(folder: Path, **extra) -> dict:
+    env = dict(os.environ, DSM_CACHE_DIR=str(folder), PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1", **extra)
     env.pop("DSM_KERNEL", None)
     proc = subprocess.run([sys.executable, "-c", _TWO_SYSTEMS], env=env, capture_output=True, text=True,
                           timeout=600)
@@ -146,6 +146,31 @@ def test_a_build_killed_with_its_process_leaves_nothing_behind(folder):
     assert _correct(again) and again["warnings"] == []
     assert lib.is_file() and not any(f.exists() for f in killed)
     assert other.read_bytes() == b"half a build"
+
+
+@kernel_only
+def test_a_compiler_that_fails_at_the_default_level_gives_an_O0_library(tmp_path):
+    """A compiler killed at -O1 or -O2 (out of memory: the 8.8 MB two-spike kernel takes over
+    10 GB at -O1) used to leave the numpy solver, orders of magnitude slower.  The build is
+    done again at -O0 (the same numbers), with one warning per library; the failure is
+    remembered, so the next process neither warns nor runs the compiler again."""
+    real = shutil.which("c++") or shutil.which("g++")
+    calls = tmp_path / "calls.txt"
+    cxx = tmp_path / "oom-c++"
+    cxx.write_text(f'#!/bin/sh\necho "$*" >> {calls}\ncase " $* " in *" -O0 "*) exec {real} "$@";; esac\n'
+                   'echo "c++: fatal error: Killed signal terminated program cc1plus" >&2\nexit 1\n')
+    cxx.chmod(0o755)
+    folder = tmp_path / "cache"
+    first = _run(folder, CXX=str(cxx))
+    assert _correct(first)
+    assert len(first["warnings"]) == 2
+    assert all(w.startswith("KernelWarning") and "at -O0 instead" in w and "Killed" in w for w in first["warnings"])
+    runs = calls.read_text().splitlines()
+    assert len(runs) == 4 and sum(" -O0 " in f" {r} " for r in runs) == 2
+    assert len(list((folder / "kernels").glob("*.failed"))) == 2
+    second = _run(folder, CXX=str(cxx))
+    assert _correct(second) and second["warnings"] == []
+    assert calls.read_text().splitlines() == runs  # no compiler run at all
 
 
 @kernel_only
