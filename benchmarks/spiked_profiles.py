@@ -8,6 +8,7 @@ against Monte Carlo of the spiked Gaussian family (not a test; one core).
     python3 benchmarks/spiked_profiles.py k0         # finite m, k = 0: conditional model = structured theory
     python3 benchmarks/spiked_profiles.py k3         # three spikes (m = 1): theory and true features to d = 1600
     python3 benchmarks/spiked_profiles.py speed 1 2  # cost of a point and of a 200-point curve, k = 1, 2
+    python3 benchmarks/spiked_profiles.py ledger 1 2 # what a checked point of that curve pays for, per part
     python3 benchmarks/spiked_profiles.py derive     # seconds of each cold derivation (no cache)
 
 The first run derives the rank-2 system (about 5 minutes at m = 1, longer at m = inf) and
@@ -244,6 +245,59 @@ def speed(ks=(1,), repeat=5):
               flush=True)
 
 
+def ledger(ks=(2,), repeat=2):
+    """What a checked point of :func:`speed`'s curve pays for, per part, in ms per point: the
+    values' solve (the kernel's grid call without its rounding check), the check's three moved
+    solves and its long-double re-solve (the same call with 0 and 3 move patterns), and the rest
+    of ``errors()`` (its two estimate solves and the Python around them).  The grid call is the
+    one the values' solve makes (captured), timed alone."""
+    import warnings
+
+    from numerics import kernel as K
+
+    psi_p = np.linspace(0.2, 4.0, 200)
+
+    def eigs(kappa):  # the spectrum of :func:`speed`
+        b = np.geomspace(0.01, 5.0, 784 - len(kappa))
+        return np.r_[np.asarray(kappa) * 784, b * (1.0 - sum(kappa)) / b.mean()]
+
+    for k in ks:
+        th = pencils.build("relu", covariance=eigs([0.2, 0.1, 0.05][:k]), spikes=k)
+        calls = []
+        grid = K.Kernel.grid
+
+        def spy(self, *args, **kw):
+            calls.append((self, args, kw))
+            return grid(self, *args, **kw)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            th.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)  # derives and builds on first use
+            t0 = time.perf_counter()
+            th.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)
+            curve = (time.perf_counter() - t0) / psi_p.size
+            K.Kernel.grid = spy
+            try:
+                th.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)
+            finally:
+                K.Kernel.grid = grid
+        # the first checked double-precision call: the values' solve
+        kern, args, _ = next(c for c in calls if c[1][4] and c[1][9] == "double")
+        P, spectrum, cfg, init, _, signs, eps, safety, tiny = args[:9]
+
+        def timed(estimate, patterns):
+            t0 = time.perf_counter()
+            for _ in range(repeat):
+                grid(kern, P, spectrum, cfg, init, estimate, signs, eps, safety, tiny, patterns=patterns)
+            return (time.perf_counter() - t0) / repeat / P.shape[0]
+
+        plain, ld, full = timed(False, 3), timed(True, 0), timed(True, 3)
+        parts = {"the values' solve": plain, "its three moved solves": full - ld, "its long-double re-solve": ld - plain,
+                 "the rest of errors() (two estimate solves, Python)": curve - full}
+        print(f"k = {k}: errors() {curve * 1e3:.1f} ms per point; " +
+              "; ".join(f"{name} {v * 1e3:.1f} ms ({v / curve:.0%})" for name, v in parts.items()), flush=True)
+
+
 #: The systems of ``derive``: (kind of m, ranks), the default ranks of one and two spikes.
 DERIVE_SYSTEMS = (("1", {"mu1": 2, "star": 1}), ("finite", {"mu1": 2, "s": 1, "f": 1}), ("inf", {"mu1": 2, "s": 1}),
                   ("1", {"mu1": 3, "star": 1}), ("finite", {"mu1": 3, "s": 1, "f": 1}), ("inf", {"mu1": 3, "s": 1}))
@@ -273,6 +327,8 @@ if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "theory"
     if command == "speed":
         speed(tuple(int(k) for k in sys.argv[2:]) or (1,))
+    elif command == "ledger":
+        ledger(tuple(int(k) for k in sys.argv[2:]) or (2,))
     elif command == "derive":
         derive(tuple(int(k) for k in sys.argv[2:]))
     elif command == "noise":  # noise [names...]: e.g. noise "P4 m=4 p<nm" "P4 m=4 p>nm"
