@@ -251,51 +251,53 @@ def ledger(ks=(2,), repeat=2):
     solves and its long-double re-solve (the same call with 0 and 3 move patterns), and the rest
     of ``errors()`` (its two estimate solves and the Python around them).  The grid call is the
     one the values' solve makes (captured), timed alone."""
+    for k in ks:
+        curve, parts = _ledger(k, repeat)
+        print(f"k = {k}: errors() {curve * 1e3:.1f} ms per point; " +
+              "; ".join(f"{name} {v * 1e3:.1f} ms ({v / curve:.0%})" for name, v in parts.items()), flush=True)
+
+
+def _ledger(k: int, repeat: int) -> tuple:
+    """``(seconds per point of errors(), {part: seconds per point})`` for :func:`ledger`."""
     import warnings
 
     from numerics import kernel as K
 
     psi_p = np.linspace(0.2, 4.0, 200)
+    b = np.geomspace(0.01, 5.0, 784 - k)  # the spectrum of :func:`speed`
+    kappa = np.array([0.2, 0.1, 0.05][:k])
+    th = pencils.build("relu", covariance=np.r_[kappa * 784, b * (1.0 - kappa.sum()) / b.mean()], spikes=k)
+    calls = []
+    grid = K.Kernel.grid
 
-    def eigs(kappa):  # the spectrum of :func:`speed`
-        b = np.geomspace(0.01, 5.0, 784 - len(kappa))
-        return np.r_[np.asarray(kappa) * 784, b * (1.0 - sum(kappa)) / b.mean()]
+    def spy(self, *args, **kw):
+        calls.append((self, args))
+        return grid(self, *args, **kw)
 
-    for k in ks:
-        th = pencils.build("relu", covariance=eigs([0.2, 0.1, 0.05][:k]), spikes=k)
-        calls = []
-        grid = K.Kernel.grid
-
-        def spy(self, *args, **kw):
-            calls.append((self, args, kw))
-            return grid(self, *args, **kw)
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            th.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)  # derives and builds on first use
-            t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        th.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)  # derives and builds on first use
+        t0 = time.perf_counter()
+        th.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)
+        curve = (time.perf_counter() - t0) / psi_p.size
+        K.Kernel.grid = spy
+        try:
             th.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)
-            curve = (time.perf_counter() - t0) / psi_p.size
-            K.Kernel.grid = spy
-            try:
-                th.errors(psi_n=1.0, psi_p=psi_p, t=0.1, lam=1e-2, m=1)
-            finally:
-                K.Kernel.grid = grid
-        # the first checked double-precision call: the values' solve
-        kern, args, _ = next(c for c in calls if c[1][4] and c[1][9] == "double")
-        P, spectrum, cfg, init, _, signs, eps, safety, tiny = args[:9]
+        finally:
+            K.Kernel.grid = grid
+    # the first checked double-precision call: the values' solve
+    kern, args = next(c for c in calls if c[1][4] and c[1][9] == "double")
+    P, spectrum, cfg, init, _, signs, eps, safety, tiny = args[:9]
 
-        def timed(estimate, patterns):
-            t0 = time.perf_counter()
-            for _ in range(repeat):
-                grid(kern, P, spectrum, cfg, init, estimate, signs, eps, safety, tiny, patterns=patterns)
-            return (time.perf_counter() - t0) / repeat / P.shape[0]
+    def timed(estimate, patterns):
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            grid(kern, P, spectrum, cfg, init, estimate, signs, eps, safety, tiny, patterns=patterns)
+        return (time.perf_counter() - t0) / repeat / P.shape[0]
 
-        plain, ld, full = timed(False, 3), timed(True, 0), timed(True, 3)
-        parts = {"the values' solve": plain, "its three moved solves": full - ld, "its long-double re-solve": ld - plain,
-                 "the rest of errors() (two estimate solves, Python)": curve - full}
-        print(f"k = {k}: errors() {curve * 1e3:.1f} ms per point; " +
-              "; ".join(f"{name} {v * 1e3:.1f} ms ({v / curve:.0%})" for name, v in parts.items()), flush=True)
+    plain, ld, full = timed(False, 3), timed(True, 0), timed(True, 3)
+    return curve, {"the values' solve": plain, "its three moved solves": full - ld, "its long-double re-solve": ld - plain,
+                   "the rest of errors() (two estimate solves, Python)": curve - full}
 
 
 #: The systems of ``derive``: (kind of m, ranks), the default ranks of one and two spikes.
